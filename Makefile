@@ -1,0 +1,27 @@
+EXTENSION = dmf
+EXTVERSION = 0.1.0
+
+MODULE_big = dmf
+OBJS = \
+	src/dmf.o \
+	src/options.o \
+	src/ratings_reader.o \
+	src/model_format.o \
+	src/model_cache.o \
+	src/sparse.o \
+	src/network.o \
+	src/train.o \
+	src/rng.o
+
+DATA = sql/dmf--$(EXTVERSION).sql
+
+# pg_regress suites, in sql/ with results in expected/
+REGRESS = train
+REGRESS_OPTS = --inputdir=. --load-extension=dmf
+
+PG_CFLAGS = -std=gnu99 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -O3
+SHLIB_LINK = -lopenblas -lm
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,640 @@
+/*
+ * dmf.c
+ *	  SQL-callable entry points of the dmf extension, and its settings.
+ *
+ * The functions here are thin: they turn SQL arguments into the structures
+ * of the numeric core (train.c, network.c) and the model format
+ * (model_format.c), and report errors the PostgreSQL way.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "access/detoast.h"
+#include "catalog/namespace.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/regproc.h"
+#include "utils/varlena.h"
+
+#include "dmf.h"
+#include "encoding.h"
+#include "platform.h"
+#include "model_cache.h"
+#include "model_format.h"
+#include "options.h"
+#include "ratings_reader.h"
+#include "rng.h"
+#include "train.h"
+
+PG_MODULE_MAGIC;
+
+/* dmf.max_memory, in kB: the most a training may allocate */
+int			dmf_max_memory_kb = 1024 * 1024;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("dmf.max_memory",
+							"Largest amount of memory one dmf_train call may use.",
+							"A training whose estimated memory exceeds this fails before allocating.",
+							&dmf_max_memory_kb,
+							1024 * 1024,
+							1024,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("dmf");
+}
+
+/* ---- dmf_train ---- */
+
+static void
+report_epoch(void *arg, const DmfEpochStats *s)
+{
+	const DmfOptions *o = (const DmfOptions *) arg;
+
+	if (!o->verbose)
+		return;
+	if (isnan(s->validation_rmse))
+		ereport(NOTICE,
+				(errmsg("epoch %d/%d: train RMSE %.4f, %.2f s",
+						s->epoch, o->train.epochs, s->train_rmse, s->seconds)));
+	else
+		ereport(NOTICE,
+				(errmsg("epoch %d/%d: train RMSE %.4f, validation RMSE %.4f, %.2f s",
+						s->epoch, o->train.epochs, s->train_rmse,
+						s->validation_rmse, s->seconds)));
+}
+
+/* A JSON number, or null for NaN/infinity (which JSON cannot hold). */
+static void
+append_json_number(StringInfo out, double v)
+{
+	if (isfinite(v))
+		appendStringInfo(out, "%.10g", v);
+	else
+		appendStringInfoString(out, "null");
+}
+
+static void
+append_utc_now(StringInfo out)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(GetCurrentTimestamp(), NULL, &tm, &fsec, NULL, NULL) == 0)
+		appendStringInfo(out, "\"%04d-%02d-%02dT%02d:%02d:%02dZ\"",
+						 tm.tm_year, tm.tm_mon, tm.tm_mday,
+						 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	else
+		appendStringInfoString(out, "null");
+}
+
+static void
+new_model_id(uint8 *id)
+{
+	if (!pg_strong_random(id, 16))
+	{
+		uint64		a = dmf_mix64((uint64) GetCurrentTimestamp() ^ ((uint64) MyProcPid << 32));
+		uint64		b = dmf_mix64(a);
+
+		memcpy(id, &a, 8);
+		memcpy(id + 8, &b, 8);
+	}
+}
+
+/* Maps raw ids to indices; ids not in the map give -1. */
+static void
+map_ids(const int64 *raw, int64 n, const int64 *sorted, int32 n_sorted,
+		int32 *out)
+{
+	for (int64 k = 0; k < n; k++)
+	{
+		out[k] = dmf_find_id(sorted, n_sorted, raw[k]);
+		if ((k & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+check_rating_range(const DmfRawRatings *r, const char *column, const char *rel,
+				   double lo, double hi)
+{
+	for (int64 k = 0; k < r->n; k++)
+		if (r->rating[k] < lo || r->rating[k] > hi)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("rating column \"%s\" of %s holds %g, outside [%g, %g]",
+							column, rel, r->rating[k], lo, hi),
+					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
+							   r->user[k], r->item[k]),
+					 errhint("Set the options \"rating_min\" and \"rating_max\" to the scale of the ratings, or filter the rows out with a view.")));
+}
+
+static void
+bytes_pretty(StringInfo out, uint64 bytes)
+{
+	if (bytes >= (uint64) 10 * 1024 * 1024 * 1024)
+		appendStringInfo(out, UINT64_FORMAT " GB", bytes >> 30);
+	else if (bytes >= (uint64) 10 * 1024 * 1024)
+		appendStringInfo(out, UINT64_FORMAT " MB", bytes >> 20);
+	else
+		appendStringInfo(out, UINT64_FORMAT " kB", bytes >> 10);
+}
+
+/* Everything dmf_train learns about its data before training. */
+typedef struct TrainInput
+{
+	DmfRawRatings raw;
+	int64	   *user_ids;
+	int64	   *item_ids;
+	int32		n_users;
+	int32		n_items;
+	DmfTrainSet set;
+	int64		validation_unknown;	/* validation rows with unknown ids */
+	double		load_seconds;
+} TrainInput;
+
+static void
+split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i)
+{
+	DmfTrainSet *set = &in->set;
+	int64		n = in->raw.n;
+
+	/* training rows first, held-out rows at the end of the same arrays */
+	set->train.user = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	set->train.item = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	set->train.rating = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
+	{
+		int64		t = 0,
+					h = n;
+		uint64		threshold = (uint64) (o->validation_fraction * 18446744073709551615.0);
+
+		for (int64 k = 0; k < n; k++)
+		{
+			uint64		hsh = dmf_mix64(dmf_mix64(o->train.seed ^ (uint64) in->raw.user[k]) ^
+										(uint64) in->raw.item[k]);
+			bool		held = o->validation == NULL && o->validation_fraction > 0 &&
+				hsh < threshold;
+			int64		pos = held ? --h : t++;
+
+			set->train.user[pos] = u[k];
+			set->train.item[pos] = i[k];
+			set->train.rating[pos] = (float) in->raw.rating[k];
+		}
+		set->train.n = t;
+		set->extra_input.n = n - t;
+		set->extra_input.user = set->train.user + t;
+		set->extra_input.item = set->train.item + t;
+		set->extra_input.rating = set->train.rating + t;
+		if (o->validation == NULL)
+			set->validation = set->extra_input;
+	}
+}
+
+static void
+read_validation_table(TrainInput *in, const DmfOptions *o,
+					  const DmfRatingColumns *cols)
+{
+	List	   *names = stringToQualifiedNameList(o->validation);
+	Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names),
+										 AccessShareLock, false);
+	DmfRatingColumns vcols = *cols;
+	DmfRawRatings v;
+	int32	   *u,
+			   *i;
+	DmfTriples *t = &in->set.validation;
+
+	vcols.relid = relid;
+	dmf_read_ratings(&vcols, &v);
+	check_rating_range(&v, cols->rating_column, dmf_relation_name(relid),
+					   o->train.rating_min, o->train.rating_max);
+	u = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
+	i = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
+	map_ids(v.user, v.n, in->user_ids, in->n_users, u);
+	map_ids(v.item, v.n, in->item_ids, in->n_items, i);
+	t->user = u;
+	t->item = i;
+	t->rating = palloc_extended(sizeof(float) * (v.n + 1), MCXT_ALLOC_HUGE);
+	t->n = 0;
+	for (int64 k = 0; k < v.n; k++)
+	{
+		/* a validation rating can only be predicted for known ids */
+		if (u[k] < 0 || i[k] < 0)
+		{
+			in->validation_unknown++;
+			continue;
+		}
+		t->user[t->n] = u[k];
+		t->item[t->n] = i[k];
+		t->rating[t->n] = (float) v.rating[k];
+		t->n++;
+	}
+	if (t->n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("validation relation %s has no rating of a known user and item",
+						dmf_relation_name(relid)),
+				 errhint("Validation rows must be ratings of users and items that also appear in the training relation.")));
+}
+
+static void
+load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
+{
+	double		t0 = dmf_now_seconds();
+	char	   *rel = dmf_relation_name(cols->relid);
+	DmfRawRatings *raw = &in->raw;
+	int32	   *u,
+			   *i;
+
+	memset(in, 0, sizeof(*in));
+	dmf_read_ratings(cols, raw);
+	if (raw->skipped_nulls > 0)
+		ereport(NOTICE,
+				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
+						raw->skipped_nulls, rel)));
+	if (raw->n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("relation %s has no ratings to train on", rel),
+				 raw->skipped_nulls > 0 ?
+				 errdetail("All " INT64_FORMAT " rows have a NULL user, item or rating.",
+						   raw->skipped_nulls) : 0));
+
+	/* the rating scale: from the options, else from the data */
+	{
+		double		lo = raw->rating[0],
+					hi = raw->rating[0];
+
+		for (int64 k = 1; k < raw->n; k++)
+		{
+			if (raw->rating[k] < lo)
+				lo = raw->rating[k];
+			if (raw->rating[k] > hi)
+				hi = raw->rating[k];
+		}
+		if (!o->rating_min_set)
+			o->train.rating_min = lo;
+		if (!o->rating_max_set)
+			o->train.rating_max = hi;
+		if (!(o->train.rating_min < o->train.rating_max))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("all ratings in column \"%s\" of %s are %g",
+							cols->rating_column, rel, lo),
+					 errhint("Set the options \"rating_min\" and \"rating_max\" to the rating scale.")));
+		check_rating_range(raw, cols->rating_column, rel,
+						   o->train.rating_min, o->train.rating_max);
+	}
+
+	in->n_users = dmf_distinct_ids(raw->user, raw->n, &in->user_ids);
+	in->n_items = dmf_distinct_ids(raw->item, raw->n, &in->item_ids);
+	if (in->n_users < 2 || in->n_items < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("relation %s has %d distinct users and %d distinct items",
+						rel, in->n_users, in->n_items),
+				 errdetail("Matrix factorization needs at least two users and two items.")));
+
+	u = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
+	i = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
+	map_ids(raw->user, raw->n, in->user_ids, in->n_users, u);
+	map_ids(raw->item, raw->n, in->item_ids, in->n_items, i);
+
+	/* one rating per (user, item): anything else has no single target */
+	{
+		DmfTriples	all = {raw->n, u, i, NULL};
+		const DmfTriples *parts[1] = {&all};
+		DmfCsr		a,
+					b;
+		int64		dup = 0;
+		int64		n_dup;
+
+		all.rating = palloc_extended(sizeof(float) * raw->n, MCXT_ALLOC_HUGE);
+		for (int64 k = 0; k < raw->n; k++)
+			all.rating[k] = (float) raw->rating[k];
+		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items,
+								 o->train.rating_min, o->train.rating_max,
+								 &a, &b, &dup, NULL, NULL);
+		if (n_dup > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CARDINALITY_VIOLATION),
+					 errmsg("relation %s has " INT64_FORMAT " duplicate (%s, %s) pairs",
+							rel, n_dup, cols->user_column, cols->item_column),
+					 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
+							   raw->user[dup], raw->item[dup]),
+					 errhint("Train on a view with one rating per pair, e.g. SELECT DISTINCT ON (user, item) ... ORDER BY user, item, time DESC.")));
+		dmf_csr_free(&a);
+		dmf_csr_free(&b);
+		pfree(all.rating);
+	}
+
+	in->set.n_users = in->n_users;
+	in->set.n_items = in->n_items;
+	split_triples(in, o, u, i);
+	pfree(u);
+	pfree(i);
+	if (o->validation)
+		read_validation_table(in, o, cols);
+	if (in->set.train.n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("no training rows are left after holding out the validation rows"),
+				 errhint("Lower \"validation_fraction\" or name a \"validation\" relation.")));
+	in->load_seconds = dmf_now_seconds() - t0;
+}
+
+static void
+check_memory(const DmfOptions *o, const TrainInput *in)
+{
+	uint64		need = dmf_train_memory_estimate(&o->train, in->n_users, in->n_items,
+												 in->set.train.n, in->raw.n);
+	uint64		limit = (uint64) dmf_max_memory_kb * 1024;
+
+	if (need > limit)
+	{
+		StringInfoData need_s,
+					limit_s;
+
+		initStringInfo(&need_s);
+		initStringInfo(&limit_s);
+		bytes_pretty(&need_s, need);
+		bytes_pretty(&limit_s, limit);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("training would need about %s of memory, more than dmf.max_memory (%s)",
+						need_s.data, limit_s.data),
+				 errdetail("%d users, %d items, first layers of %d and %d units.",
+						   in->n_users, in->n_items,
+						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
+						   o->train.n_item_hidden > 0 ? o->train.item_hidden[0] : o->train.dim),
+				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s'), or use narrower \"layers\".",
+						 need_s.data)));
+	}
+}
+
+static void
+append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
+			const DmfTrainResult *res)
+{
+	double		epoch_seconds = 0.0;
+
+	for (int e = 0; e < res->epochs_run; e++)
+		epoch_seconds += res->history[e].seconds;
+
+	appendStringInfoString(meta, "{\"options\": ");
+	dmf_options_to_json(o, meta);
+	appendStringInfo(meta, ", \"rows\": " INT64_FORMAT, in->raw.n);
+	appendStringInfo(meta, ", \"skipped_null_rows\": " INT64_FORMAT, in->raw.skipped_nulls);
+	appendStringInfo(meta, ", \"train_rows\": " INT64_FORMAT, in->set.train.n);
+	appendStringInfo(meta, ", \"validation_rows\": " INT64_FORMAT, in->set.validation.n);
+	appendStringInfo(meta, ", \"epochs_run\": %d", res->epochs_run);
+	appendStringInfo(meta, ", \"best_epoch\": %d", res->best_epoch);
+	appendStringInfoString(meta, ", \"best_validation_rmse\": ");
+	append_json_number(meta, res->best_validation_rmse);
+	appendStringInfoString(meta, ", \"train_rmse\": ");
+	append_json_number(meta, res->final_train_rmse);
+	appendStringInfoString(meta, ", \"load_seconds\": ");
+	append_json_number(meta, in->load_seconds);
+	appendStringInfoString(meta, ", \"training_seconds\": ");
+	append_json_number(meta, res->seconds);
+	appendStringInfoString(meta, ", \"seconds_per_epoch\": ");
+	append_json_number(meta, res->epochs_run > 0 ? epoch_seconds / res->epochs_run : NAN);
+	appendStringInfoString(meta, ", \"history\": [");
+	for (int e = 0; e < res->epochs_run; e++)
+	{
+		const DmfEpochStats *s = &res->history[e];
+
+		appendStringInfo(meta, "%s{\"epoch\": %d, \"train_rmse\": ", e > 0 ? ", " : "", s->epoch);
+		append_json_number(meta, s->train_rmse);
+		appendStringInfoString(meta, ", \"validation_rmse\": ");
+		append_json_number(meta, s->validation_rmse);
+		appendStringInfoString(meta, ", \"seconds\": ");
+		append_json_number(meta, s->seconds);
+		appendStringInfoChar(meta, '}');
+	}
+	appendStringInfoString(meta, "], \"created_at\": ");
+	append_utc_now(meta);
+	appendStringInfo(meta, ", \"refreshes\": 0, \"users_added\": 0, \"items_added\": 0, \"dmf_version\": \"%s\"}",
+					 DMF_VERSION);
+}
+
+static bytea *
+encode_trained_model(const DmfOptions *o, const TrainInput *in,
+					 const DmfTrainResult *res, MemoryContext result_cxt)
+{
+	DmfModel	m;
+	StringInfoData meta;
+	int32	   *user_input = palloc(sizeof(int32) * in->n_users);
+	int32	   *item_input = palloc(sizeof(int32) * in->n_items);
+	uint64		size;
+	bytea	   *out;
+
+	for (int32 k = 0; k < in->n_users; k++)
+		user_input[k] = k;
+	for (int32 k = 0; k < in->n_items; k++)
+		item_input[k] = k;
+
+	initStringInfo(&meta);
+	append_meta(&meta, o, in, res);
+
+	memset(&m, 0, sizeof(m));
+	new_model_id(m.model_id);
+	m.flags = 0;
+	m.dim = o->train.dim;
+	m.rating_min = o->train.rating_min;
+	m.rating_max = o->train.rating_max;
+	m.users.n = m.users.n_train = in->n_users;
+	m.users.ids = in->user_ids;
+	m.users.input = user_input;
+	m.users.factors = res->user_factors;
+	m.items.n = m.items.n_train = in->n_items;
+	m.items.ids = in->item_ids;
+	m.items.input = item_input;
+	m.items.factors = res->item_factors;
+	m.user_branch = res->user_branch;
+	m.item_branch = res->item_branch;
+	m.meta = meta.data;
+	m.meta_len = meta.len;
+
+	size = dmf_model_encoded_size(&m);
+	if (size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the model would be " UINT64_FORMAT " bytes, more than a bytea can hold", size),
+				 errhint("Use narrower \"layers\" or a smaller \"dim\".")));
+	out = MemoryContextAlloc(result_cxt, VARHDRSZ + size);
+	SET_VARSIZE(out, VARHDRSZ + size);
+	dmf_model_encode(&m, (uint8 *) VARDATA(out), size);
+	return out;
+}
+
+static const char *
+name_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", what)));
+	return NameStr(*PG_GETARG_NAME(n));
+}
+
+static int
+resolve_threads(int threads)
+{
+	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (threads > 0)
+		return threads;
+	return cores > 0 ? (int) Min(cores, 64) : 1;
+}
+
+PG_FUNCTION_INFO_V1(dmf_train);
+Datum
+dmf_train(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	DmfRatingColumns cols;
+	DmfOptions	opts;
+	TrainInput	in;
+	DmfTrainResult res;
+	bytea	   *model;
+	int			threads;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ratings relation must not be NULL")));
+	cols.relid = PG_GETARG_OID(0);
+	cols.user_column = name_arg(fcinfo, 1, "user_column");
+	cols.item_column = name_arg(fcinfo, 2, "item_column");
+	cols.rating_column = name_arg(fcinfo, 3, "rating_column");
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("options must not be NULL"),
+				 errhint("Pass '{}' for the defaults.")));
+	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
+
+	/* everything the training allocates dies with this context */
+	work = AllocSetContextCreate(caller, "dmf training", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(work);
+
+	load_training_input(&in, &opts, &cols);
+	check_memory(&opts, &in);
+
+	threads = resolve_threads(opts.threads);
+	opts.train.on_epoch = report_epoch;
+	opts.train.on_epoch_arg = &opts;
+
+	openblas_set_num_threads(threads);
+	PG_TRY();
+	{
+		dmf_train_model(&opts.train, &in.set, &res);
+	}
+	PG_FINALLY();
+	{
+		/* outside training, one BLAS thread: never compete with other backends */
+		openblas_set_num_threads(1);
+	}
+	PG_END_TRY();
+
+	model = encode_trained_model(&opts, &in, &res, caller);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(work);
+	PG_RETURN_BYTEA_P(model);
+}
+
+/* ---- using a model ---- */
+
+/* Dot product of a user and an item factor (both unit length or zero). */
+static double
+factor_dot(const float *u, const float *v, int dim)
+{
+	double		dot = 0.0;
+
+	for (int j = 0; j < dim; j++)
+		dot += (double) u[j] * v[j];
+	return dot;
+}
+
+PG_FUNCTION_INFO_V1(dmf_predict);
+Datum
+dmf_predict(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	int32		u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
+	int32		i;
+
+	if (u < 0)
+		PG_RETURN_NULL();
+	i = dmf_side_find(&m->items, PG_GETARG_INT64(2));
+	if (i < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(dmf_unscale_prediction(
+						 factor_dot(m->users.factors + (size_t) u * m->dim,
+									m->items.factors + (size_t) i * m->dim, m->dim),
+						 m->rating_min, m->rating_max));
+}
+
+static void
+append_shape(StringInfo s, const char *key, const DmfBranch *b)
+{
+	appendStringInfo(s, ", \"%s\": [", key);
+	for (int l = 0; l <= b->n_layers; l++)
+		appendStringInfo(s, "%s%d", l > 0 ? ", " : "", b->sizes[l]);
+	appendStringInfoChar(s, ']');
+}
+
+PG_FUNCTION_INFO_V1(dmf_info);
+Datum
+dmf_info(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	StringInfoData s;
+	Datum		facts;
+	Datum		meta;
+	char		id[33];
+
+	for (int k = 0; k < 16; k++)
+		snprintf(id + 2 * k, 3, "%02x", m->model_id[k]);
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "{\"format_version\": %d, \"model_id\": \"%s\"", m->version, id);
+	appendStringInfo(&s, ", \"size_bytes\": " INT64_FORMAT,
+					 (int64) toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ);
+	appendStringInfo(&s, ", \"users\": %d, \"items\": %d", m->users.n, m->items.n);
+	appendStringInfo(&s, ", \"training_users\": %d, \"training_items\": %d",
+					 m->users.n_train, m->items.n_train);
+	appendStringInfo(&s, ", \"dim\": %d, \"activation\": \"%s\"", m->dim,
+					 dmf_activation_names[m->user_branch.activation]);
+	append_shape(&s, "user_branch", &m->user_branch);
+	append_shape(&s, "item_branch", &m->item_branch);
+	appendStringInfoString(&s, ", \"rating_min\": ");
+	append_json_number(&s, m->rating_min);
+	appendStringInfoString(&s, ", \"rating_max\": ");
+	append_json_number(&s, m->rating_max);
+	appendStringInfo(&s, ", \"discrete\": %s}", (m->flags & DMF_FLAG_DISCRETE) ? "true" : "false");
+
+	facts = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
+	meta = DirectFunctionCall1(jsonb_in,
+							   CStringGetDatum(pnstrdup(m->meta, m->meta_len)));
+	/* the header's facts win over anything in the metadata */
+	PG_RETURN_DATUM(DirectFunctionCall2(jsonb_concat, meta, facts));
+}

@@ -1,0 +1,565 @@
+/*
+ * model_format.c
+ *	  Encode, and decode with full validation, the model bytes.
+ *
+ * This file must never read outside the buffer it is given, whatever the
+ * buffer holds: it is the one place where bytes from a user's table turn
+ * into pointers.  Every size is checked in 64-bit arithmetic against the
+ * length before use.  It is built into the fuzz harness as it is.
+ */
+#ifdef DMF_STANDALONE
+#include "postgres_fe.h"
+#endif
+#include "platform.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "port/pg_crc32c.h"
+
+#include "model_format.h"
+
+#ifdef WORDS_BIGENDIAN
+#error "the dmf model format is little-endian; big-endian hosts are not supported"
+#endif
+
+/* field offsets in the header */
+#define H_MAGIC 0
+#define H_VERSION 4
+#define H_HEADER_SIZE 6
+#define H_MODEL_ID 8
+#define H_TOTAL_SIZE 24
+#define H_PAYLOAD_CRC 32
+#define H_HEADER_CRC 36
+#define H_FLAGS 40
+#define H_DIM 44
+#define H_ACTIVATION 48
+#define H_N_USERS 52
+#define H_N_ITEMS 56
+#define H_N_TRAIN_USERS 60
+#define H_N_TRAIN_ITEMS 64
+#define H_N_SECTIONS 68
+#define H_RATING_MIN 72
+#define H_RATING_MAX 80
+#define H_RESERVED 88
+
+#define MAX_ENTITIES INT32_MAX
+
+static inline uint16_t
+get_u16(const uint8_t *p)
+{
+	uint16_t	v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint32_t
+get_u32(const uint8_t *p)
+{
+	uint32_t	v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint64_t
+get_u64(const uint8_t *p)
+{
+	uint64_t	v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline double
+get_f64(const uint8_t *p)
+{
+	double		v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void
+put_u16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void
+put_u32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void
+put_u64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void
+put_f64(uint8_t *p, double v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static DmfDecodeStatus
+fail(DmfDecodeStatus status, char *detail, size_t detail_len,
+	 const char *fmt,...)
+{
+	va_list		ap;
+
+	if (detail && detail_len > 0)
+	{
+		va_start(ap, fmt);
+		vsnprintf(detail, detail_len, fmt, ap);
+		va_end(ap);
+	}
+	return status;
+}
+
+static uint32_t
+header_crc(const uint8_t *h)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, h, H_HEADER_CRC);
+	COMP_CRC32C(crc, h + H_HEADER_CRC + 4, DMF_HEADER_SIZE - H_HEADER_CRC - 4);
+	FIN_CRC32C(crc);
+	return (uint32_t) crc;
+}
+
+static uint32_t
+payload_crc(const uint8_t *buf, uint64_t total)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, buf + DMF_HEADER_SIZE, (size_t) (total - DMF_HEADER_SIZE));
+	FIN_CRC32C(crc);
+	return (uint32_t) crc;
+}
+
+DmfDecodeStatus
+dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
+			   uint64_t *total_size, uint32_t *crc_out,
+			   char *detail, size_t detail_len)
+{
+	uint16_t	version;
+	int32_t		act;
+
+	memset(m, 0, sizeof(*m));
+	if (len < 8 || memcmp(buf + H_MAGIC, DMF_MAGIC, 4) != 0)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The value does not start with the dmf model signature.");
+	version = get_u16(buf + H_VERSION);
+	if (version != DMF_FORMAT_VERSION)
+		return fail(DMF_DECODE_VERSION, detail, detail_len,
+					"The model has format version %u; this build of dmf reads version %d.",
+					(unsigned) version, DMF_FORMAT_VERSION);
+	if (len < DMF_HEADER_SIZE)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The model is truncated: %zu bytes, less than its %d-byte header.",
+					len, DMF_HEADER_SIZE);
+	if (get_u16(buf + H_HEADER_SIZE) != DMF_HEADER_SIZE)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The header size is %u, expected %d.",
+					(unsigned) get_u16(buf + H_HEADER_SIZE), DMF_HEADER_SIZE);
+	if (get_u32(buf + H_HEADER_CRC) != header_crc(buf))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The header checksum does not match.");
+
+	m->version = version;
+	memcpy(m->model_id, buf + H_MODEL_ID, 16);
+	m->flags = get_u32(buf + H_FLAGS);
+	m->dim = (int32_t) get_u32(buf + H_DIM);
+	act = (int32_t) get_u32(buf + H_ACTIVATION);
+	m->users.n = (int32_t) get_u32(buf + H_N_USERS);
+	m->items.n = (int32_t) get_u32(buf + H_N_ITEMS);
+	m->users.n_train = (int32_t) get_u32(buf + H_N_TRAIN_USERS);
+	m->items.n_train = (int32_t) get_u32(buf + H_N_TRAIN_ITEMS);
+	m->rating_min = get_f64(buf + H_RATING_MIN);
+	m->rating_max = get_f64(buf + H_RATING_MAX);
+	m->user_branch.activation = (DmfActivation) act;
+	m->item_branch.activation = (DmfActivation) act;
+	*total_size = get_u64(buf + H_TOTAL_SIZE);
+	if (crc_out)
+		*crc_out = get_u32(buf + H_PAYLOAD_CRC);
+
+	/* the header checksum passed, so these would be encoder bugs; check anyway */
+	for (int k = H_RESERVED; k < DMF_HEADER_SIZE; k++)
+		if (buf[k] != 0)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Reserved header byte %d is not zero.", k);
+	if ((m->flags & ~DMF_KNOWN_FLAGS) != 0)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"Unknown flags 0x%x.", (unsigned) m->flags);
+	if (m->dim < 1 || m->dim > DMF_MAX_DIM)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The factor size %d is out of range.", (int) m->dim);
+	if (act < 0 || act >= DMF_ACT_COUNT)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"Unknown activation %d.", (int) act);
+	if (m->users.n_train < 1 || m->items.n_train < 1 ||
+		m->users.n < m->users.n_train || m->items.n < m->items.n_train)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"Inconsistent user or item counts.");
+	if (!isfinite(m->rating_min) || !isfinite(m->rating_max) ||
+		!(m->rating_min < m->rating_max))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The rating range is not valid.");
+	if (*total_size < DMF_HEADER_SIZE)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The total size %llu is smaller than the header.",
+					(unsigned long long) *total_size);
+	return DMF_DECODE_OK;
+}
+
+typedef struct SectionRef
+{
+	bool		present;
+	uint64_t	offset;
+	uint64_t	length;
+} SectionRef;
+
+/* Checks a section's length against count * elem_size without overflow. */
+static bool
+section_has(const SectionRef *s, uint64_t count, uint64_t elem_size)
+{
+	if (!s->present)
+		return false;
+	if (elem_size != 0 && count > UINT64_MAX / elem_size)
+		return false;
+	return s->length == count * elem_size;
+}
+
+static DmfDecodeStatus
+decode_shape(const uint8_t *buf, const SectionRef *shape,
+			 const SectionRef *weights, int32_t input, int32_t dim,
+			 DmfActivation act, DmfBranch *b, const char *side,
+			 char *detail, size_t detail_len)
+{
+	int32_t		layers;
+	int			sizes[DMF_MAX_LAYERS + 1];
+
+	if (!shape->present || shape->length < 4)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s branch shape is missing.", side);
+	layers = (int32_t) get_u32(buf + shape->offset);
+	if (layers < 1 || layers > DMF_MAX_LAYERS ||
+		!section_has(shape, (uint64_t) layers + 2, 4))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s branch shape is not valid.", side);
+	for (int l = 0; l <= layers; l++)
+		sizes[l] = (int32_t) get_u32(buf + shape->offset + 4 + 4 * (uint64_t) l);
+	if (sizes[0] != input || sizes[layers] != dim)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s branch maps %d inputs to %d outputs, expected %d to %d.",
+					side, sizes[0], sizes[layers], (int) input, (int) dim);
+	if (!dmf_branch_layout(b, layers, sizes, act))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s branch has a layer width out of range.", side);
+	if (!section_has(weights, b->n_params, sizeof(float)))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s branch weights have %llu bytes, expected %llu.",
+					side, (unsigned long long) weights->length,
+					(unsigned long long) b->n_params * sizeof(float));
+	b->params = (float *) (buf + weights->offset);
+	return DMF_DECODE_OK;
+}
+
+static DmfDecodeStatus
+decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
+			const SectionRef *factors, int32_t dim, int32_t n_input_other,
+			DmfSide *s, const char *side, char *detail, size_t detail_len)
+{
+	uint8_t    *seen;
+	int64_t		n_inputs = 0;
+	DmfDecodeStatus status = DMF_DECODE_OK;
+
+	if (!section_has(ids, (uint64_t) s->n, 8) ||
+		!section_has(input, (uint64_t) s->n, 4) ||
+		!section_has(factors, (uint64_t) s->n * (uint64_t) dim, 4))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s sections do not match %d %ss of size %d.",
+					side, (int) s->n, side, (int) dim);
+	s->ids = (const int64_t *) (buf + ids->offset);
+	s->input = (const int32_t *) (buf + input->offset);
+	s->factors = (const float *) (buf + factors->offset);
+
+	for (int32_t k = 1; k < s->n; k++)
+		if (s->ids[k] <= s->ids[k - 1])
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The %s ids are not strictly ascending at position %d.",
+						side, (int) k);
+
+	/* input positions: each training entity exactly once */
+	seen = dmf_alloc0((size_t) s->n_train);
+	for (int32_t k = 0; k < s->n; k++)
+	{
+		int32_t		pos = s->input[k];
+
+		if (pos == -1)
+			continue;
+		if (pos < 0 || pos >= s->n_train || seen[pos])
+		{
+			status = fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						  "The %s input positions are not a permutation.", side);
+			break;
+		}
+		seen[pos] = 1;
+		n_inputs++;
+	}
+	dmf_free(seen);
+	if (status == DMF_DECODE_OK && n_inputs != s->n_train)
+		status = fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					  "%lld %ss have input positions, expected %d.",
+					  (long long) n_inputs, side, (int) s->n_train);
+	(void) n_input_other;
+	return status;
+}
+
+DmfDecodeStatus
+dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
+				 char *detail, size_t detail_len)
+{
+	DmfDecodeStatus status;
+	uint64_t	total;
+	uint32_t	crc;
+	uint32_t	n_sections;
+	uint64_t	table_end;
+	uint64_t	prev_end;
+	SectionRef	sec[DMF_SECTION_KIND_END];
+
+	if (((uintptr_t) buf & 7) != 0)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The model buffer is not aligned.");
+	status = dmf_model_peek(buf, len, m, &total, &crc, detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+	if (total != (uint64_t) len)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The model has %zu bytes but its header says %llu.",
+					len, (unsigned long long) total);
+	if (payload_crc(buf, total) != crc)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The payload checksum does not match.");
+
+	n_sections = get_u32(buf + H_N_SECTIONS);
+	if (n_sections < 1 || n_sections > DMF_MAX_SECTIONS)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The section count %u is out of range.", (unsigned) n_sections);
+	table_end = DMF_HEADER_SIZE + (uint64_t) n_sections * DMF_SECTION_ENTRY_SIZE;
+	if (table_end > total)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The section table runs past the end of the model.");
+
+	memset(sec, 0, sizeof(sec));
+	prev_end = table_end;
+	for (uint32_t k = 0; k < n_sections; k++)
+	{
+		const uint8_t *e = buf + DMF_HEADER_SIZE + (uint64_t) k * DMF_SECTION_ENTRY_SIZE;
+		uint32_t	kind = get_u32(e);
+		uint64_t	off = get_u64(e + 8);
+		uint64_t	slen = get_u64(e + 16);
+
+		if (kind < 1 || kind >= DMF_SECTION_KIND_END || get_u32(e + 4) != 0)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Section %u has unknown kind %u.", (unsigned) k, (unsigned) kind);
+		if (sec[kind].present)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Section kind %u appears twice.", (unsigned) kind);
+		if (off < prev_end || off % 8 != 0 || off > total || slen > total - off)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Section %u (kind %u) lies outside the model or overlaps another.",
+						(unsigned) k, (unsigned) kind);
+		sec[kind].present = true;
+		sec[kind].offset = off;
+		sec[kind].length = slen;
+		prev_end = off + slen;
+	}
+
+	/* metadata: JSON text, checked by the caller's JSON parser */
+	if (!sec[DMF_SECTION_META].present ||
+		sec[DMF_SECTION_META].length > UINT32_MAX)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The metadata section is missing.");
+	m->meta = (const char *) (buf + sec[DMF_SECTION_META].offset);
+	m->meta_len = (uint32_t) sec[DMF_SECTION_META].length;
+
+	status = decode_side(buf, &sec[DMF_SECTION_USER_IDS], &sec[DMF_SECTION_USER_INPUT],
+						 &sec[DMF_SECTION_USER_FACTORS], m->dim, m->items.n_train,
+						 &m->users, "user", detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+	status = decode_side(buf, &sec[DMF_SECTION_ITEM_IDS], &sec[DMF_SECTION_ITEM_INPUT],
+						 &sec[DMF_SECTION_ITEM_FACTORS], m->dim, m->users.n_train,
+						 &m->items, "item", detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+
+	/* the user branch reads rows over training items, and vice versa */
+	status = decode_shape(buf, &sec[DMF_SECTION_USER_SHAPE], &sec[DMF_SECTION_USER_WEIGHTS],
+						  m->items.n_train, m->dim, m->user_branch.activation,
+						  &m->user_branch, "user", detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+	status = decode_shape(buf, &sec[DMF_SECTION_ITEM_SHAPE], &sec[DMF_SECTION_ITEM_WEIGHTS],
+						  m->users.n_train, m->dim, m->item_branch.activation,
+						  &m->item_branch, "item", detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+
+	m->n_levels = 0;
+	if (sec[DMF_SECTION_QUANTIZER].present)
+	{
+		const SectionRef *q = &sec[DMF_SECTION_QUANTIZER];
+		double		nl;
+
+		if (q->length < 16)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The quantizer section is truncated.");
+		nl = get_f64(buf + q->offset);
+		if (!(nl >= 2 && nl <= DMF_MAX_LEVELS) || nl != floor(nl) ||
+			!section_has(q, 2 + 2 * (uint64_t) nl + 1, 8))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The quantizer section is not valid.");
+		m->n_levels = (int32_t) nl;
+		m->lambda = get_f64(buf + q->offset + 8);
+		m->levels = (const double *) (buf + q->offset + 16);
+		m->boundaries = m->levels + m->n_levels;
+		for (int k = 0; k < m->n_levels; k++)
+			if (!isfinite(m->levels[k]) || (k > 0 && m->levels[k] <= m->levels[k - 1]))
+				return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+							"The quantizer levels are not ascending.");
+		for (int k = 0; k <= m->n_levels; k++)
+			if (!isfinite(m->boundaries[k]) ||
+				(k > 0 && m->boundaries[k] < m->boundaries[k - 1]))
+				return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+							"The quantizer boundaries are not ascending.");
+	}
+	else if (m->flags & DMF_FLAG_DISCRETE)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"A discrete model has no quantizer section.");
+	return DMF_DECODE_OK;
+}
+
+/* ---- encoding ---- */
+
+typedef struct PlannedSection
+{
+	uint32_t	kind;
+	const void *data;
+	uint64_t	length;
+	int32_t		shape[DMF_MAX_LAYERS + 2];	/* for shape sections */
+} PlannedSection;
+
+static uint64_t
+align8(uint64_t x)
+{
+	return (x + 7) & ~(uint64_t) 7;
+}
+
+static int
+plan_sections(const DmfModel *m, PlannedSection *ps)
+{
+	int			n = 0;
+	const DmfBranch *br[2] = {&m->user_branch, &m->item_branch};
+
+#define PLAN(k, ptr, len) \
+	do { ps[n].kind = (k); ps[n].data = (ptr); ps[n].length = (len); n++; } while (0)
+
+	PLAN(DMF_SECTION_META, m->meta, m->meta_len);
+	PLAN(DMF_SECTION_USER_IDS, m->users.ids, (uint64_t) m->users.n * 8);
+	PLAN(DMF_SECTION_USER_INPUT, m->users.input, (uint64_t) m->users.n * 4);
+	PLAN(DMF_SECTION_USER_FACTORS, m->users.factors, (uint64_t) m->users.n * m->dim * 4);
+	PLAN(DMF_SECTION_ITEM_IDS, m->items.ids, (uint64_t) m->items.n * 8);
+	PLAN(DMF_SECTION_ITEM_INPUT, m->items.input, (uint64_t) m->items.n * 4);
+	PLAN(DMF_SECTION_ITEM_FACTORS, m->items.factors, (uint64_t) m->items.n * m->dim * 4);
+	for (int s = 0; s < 2; s++)
+	{
+		const DmfBranch *b = br[s];
+
+		ps[n].shape[0] = b->n_layers;
+		for (int l = 0; l <= b->n_layers; l++)
+			ps[n].shape[l + 1] = b->sizes[l];
+		PLAN(s == 0 ? DMF_SECTION_USER_SHAPE : DMF_SECTION_ITEM_SHAPE, NULL,
+			 (uint64_t) (b->n_layers + 2) * 4);
+		PLAN(s == 0 ? DMF_SECTION_USER_WEIGHTS : DMF_SECTION_ITEM_WEIGHTS,
+			 b->params, (uint64_t) b->n_params * 4);
+	}
+	if (m->n_levels > 0)
+		PLAN(DMF_SECTION_QUANTIZER, NULL, (uint64_t) (2 + 2 * m->n_levels + 1) * 8);
+#undef PLAN
+	return n;
+}
+
+uint64_t
+dmf_model_encoded_size(const DmfModel *m)
+{
+	PlannedSection ps[DMF_MAX_SECTIONS];
+	int			n = plan_sections(m, ps);
+	uint64_t	off = align8(DMF_HEADER_SIZE + (uint64_t) n * DMF_SECTION_ENTRY_SIZE);
+
+	for (int k = 0; k < n; k++)
+		off = align8(off + ps[k].length);
+	return off;
+}
+
+void
+dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
+{
+	PlannedSection ps[DMF_MAX_SECTIONS];
+	int			n = plan_sections(m, ps);
+	uint64_t	off = align8(DMF_HEADER_SIZE + (uint64_t) n * DMF_SECTION_ENTRY_SIZE);
+
+	memset(dst, 0, size);
+	memcpy(dst + H_MAGIC, DMF_MAGIC, 4);
+	put_u16(dst + H_VERSION, DMF_FORMAT_VERSION);
+	put_u16(dst + H_HEADER_SIZE, DMF_HEADER_SIZE);
+	memcpy(dst + H_MODEL_ID, m->model_id, 16);
+	put_u64(dst + H_TOTAL_SIZE, size);
+	put_u32(dst + H_FLAGS, m->flags);
+	put_u32(dst + H_DIM, (uint32_t) m->dim);
+	put_u32(dst + H_ACTIVATION, (uint32_t) m->user_branch.activation);
+	put_u32(dst + H_N_USERS, (uint32_t) m->users.n);
+	put_u32(dst + H_N_ITEMS, (uint32_t) m->items.n);
+	put_u32(dst + H_N_TRAIN_USERS, (uint32_t) m->users.n_train);
+	put_u32(dst + H_N_TRAIN_ITEMS, (uint32_t) m->items.n_train);
+	put_u32(dst + H_N_SECTIONS, (uint32_t) n);
+	put_f64(dst + H_RATING_MIN, m->rating_min);
+	put_f64(dst + H_RATING_MAX, m->rating_max);
+
+	for (int k = 0; k < n; k++)
+	{
+		uint8_t    *e = dst + DMF_HEADER_SIZE + (uint64_t) k * DMF_SECTION_ENTRY_SIZE;
+		uint8_t    *p = dst + off;
+
+		put_u32(e, ps[k].kind);
+		put_u64(e + 8, off);
+		put_u64(e + 16, ps[k].length);
+		if (ps[k].kind == DMF_SECTION_USER_SHAPE || ps[k].kind == DMF_SECTION_ITEM_SHAPE)
+		{
+			for (uint64_t j = 0; j < ps[k].length / 4; j++)
+				put_u32(p + 4 * j, (uint32_t) ps[k].shape[j]);
+		}
+		else if (ps[k].kind == DMF_SECTION_QUANTIZER)
+		{
+			put_f64(p, (double) m->n_levels);
+			put_f64(p + 8, m->lambda);
+			memcpy(p + 16, m->levels, sizeof(double) * m->n_levels);
+			memcpy(p + 16 + 8 * (uint64_t) m->n_levels, m->boundaries,
+				   sizeof(double) * (m->n_levels + 1));
+		}
+		else if (ps[k].length > 0)
+			memcpy(p, ps[k].data, ps[k].length);
+		off = align8(off + ps[k].length);
+	}
+	put_u32(dst + H_PAYLOAD_CRC, payload_crc(dst, size));
+	put_u32(dst + H_HEADER_CRC, header_crc(dst));
+}

@@ -1,0 +1,163 @@
+/*
+ * model_format.h
+ *	  The on-disk format of a trained model (the bytea dmf_train returns).
+ *
+ * Layout, all little-endian, every section 8-byte aligned:
+ *
+ *   header (128 bytes)
+ *     0  char[4]  magic "DMFM"
+ *     4  uint16   format version (DMF_FORMAT_VERSION)
+ *     6  uint16   header size (128)
+ *     8  uint8[16] model id: random at training and at each refresh, so a
+ *                 backend can recognise a model it already decoded from
+ *                 this header alone
+ *    24  uint64   total size of the model in bytes
+ *    32  uint32   CRC32C of bytes [header size, total size)
+ *    36  uint32   CRC32C of the header without this field
+ *    40  uint32   flags (DMF_FLAG_*)
+ *    44  int32    dim, the latent factor size d
+ *    48  int32    activation (DmfActivation)
+ *    52  int32    users with a factor
+ *    56  int32    items with a factor
+ *    60  int32    training users: the input size of the item branch
+ *    64  int32    training items: the input size of the user branch
+ *    68  uint32   number of sections
+ *    72  float64  rating_min
+ *    80  float64  rating_max
+ *    88  reserved, zero
+ *   section table: per section {uint32 kind, uint32 zero, uint64 offset,
+ *                  uint64 length}, offsets ascending, no overlap
+ *   sections (DmfSectionKind), each exactly once unless optional:
+ *     META          UTF-8 JSON: options, metrics, history (free length)
+ *     USER_IDS      int64[users], strictly ascending
+ *     USER_INPUT    int32[users]: the user's input position in the item
+ *                   branch, or -1 for users added after training
+ *     USER_FACTORS  float32[users x dim], unit length, or zero if unknown
+ *     ITEM_IDS, ITEM_INPUT, ITEM_FACTORS: the same for items
+ *     USER_SHAPE    int32[1 + layers + 1]: layers, then the widths from
+ *                   the input to dim
+ *     USER_WEIGHTS  float32[]: W0 b0 W1 b1 ... (W_l is in x out, row-major)
+ *     ITEM_SHAPE, ITEM_WEIGHTS: the same for the item branch
+ *     QUANTIZER     optional: float64 n_levels, lambda, levels[n_levels],
+ *                   boundaries[n_levels + 1]
+ *
+ * Decoding validates every field and size against the length and both
+ * checksums; it never reads outside the buffer.
+ */
+#ifndef DMF_MODEL_FORMAT_H
+#define DMF_MODEL_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "network.h"
+
+#define DMF_MAGIC "DMFM"
+#define DMF_FORMAT_VERSION 1
+#define DMF_HEADER_SIZE 128
+#define DMF_SECTION_ENTRY_SIZE 24
+#define DMF_MAX_SECTIONS 32
+#define DMF_MAX_LEVELS 1024
+
+#define DMF_FLAG_DISCRETE 0x0001	/* trained as DMF-D */
+#define DMF_KNOWN_FLAGS DMF_FLAG_DISCRETE
+
+typedef enum DmfSectionKind
+{
+	DMF_SECTION_META = 1,
+	DMF_SECTION_USER_IDS,
+	DMF_SECTION_USER_INPUT,
+	DMF_SECTION_USER_FACTORS,
+	DMF_SECTION_ITEM_IDS,
+	DMF_SECTION_ITEM_INPUT,
+	DMF_SECTION_ITEM_FACTORS,
+	DMF_SECTION_USER_SHAPE,
+	DMF_SECTION_USER_WEIGHTS,
+	DMF_SECTION_ITEM_SHAPE,
+	DMF_SECTION_ITEM_WEIGHTS,
+	DMF_SECTION_QUANTIZER,
+	DMF_SECTION_KIND_END
+} DmfSectionKind;
+
+/* One side (users or items) of a model. */
+typedef struct DmfSide
+{
+	int32_t		n;				/* entities with a factor */
+	int32_t		n_train;		/* entities in the other branch's input */
+	const int64_t *ids;			/* ascending */
+	const int32_t *input;		/* input position or -1 */
+	const float *factors;		/* n x dim */
+} DmfSide;
+
+typedef struct DmfModel
+{
+	uint16_t	version;
+	uint8_t		model_id[16];
+	uint32_t	flags;
+	int32_t		dim;
+	double		rating_min;
+	double		rating_max;
+	DmfSide		users;
+	DmfSide		items;
+	DmfBranch	user_branch;	/* params point into the model bytes */
+	DmfBranch	item_branch;
+	const char *meta;			/* JSON, not NUL-terminated */
+	uint32_t	meta_len;
+	int32_t		n_levels;		/* 0: no quantizer section */
+	double		lambda;
+	const double *levels;
+	const double *boundaries;
+} DmfModel;
+
+typedef enum DmfDecodeStatus
+{
+	DMF_DECODE_OK = 0,
+	DMF_DECODE_CORRUPT,			/* not a model, truncated, inconsistent */
+	DMF_DECODE_VERSION			/* a format version this build cannot read */
+} DmfDecodeStatus;
+
+/*
+ * Checks the fixed header of buf[0..len) (len may be just the header, e.g.
+ * a slice of a toasted value): magic, version, header checksum.  Fills
+ * version, model_id, flags and the sizes; *total_size gets the size the
+ * whole model claims.
+ */
+DmfDecodeStatus dmf_model_peek(const uint8_t *buf, size_t len,
+							   DmfModel *m, uint64_t *total_size,
+							   uint32_t *payload_crc,
+							   char *detail, size_t detail_len);
+
+/*
+ * Validates buf[0..len) entirely and fills m with pointers into buf.
+ * buf must be 8-byte aligned and must outlive m.
+ */
+DmfDecodeStatus dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
+								 char *detail, size_t detail_len);
+
+/* Exact size of the encoding of m (every field of m set, ids etc.). */
+uint64_t	dmf_model_encoded_size(const DmfModel *m);
+
+/* Writes m into dst (size bytes, from dmf_model_encoded_size). */
+void		dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size);
+
+/* Index of id in a side, or -1 (binary search). */
+static inline int32_t
+dmf_side_find(const DmfSide *s, int64_t id)
+{
+	int32_t		lo = 0,
+				hi = s->n;
+
+	while (lo < hi)
+	{
+		int32_t		mid = lo + (hi - lo) / 2;
+
+		if (s->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < s->n && s->ids[lo] == id) ? lo : -1;
+}
+
+#endif

@@ -1,0 +1,343 @@
+/*
+ * network.c
+ *	  Forward and backward passes of one branch (sparse layer + dense MLP).
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "network.h"
+
+const char *const dmf_activation_names[DMF_ACT_COUNT] = {
+	"relu", "tanh", "sigmoid", "linear"
+};
+
+bool
+dmf_branch_layout(DmfBranch *b, int n_layers, const int *sizes,
+				  DmfActivation activation)
+{
+	size_t		off = 0;
+
+	if (n_layers < 1 || n_layers > DMF_MAX_LAYERS)
+		return false;
+	if ((int) activation < 0 || activation >= DMF_ACT_COUNT)
+		return false;
+	memset(b, 0, sizeof(*b));
+	b->n_layers = n_layers;
+	b->activation = activation;
+	for (int l = 0; l <= n_layers; l++)
+	{
+		/* the input layer may be wide (one unit per user); others not */
+		if (sizes[l] < 1 || (l > 0 && sizes[l] > DMF_MAX_WIDTH))
+			return false;
+		b->sizes[l] = sizes[l];
+	}
+	for (int l = 0; l < n_layers; l++)
+	{
+		b->w_off[l] = off;
+		off += (size_t) sizes[l] * (size_t) sizes[l + 1];
+		b->b_off[l] = off;
+		off += (size_t) sizes[l + 1];
+	}
+	b->n_params = off;
+	return true;
+}
+
+void
+dmf_branch_init(DmfBranch *b, DmfRng *rng)
+{
+	float		gain = b->activation == DMF_ACT_RELU ? 2.0f : 1.0f;
+
+	b->params = dmf_alloc0(sizeof(float) * b->n_params);
+	for (int l = 0; l < b->n_layers; l++)
+	{
+		/*
+		 * The sparse layer divides by sqrt(kept inputs), so each unit sees
+		 * an input of unit scale whatever the row's length: fan-in 1.
+		 */
+		float		fan_in = l == 0 ? 1.0f : (float) b->sizes[l];
+		float		g = (l == b->n_layers - 1) ? 1.0f : gain;
+		float		sd = sqrtf(g / fan_in);
+		float	   *W = b->params + b->w_off[l];
+		size_t		n = (size_t) b->sizes[l] * b->sizes[l + 1];
+
+		for (size_t k = 0; k < n; k++)
+			W[k] = (float) (dmf_rng_normal(rng) * sd);
+		/* biases start at zero */
+	}
+}
+
+void
+dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b, int max_rows,
+					  bool dropout)
+{
+	int			maxw = 1;
+
+	memset(w, 0, sizeof(*w));
+	w->max_rows = max_rows;
+	for (int l = 1; l <= b->n_layers; l++)
+		if (b->sizes[l] > maxw)
+			maxw = b->sizes[l];
+	w->max_width = maxw;
+	for (int l = 0; l < b->n_layers; l++)
+	{
+		size_t		n = (size_t) max_rows * b->sizes[l + 1];
+		bool		hidden = l < b->n_layers - 1;
+
+		w->pre[l] = dmf_alloc(sizeof(float) * n);
+		/* the linear last layer's output is its pre-activation */
+		w->act[l] = hidden ? dmf_alloc(sizeof(float) * n) : w->pre[l];
+		w->mask[l] = (hidden && dropout) ? dmf_alloc(sizeof(float) * n) : NULL;
+	}
+	w->dpre = dmf_alloc(sizeof(float) * (size_t) max_rows * maxw);
+	w->dact = dmf_alloc(sizeof(float) * (size_t) max_rows * maxw);
+	w->scale = dmf_alloc(sizeof(float) * (size_t) max_rows);
+}
+
+void
+dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b)
+{
+	for (int l = 0; l < b->n_layers; l++)
+	{
+		if (w->act[l] != w->pre[l])
+			dmf_free(w->act[l]);
+		dmf_free(w->pre[l]);
+		if (w->mask[l])
+			dmf_free(w->mask[l]);
+	}
+	dmf_free(w->dpre);
+	dmf_free(w->dact);
+	dmf_free(w->scale);
+	memset(w, 0, sizeof(*w));
+}
+
+static void
+activate(DmfActivation f, const float *pre, float *out, size_t n)
+{
+	switch (f)
+	{
+		case DMF_ACT_RELU:
+			for (size_t k = 0; k < n; k++)
+				out[k] = pre[k] > 0.0f ? pre[k] : 0.0f;
+			break;
+		case DMF_ACT_TANH:
+			for (size_t k = 0; k < n; k++)
+				out[k] = tanhf(pre[k]);
+			break;
+		case DMF_ACT_SIGMOID:
+			for (size_t k = 0; k < n; k++)
+				out[k] = 1.0f / (1.0f + expf(-pre[k]));
+			break;
+		case DMF_ACT_LINEAR:
+		default:
+			if (out != pre)
+				memcpy(out, pre, sizeof(float) * n);
+			break;
+	}
+}
+
+/* d *= f'(pre), elementwise */
+static void
+activation_backward(DmfActivation f, const float *pre, float *d, size_t n)
+{
+	switch (f)
+	{
+		case DMF_ACT_RELU:
+			for (size_t k = 0; k < n; k++)
+				if (pre[k] <= 0.0f)
+					d[k] = 0.0f;
+			break;
+		case DMF_ACT_TANH:
+			for (size_t k = 0; k < n; k++)
+			{
+				float		t = tanhf(pre[k]);
+
+				d[k] *= 1.0f - t * t;
+			}
+			break;
+		case DMF_ACT_SIGMOID:
+			for (size_t k = 0; k < n; k++)
+			{
+				float		s = 1.0f / (1.0f + expf(-pre[k]));
+
+				d[k] *= s * (1.0f - s);
+			}
+			break;
+		case DMF_ACT_LINEAR:
+		default:
+			break;
+	}
+}
+
+static void
+add_bias(float *m, const float *bias, int nb, int width)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		float	   *row = m + (size_t) r * width;
+
+		for (int j = 0; j < width; j++)
+			row[j] += bias[j];
+	}
+}
+
+static void
+add_column_sums(const float *m, int nb, int width, float *acc)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		const float *row = m + (size_t) r * width;
+
+		for (int j = 0; j < width; j++)
+			acc[j] += row[j];
+	}
+}
+
+const float *
+dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
+				   const int32_t *rows, int nb, const uint8_t *skip,
+				   float dropout_rate, DmfRng *rng)
+{
+	int			L = b->n_layers;
+
+	for (int l = 0; l < L; l++)
+	{
+		int			in = b->sizes[l];
+		int			out = b->sizes[l + 1];
+		const float *W = b->params + b->w_off[l];
+		const float *bias = b->params + b->b_off[l];
+		size_t		n = (size_t) nb * out;
+
+		if (l == 0)
+			dmf_sparse_forward(x, rows, nb, skip, W, bias, out,
+							   w->pre[0], w->scale);
+		else
+		{
+			memset(w->pre[l], 0, sizeof(float) * n);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+						nb, out, in, 1.0f, w->act[l - 1], in, W, out,
+						0.0f, w->pre[l], out);
+			add_bias(w->pre[l], bias, nb, out);
+		}
+
+		if (l < L - 1)
+		{
+			activate(b->activation, w->pre[l], w->act[l], n);
+			if (w->mask[l] && dropout_rate > 0.0f)
+			{
+				float		keep = 1.0f - dropout_rate;
+				float		inv = 1.0f / keep;
+
+				for (size_t k = 0; k < n; k++)
+				{
+					float		m = dmf_rng_uniform(rng) < keep ? inv : 0.0f;
+
+					w->mask[l][k] = m;
+					w->act[l][k] *= m;
+				}
+			}
+			else if (w->mask[l])
+			{
+				for (size_t k = 0; k < n; k++)
+					w->mask[l][k] = 1.0f;
+			}
+		}
+	}
+	return w->act[L - 1];
+}
+
+void
+dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
+					const int32_t *rows, int nb, const uint8_t *skip,
+					float *dout, float *grad)
+{
+	int			L = b->n_layers;
+	float	   *dpre = dout;	/* last layer is linear */
+
+	for (int l = L - 1; l >= 0; l--)
+	{
+		int			in = b->sizes[l];
+		int			out = b->sizes[l + 1];
+		const float *W = b->params + b->w_off[l];
+		float	   *gW = grad + b->w_off[l];
+		float	   *gb = grad + b->b_off[l];
+
+		add_column_sums(dpre, nb, out, gb);
+		if (l == 0)
+		{
+			dmf_sparse_backward(x, rows, nb, skip, w->scale, dpre, out, gW);
+			break;
+		}
+		/* dW_l += A_{l-1}^T dpre */
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+					in, out, nb, 1.0f, w->act[l - 1], in, dpre, out,
+					1.0f, gW, out);
+		/* dA_{l-1} = dpre W_l^T */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+					nb, in, out, 1.0f, dpre, out, W, out,
+					0.0f, w->dact, in);
+		{
+			size_t		n = (size_t) nb * in;
+
+			if (w->mask[l - 1])
+				for (size_t k = 0; k < n; k++)
+					w->dact[k] *= w->mask[l - 1][k];
+			activation_backward(b->activation, w->pre[l - 1], w->dact, n);
+			/* dact becomes the next dpre; swap buffers */
+			{
+				float	   *t = w->dpre;
+
+				w->dpre = w->dact;
+				w->dact = t;
+			}
+			dpre = w->dpre;
+		}
+	}
+}
+
+void
+dmf_normalize_rows(float *m, int nb, int dim)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		float	   *row = m + (size_t) r * dim;
+		double		ss = 0.0;
+
+		for (int j = 0; j < dim; j++)
+			ss += (double) row[j] * row[j];
+		if (ss > 1e-24)
+		{
+			float		inv = (float) (1.0 / sqrt(ss));
+
+			for (int j = 0; j < dim; j++)
+				row[j] *= inv;
+		}
+		else
+			memset(row, 0, sizeof(float) * dim);
+	}
+}
+
+void
+dmf_branch_factors(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
+				   const int32_t *rows, int nb, float *out)
+{
+	int			dim = b->sizes[b->n_layers];
+
+	for (int start = 0; start < nb; start += w->max_rows)
+	{
+		int			n = nb - start < w->max_rows ? nb - start : w->max_rows;
+		const float *u;
+
+		dmf_check_interrupts();
+		u = dmf_branch_forward(b, w, x, rows + start, n, NULL, 0.0f, NULL);
+		memcpy(out + (size_t) start * dim, u, sizeof(float) * (size_t) n * dim);
+		/* a row without input has no factor, not the bias vector */
+		for (int r = 0; r < n; r++)
+			if (w->scale[r] == 0.0f)
+				memset(out + (size_t) (start + r) * dim, 0, sizeof(float) * dim);
+	}
+	dmf_normalize_rows(out, nb, dim);
+}

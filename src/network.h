@@ -1,0 +1,106 @@
+/*
+ * network.h
+ *	  One branch of the DMF model: a multilayer perceptron whose first layer
+ *	  is sparse (a rating row or column) and whose other layers are dense.
+ *
+ * A branch maps an input row X_i (a user's ratings over the training items,
+ * or an item's ratings by the training users) to a latent factor of size
+ * dim.  Hidden layers use the branch's activation; the last layer is
+ * linear, as in the paper.  Dense products go through cblas_sgemm.
+ */
+#ifndef DMF_NETWORK_H
+#define DMF_NETWORK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+#include "sparse.h"
+
+#define DMF_MAX_LAYERS 8		/* weight layers per branch */
+#define DMF_MAX_WIDTH 65536		/* units per layer */
+#define DMF_MAX_DIM 4096		/* latent factor size */
+
+typedef enum DmfActivation
+{
+	DMF_ACT_RELU = 0,
+	DMF_ACT_TANH = 1,
+	DMF_ACT_SIGMOID = 2,
+	DMF_ACT_LINEAR = 3,
+	DMF_ACT_COUNT
+} DmfActivation;
+
+extern const char *const dmf_activation_names[DMF_ACT_COUNT];
+
+typedef struct DmfBranch
+{
+	int			n_layers;		/* weight layers: hidden layers + 1 */
+	int			sizes[DMF_MAX_LAYERS + 1];	/* sizes[0] input, last = dim */
+	DmfActivation activation;
+	size_t		w_off[DMF_MAX_LAYERS];	/* W_l: sizes[l] x sizes[l+1] */
+	size_t		b_off[DMF_MAX_LAYERS];	/* b_l: sizes[l+1] */
+	size_t		n_params;
+	float	   *params;
+} DmfBranch;
+
+/* Scratch for a forward/backward pass over up to max_rows inputs. */
+typedef struct DmfBranchWork
+{
+	int			max_rows;
+	int			max_width;
+	float	   *pre[DMF_MAX_LAYERS];	/* pre-activations */
+	float	   *act[DMF_MAX_LAYERS];	/* outputs (after dropout) */
+	float	   *mask[DMF_MAX_LAYERS];	/* dropout masks, NULL when off */
+	float	   *dpre;			/* gradient buffers, rows x max_width */
+	float	   *dact;
+	float	   *scale;			/* per-row input scale of the sparse layer */
+} DmfBranchWork;
+
+/*
+ * Sets the layout (offsets, n_params) from n_layers and sizes; params is
+ * left NULL.  Returns false if the shape is not valid.
+ */
+bool		dmf_branch_layout(DmfBranch *b, int n_layers, const int *sizes,
+							  DmfActivation activation);
+/* Allocates params and fills them with a scaled normal initialisation. */
+void		dmf_branch_init(DmfBranch *b, DmfRng *rng);
+
+void		dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b,
+								  int max_rows, bool dropout);
+void		dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b);
+
+/*
+ * Forward pass over rows[0..nb) of x, skipping the entries of x flagged in
+ * skip (may be NULL).  With dropout_rate > 0 (training only), hidden
+ * units are dropped using rng.  Returns the nb x dim output, which lives
+ * in w.
+ */
+const float *dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w,
+								const DmfCsr *x, const int32_t *rows, int nb,
+								const uint8_t *skip,
+								float dropout_rate, DmfRng *rng);
+
+/*
+ * Backward pass for the last forward pass: dout is the nb x dim gradient
+ * of the loss with respect to the output; parameter gradients are added
+ * into grad (n_params floats).  dout may be overwritten.
+ */
+void		dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w,
+								const DmfCsr *x, const int32_t *rows, int nb,
+								const uint8_t *skip,
+								float *dout, float *grad);
+
+/*
+ * Latent factors of rows[0..nb) with all inputs kept, scaled to unit
+ * length (so a prediction is a dot product).  A row with no input gets the
+ * zero vector: its factor is unknown.  out is nb x dim.
+ */
+void		dmf_branch_factors(const DmfBranch *b, DmfBranchWork *w,
+							   const DmfCsr *x, const int32_t *rows, int nb,
+							   float *out);
+
+/* Rows of x with no entries have no factor: *has_input = false. */
+void		dmf_normalize_rows(float *m, int nb, int dim);
+
+#endif

@@ -1,0 +1,372 @@
+/*
+ * options.c
+ *	  Parsing and validation of dmf_train's options.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "options.h"
+
+/* The defaults: what dmf_train does with '{}'. */
+#define DEFAULT_HIDDEN 512
+#define DEFAULT_DIM 128
+#define DEFAULT_EPOCHS 40
+#define DEFAULT_BATCH 4096
+#define DEFAULT_LR 0.001
+#define DEFAULT_LR_DECAY 1.0
+#define DEFAULT_L2 0.0
+#define DEFAULT_DROPOUT 0.0
+#define DEFAULT_PATIENCE 3
+#define DEFAULT_SEED 42
+#define DEFAULT_VALIDATION_FRACTION 0.05
+
+#define MAX_EPOCHS 100000
+#define MAX_BATCH (1 << 24)
+#define MAX_THREADS 64
+
+typedef enum OptionType
+{
+	OPT_INT,
+	OPT_FLOAT,
+	OPT_BOOL,
+	OPT_STRING,
+	OPT_LAYERS
+} OptionType;
+
+typedef struct OptionSpec
+{
+	const char *name;
+	OptionType	type;
+} OptionSpec;
+
+static const OptionSpec option_specs[] = {
+	{"layers", OPT_LAYERS},
+	{"user_layers", OPT_LAYERS},
+	{"item_layers", OPT_LAYERS},
+	{"dim", OPT_INT},
+	{"activation", OPT_STRING},
+	{"epochs", OPT_INT},
+	{"batch_size", OPT_INT},
+	{"learning_rate", OPT_FLOAT},
+	{"learning_rate_decay", OPT_FLOAT},
+	{"l2", OPT_FLOAT},
+	{"dropout", OPT_FLOAT},
+	{"validation", OPT_STRING},
+	{"validation_fraction", OPT_FLOAT},
+	{"patience", OPT_INT},
+	{"seed", OPT_INT},
+	{"threads", OPT_INT},
+	{"rating_min", OPT_FLOAT},
+	{"rating_max", OPT_FLOAT},
+	{"verbose", OPT_BOOL},
+};
+
+#define N_OPTIONS lengthof(option_specs)
+
+static const char *const type_names[] = {
+	"an integer", "a number", "a boolean", "a string", "an array of integers"
+};
+
+static char *
+valid_keys(void)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (int k = 0; k < (int) N_OPTIONS; k++)
+		appendStringInfo(&s, "%s%s", k > 0 ? ", " : "", option_specs[k].name);
+	return s.data;
+}
+
+static void
+wrong_type(const char *key, OptionType type)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" must be %s", key, type_names[type])));
+}
+
+static double
+numeric_value(const char *key, JsonbValue *v, OptionType type)
+{
+	double		d;
+
+	if (v->type != jbvNumeric)
+		wrong_type(key, type);
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+										   NumericGetDatum(v->val.numeric)));
+	if (!isfinite(d))
+		wrong_type(key, type);
+	return d;
+}
+
+static int64
+int_value(const char *key, JsonbValue *v, int64 min, int64 max)
+{
+	double		d = numeric_value(key, v, OPT_INT);
+
+	if (d != floor(d))
+		wrong_type(key, OPT_INT);
+	if (d < (double) min || d > (double) max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
+						key, min, max),
+				 errdetail("The value given is %g.", d)));
+	return (int64) d;
+}
+
+static double
+float_value(const char *key, JsonbValue *v, double min, double max,
+			bool min_inclusive)
+{
+	double		d = numeric_value(key, v, OPT_FLOAT);
+
+	if ((min_inclusive ? d < min : d <= min) || d > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be %s %g and at most %g",
+						key, min_inclusive ? "at least" : "greater than", min, max),
+				 errdetail("The value given is %g.", d)));
+	return d;
+}
+
+static char *
+string_value(const char *key, JsonbValue *v)
+{
+	if (v->type != jbvString)
+		wrong_type(key, OPT_STRING);
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* Reads an array of hidden-layer widths (may be empty: no hidden layer). */
+static void
+layers_value(const char *key, JsonbContainer *container, int *n, int *widths)
+{
+	JsonbIterator *it = JsonbIteratorInit(container);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			count = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (count >= DMF_MAX_LAYERS - 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" has more than %d hidden layers",
+							key, DMF_MAX_LAYERS - 1)));
+		widths[count++] = (int) int_value(key, &v, 1, DMF_MAX_WIDTH);
+	}
+	*n = count;
+}
+
+void
+dmf_parse_options(Jsonb *json, DmfOptions *o)
+{
+	DmfTrainConfig *c = &o->train;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		layers_set = false,
+				user_layers_set = false,
+				item_layers_set = false;
+
+	memset(o, 0, sizeof(*o));
+	c->n_user_hidden = c->n_item_hidden = 1;
+	c->user_hidden[0] = c->item_hidden[0] = DEFAULT_HIDDEN;
+	c->dim = DEFAULT_DIM;
+	c->activation = DMF_ACT_RELU;
+	c->epochs = DEFAULT_EPOCHS;
+	c->batch_size = DEFAULT_BATCH;
+	c->learning_rate = DEFAULT_LR;
+	c->learning_rate_decay = DEFAULT_LR_DECAY;
+	c->l2 = DEFAULT_L2;
+	c->dropout = DEFAULT_DROPOUT;
+	c->patience = DEFAULT_PATIENCE;
+	c->seed = DEFAULT_SEED;
+	o->validation_fraction = DEFAULT_VALIDATION_FRACTION;
+	o->threads = 0;				/* all cores */
+	o->verbose = false;
+
+	if (!JB_ROOT_IS_OBJECT(json))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object"),
+				 errhint("Pass options like '{\"epochs\": 20, \"dim\": 64}'.")));
+
+	it = JsonbIteratorInit(&json->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		const OptionSpec *spec = NULL;
+		JsonbValue	val;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (int k = 0; k < (int) N_OPTIONS; k++)
+			if (strcmp(key, option_specs[k].name) == 0)
+				spec = &option_specs[k];
+		if (spec == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", key),
+					 errhint("Valid options are: %s.", valid_keys())));
+
+		tok = JsonbIteratorNext(&it, &val, true);
+		Assert(tok == WJB_VALUE);
+		if (spec->type == OPT_LAYERS)
+		{
+			if (val.type != jbvBinary ||
+				!JsonContainerIsArray(val.val.binary.data))
+				wrong_type(key, OPT_LAYERS);
+		}
+		else if (val.type == jbvNull)
+			wrong_type(key, spec->type);
+
+		if (strcmp(key, "layers") == 0)
+		{
+			layers_value(key, val.val.binary.data, &c->n_user_hidden, c->user_hidden);
+			layers_set = true;
+		}
+		else if (strcmp(key, "user_layers") == 0)
+		{
+			layers_value(key, val.val.binary.data, &c->n_user_hidden, c->user_hidden);
+			user_layers_set = true;
+		}
+		else if (strcmp(key, "item_layers") == 0)
+		{
+			layers_value(key, val.val.binary.data, &c->n_item_hidden, c->item_hidden);
+			item_layers_set = true;
+		}
+		else if (strcmp(key, "dim") == 0)
+			c->dim = (int) int_value(key, &val, 1, DMF_MAX_DIM);
+		else if (strcmp(key, "activation") == 0)
+		{
+			char	   *name = string_value(key, &val);
+			int			found = -1;
+
+			for (int k = 0; k < DMF_ACT_COUNT; k++)
+				if (strcmp(name, dmf_activation_names[k]) == 0)
+					found = k;
+			if (found < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"activation\" has unknown value \"%s\"", name),
+						 errhint("Use relu, tanh, sigmoid or linear.")));
+			c->activation = (DmfActivation) found;
+		}
+		else if (strcmp(key, "epochs") == 0)
+			c->epochs = (int) int_value(key, &val, 1, MAX_EPOCHS);
+		else if (strcmp(key, "batch_size") == 0)
+			c->batch_size = (int) int_value(key, &val, 1, MAX_BATCH);
+		else if (strcmp(key, "learning_rate") == 0)
+			c->learning_rate = float_value(key, &val, 0.0, 10.0, false);
+		else if (strcmp(key, "learning_rate_decay") == 0)
+			c->learning_rate_decay = float_value(key, &val, 0.0, 1.0, false);
+		else if (strcmp(key, "l2") == 0)
+			c->l2 = float_value(key, &val, 0.0, 1e3, true);
+		else if (strcmp(key, "dropout") == 0)
+		{
+			c->dropout = float_value(key, &val, 0.0, 0.99, true);
+		}
+		else if (strcmp(key, "validation") == 0)
+			o->validation = string_value(key, &val);
+		else if (strcmp(key, "validation_fraction") == 0)
+			o->validation_fraction = float_value(key, &val, 0.0, 0.5, true);
+		else if (strcmp(key, "patience") == 0)
+			c->patience = (int) int_value(key, &val, 1, MAX_EPOCHS);
+		else if (strcmp(key, "seed") == 0)
+			c->seed = (uint64) int_value(key, &val, 0, INT64CONST(9007199254740992));
+		else if (strcmp(key, "threads") == 0)
+			o->threads = (int) int_value(key, &val, 0, MAX_THREADS);
+		else if (strcmp(key, "rating_min") == 0)
+		{
+			c->rating_min = float_value(key, &val, -1e15, 1e15, true);
+			o->rating_min_set = true;
+		}
+		else if (strcmp(key, "rating_max") == 0)
+		{
+			c->rating_max = float_value(key, &val, -1e15, 1e15, true);
+			o->rating_max_set = true;
+		}
+		else if (strcmp(key, "verbose") == 0)
+		{
+			if (val.type != jbvBool)
+				wrong_type(key, OPT_BOOL);
+			o->verbose = val.val.boolean;
+		}
+	}
+
+	if (layers_set && (user_layers_set || item_layers_set))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"layers\" cannot be combined with \"user_layers\" or \"item_layers\""),
+				 errhint("Use \"layers\" for both branches, or set each branch with \"user_layers\" and \"item_layers\".")));
+	if (layers_set)
+	{
+		c->n_item_hidden = c->n_user_hidden;
+		memcpy(c->item_hidden, c->user_hidden, sizeof(c->item_hidden));
+	}
+	if (o->rating_min_set && o->rating_max_set && !(c->rating_min < c->rating_max))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"rating_min\" must be less than \"rating_max\""),
+				 errdetail("rating_min is %g and rating_max is %g.",
+						   c->rating_min, c->rating_max)));
+	if (o->validation && o->validation_fraction != DEFAULT_VALIDATION_FRACTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"validation\" cannot be combined with \"validation_fraction\""),
+				 errhint("Name a validation table, or hold out a fraction of the training rows, not both.")));
+}
+
+static void
+append_layers(StringInfo out, const char *key, int n, const int *w)
+{
+	appendStringInfo(out, "\"%s\": [", key);
+	for (int k = 0; k < n; k++)
+		appendStringInfo(out, "%s%d", k > 0 ? ", " : "", w[k]);
+	appendStringInfoString(out, "]");
+}
+
+void
+dmf_options_to_json(const DmfOptions *o, StringInfo out)
+{
+	const DmfTrainConfig *c = &o->train;
+
+	appendStringInfoChar(out, '{');
+	append_layers(out, "user_layers", c->n_user_hidden, c->user_hidden);
+	appendStringInfoString(out, ", ");
+	append_layers(out, "item_layers", c->n_item_hidden, c->item_hidden);
+	appendStringInfo(out, ", \"dim\": %d", c->dim);
+	appendStringInfo(out, ", \"activation\": \"%s\"", dmf_activation_names[c->activation]);
+	appendStringInfo(out, ", \"epochs\": %d", c->epochs);
+	appendStringInfo(out, ", \"batch_size\": %d", c->batch_size);
+	appendStringInfo(out, ", \"learning_rate\": %.17g", c->learning_rate);
+	appendStringInfo(out, ", \"learning_rate_decay\": %.17g", c->learning_rate_decay);
+	appendStringInfo(out, ", \"l2\": %.17g", c->l2);
+	appendStringInfo(out, ", \"dropout\": %.17g", c->dropout);
+	appendStringInfoString(out, ", \"validation\": ");
+	if (o->validation)
+		escape_json(out, o->validation);
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfo(out, ", \"validation_fraction\": %.17g",
+					 o->validation ? 0.0 : o->validation_fraction);
+	appendStringInfo(out, ", \"patience\": %d", c->patience);
+	appendStringInfo(out, ", \"seed\": " UINT64_FORMAT, (uint64) c->seed);
+	appendStringInfo(out, ", \"threads\": %d", o->threads);
+	appendStringInfo(out, ", \"rating_min\": %.17g", c->rating_min);
+	appendStringInfo(out, ", \"rating_max\": %.17g", c->rating_max);
+	appendStringInfo(out, ", \"verbose\": %s", o->verbose ? "true" : "false");
+	appendStringInfoChar(out, '}');
+}

@@ -1,0 +1,33 @@
+/*
+ * options.h
+ *	  The options of dmf_train (a jsonb object): defaults, validation, and
+ *	  their echo into the model's metadata.  One place for every option.
+ */
+#ifndef DMF_OPTIONS_H
+#define DMF_OPTIONS_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/jsonb.h"
+
+#include "train.h"
+
+typedef struct DmfOptions
+{
+	DmfTrainConfig train;		/* what the numeric core needs */
+	char	   *validation;		/* relation name for early stopping, or NULL */
+	double		validation_fraction;
+	int			threads;
+	bool		verbose;
+	bool		rating_min_set;
+	bool		rating_max_set;
+} DmfOptions;
+
+/* Fills opts from the defaults and the given object; ERROR on a bad option. */
+void		dmf_parse_options(Jsonb *json, DmfOptions *opts);
+
+/* Appends the resolved options as a JSON object. */
+void		dmf_options_to_json(const DmfOptions *opts, StringInfo out);
+
+#endif

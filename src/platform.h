@@ -1,0 +1,102 @@
+/*
+ * platform.h
+ *	  What the numeric core needs from its host: memory, interrupts, asserts.
+ *
+ * The numeric core (rng, sparse, network, train, model_format) uses no
+ * PostgreSQL types, so it can be built outside the server for the fuzz
+ * harness and unit tests (define DMF_STANDALONE).  Inside the server,
+ * allocations go to the current memory context, so an ERROR or a cancel
+ * frees everything with the context, and interrupts are honoured.
+ */
+#ifndef DMF_PLATFORM_H
+#define DMF_PLATFORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef DMF_STANDALONE
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline void *
+dmf_malloc_or_die(size_t size, bool zero)
+{
+	void	   *p = zero ? calloc(1, size ? size : 1) : malloc(size ? size : 1);
+
+	if (p == NULL)
+	{
+		fprintf(stderr, "dmf: out of memory (%zu bytes)\n", size);
+		abort();
+	}
+	return p;
+}
+#define dmf_alloc(size)			dmf_malloc_or_die((size), false)
+#define dmf_alloc0(size)		dmf_malloc_or_die((size), true)
+#define dmf_free(ptr)			free(ptr)
+#define dmf_check_interrupts()	((void) 0)
+
+#else							/* inside the server */
+
+#include "postgres.h"
+#include "miscadmin.h"
+
+/* Huge allocations: a first-layer weight matrix may exceed 1 GB. */
+#define dmf_alloc(size)			palloc_extended((size), MCXT_ALLOC_HUGE)
+#define dmf_alloc0(size)		palloc_extended((size), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO)
+#define dmf_free(ptr)			pfree(ptr)
+#define dmf_check_interrupts()	CHECK_FOR_INTERRUPTS()
+
+#endif
+
+/*
+ * Hot loops are compiled for several instruction sets and the best one is
+ * chosen on first use, so one binary runs everywhere and uses AVX-512 or
+ * AVX2/FMA where the CPU has them.  (GCC's target_clones does not work in a
+ * library loaded with -z now: its resolver runs before the CPU is probed.)
+ *
+ * A kernel is written once as "static inline void NAME_impl(...)" marked
+ * DMF_INLINE; DMF_KERNEL(NAME, (params), (args)) then defines NAME_pick(),
+ * which returns the variant for this CPU.
+ */
+#define DMF_INLINE static inline __attribute__((always_inline))
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DMF_KERNEL(name, params, args) \
+	__attribute__((target("avx512f"))) static void name##_avx512 params \
+	{ name##_impl args; } \
+	__attribute__((target("avx2,fma"))) static void name##_avx2 params \
+	{ name##_impl args; } \
+	static void name##_generic params { name##_impl args; } \
+	typedef void (*name##_fn) params; \
+	static name##_fn name##_pick(void) \
+	{ \
+		__builtin_cpu_init(); \
+		if (__builtin_cpu_supports("avx512f")) \
+			return name##_avx512; \
+		if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) \
+			return name##_avx2; \
+		return name##_generic; \
+	}
+#else
+#define DMF_KERNEL(name, params, args) \
+	static void name##_generic params { name##_impl args; } \
+	typedef void (*name##_fn) params; \
+	static name##_fn name##_pick(void) { return name##_generic; }
+#endif
+
+/* Calls the best variant of a DMF_KERNEL, picking it once. */
+#define DMF_CALL(name, args) \
+	do { \
+		static name##_fn name##_chosen = NULL; \
+		if (name##_chosen == NULL) \
+			name##_chosen = name##_pick(); \
+		name##_chosen args; \
+	} while (0)
+
+/* Wall clock in seconds, for progress reports and model metrics. */
+double		dmf_now_seconds(void);
+
+#endif							/* DMF_PLATFORM_H */

@@ -1,0 +1,217 @@
+/*
+ * ratings_reader.c
+ *	  One pass over a ratings relation through a SPI cursor.
+ *
+ * The query is built from the relation's OID and the column names, every
+ * identifier quoted, and runs with the caller's privileges: a table the
+ * caller cannot read fails with the usual permission error.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "ratings_reader.h"
+
+#define FETCH_ROWS 50000
+
+char *
+dmf_relation_name(Oid relid)
+{
+	char	   *rel = get_rel_name(relid);
+	char	   *nsp;
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	nsp = get_namespace_name(get_rel_namespace(relid));
+	return quote_qualified_identifier(nsp, rel);
+}
+
+/* Checks that the column exists and has one of the accepted types. */
+static void
+check_column(Oid relid, const char *column, const char *role, bool numeric_ok)
+{
+	AttrNumber	att = get_attnum(relid, column);
+	Oid			type;
+
+	if (att == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" does not exist in relation %s",
+						column, dmf_relation_name(relid)),
+				 errhint("Name the %s column with the %s_column argument.",
+						 role, role)));
+	type = getBaseType(get_atttype(relid, att));
+	switch (type)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return;
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			if (numeric_ok)
+				return;
+			break;
+		default:
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("%s column \"%s\" has type %s", role, column,
+					format_type_be(get_atttype(relid, att))),
+			 numeric_ok ?
+			 errhint("Ratings must be of a numeric type (smallint, integer, bigint, real, double precision or numeric).") :
+			 errhint("Ids must be of an integer type (smallint, integer or bigint); map other keys to integers in a view.")));
+}
+
+void
+dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	StringInfoData sql;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	int64		cap = 1024;
+	char	   *relname = dmf_relation_name(cols->relid);
+
+	check_column(cols->relid, cols->user_column, "user", false);
+	check_column(cols->relid, cols->item_column, "item", false);
+	check_column(cols->relid, cols->rating_column, "rating", true);
+
+	memset(out, 0, sizeof(*out));
+	out->user = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
+	out->item = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
+	out->rating = palloc_extended(sizeof(double) * cap, MCXT_ALLOC_HUGE);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s::int8, %s::int8, %s::float8 FROM %s",
+					 quote_identifier(cols->user_column),
+					 quote_identifier(cols->item_column),
+					 quote_identifier(cols->rating_column),
+					 relname);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare(sql.data, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+
+	for (;;)
+	{
+		SPITupleTable *tt;
+		uint64		got;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, FETCH_ROWS);
+		got = SPI_processed;
+		tt = SPI_tuptable;
+		if (got == 0)
+			break;
+
+		if (out->n + (int64) got > cap)
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			while (out->n + (int64) got > cap)
+				cap *= 2;
+			out->user = repalloc_huge(out->user, sizeof(int64) * cap);
+			out->item = repalloc_huge(out->item, sizeof(int64) * cap);
+			out->rating = repalloc_huge(out->rating, sizeof(double) * cap);
+			MemoryContextSwitchTo(old);
+		}
+
+		for (uint64 r = 0; r < got; r++)
+		{
+			HeapTuple	tup = tt->vals[r];
+			bool		nu,
+						ni,
+						nr;
+			Datum		u = SPI_getbinval(tup, tt->tupdesc, 1, &nu);
+			Datum		i = SPI_getbinval(tup, tt->tupdesc, 2, &ni);
+			Datum		x = SPI_getbinval(tup, tt->tupdesc, 3, &nr);
+			double		rating;
+
+			if (nu || ni || nr)
+			{
+				out->skipped_nulls++;
+				continue;
+			}
+			rating = DatumGetFloat8(x);
+			if (!isfinite(rating))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("rating column \"%s\" of %s holds %s",
+								cols->rating_column, relname,
+								isnan(rating) ? "NaN" : "an infinite value"),
+						 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
+								   DatumGetInt64(u), DatumGetInt64(i)),
+						 errhint("Filter such rows out with a view.")));
+			out->user[out->n] = DatumGetInt64(u);
+			out->item[out->n] = DatumGetInt64(i);
+			out->rating[out->n] = rating;
+			out->n++;
+		}
+		SPI_freetuptable(tt);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	pfree(sql.data);
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+int32
+dmf_distinct_ids(const int64 *ids, int64 n, int64 **out)
+{
+	int64	   *s = palloc_extended(sizeof(int64) * (n > 0 ? n : 1), MCXT_ALLOC_HUGE);
+	int64		m = 0;
+
+	memcpy(s, ids, sizeof(int64) * n);
+	qsort(s, n, sizeof(int64), cmp_int64);
+	for (int64 k = 0; k < n; k++)
+		if (m == 0 || s[m - 1] != s[k])
+			s[m++] = s[k];
+	if (m > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct ids: " INT64_FORMAT, m)));
+	*out = s;
+	return (int32) m;
+}
+
+int32
+dmf_find_id(const int64 *sorted, int32 n, int64 id)
+{
+	int32		lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int32		mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < n && sorted[lo] == id) ? lo : -1;
+}

@@ -1,0 +1,43 @@
+/*
+ * ratings_reader.h
+ *	  Reads (user, item, rating) rows from a table or view with the caller's
+ *	  privileges, and maps ids to dense indices.
+ */
+#ifndef DMF_RATINGS_READER_H
+#define DMF_RATINGS_READER_H
+
+#include "postgres.h"
+
+typedef struct DmfRatingColumns
+{
+	Oid			relid;
+	const char *user_column;
+	const char *item_column;
+	const char *rating_column;
+} DmfRatingColumns;
+
+typedef struct DmfRawRatings
+{
+	int64		n;
+	int64	   *user;
+	int64	   *item;
+	double	   *rating;
+	int64		skipped_nulls;	/* rows with a NULL id or rating */
+} DmfRawRatings;
+
+/*
+ * Reads every row of the relation.  Rows with a NULL id or rating are
+ * skipped and counted; NaN or infinite ratings are an ERROR.
+ */
+void		dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out);
+
+/* Sorted distinct values of ids[0..n); returns their count. */
+int32		dmf_distinct_ids(const int64 *ids, int64 n, int64 **out);
+
+/* Position of id in sorted[0..n), or -1. */
+int32		dmf_find_id(const int64 *sorted, int32 n, int64 id);
+
+/* The relation's name, quoted and schema-qualified, for messages and SQL. */
+char	   *dmf_relation_name(Oid relid);
+
+#endif

@@ -1,0 +1,204 @@
+/*
+ * sparse.c
+ *	  CSR construction and the sparse x dense kernels of the first layer.
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "sparse.h"
+
+int64_t
+dmf_csr_build(DmfCsr *m, int32_t nrows, int32_t ncols, int64_t n,
+			  const int32_t *rows, const int32_t *cols, const float *vals,
+			  int64_t *dup_index, int64_t *position)
+{
+	int64_t    *next;
+	int64_t    *origin;
+	int64_t		dups = 0;
+
+	m->nrows = nrows;
+	m->ncols = ncols;
+	m->nnz = n;
+	m->rowptr = dmf_alloc0(sizeof(int64_t) * ((size_t) nrows + 1));
+	m->col = dmf_alloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
+	m->val = dmf_alloc(sizeof(float) * (size_t) (n > 0 ? n : 1));
+	origin = dmf_alloc(sizeof(int64_t) * (size_t) (n > 0 ? n : 1));
+
+	/* counting sort by row */
+	for (int64_t k = 0; k < n; k++)
+		m->rowptr[rows[k] + 1]++;
+	for (int32_t r = 0; r < nrows; r++)
+		m->rowptr[r + 1] += m->rowptr[r];
+	next = dmf_alloc(sizeof(int64_t) * ((size_t) nrows + 1));
+	memcpy(next, m->rowptr, sizeof(int64_t) * ((size_t) nrows + 1));
+	for (int64_t k = 0; k < n; k++)
+	{
+		int64_t		pos = next[rows[k]]++;
+
+		m->col[pos] = cols[k];
+		m->val[pos] = vals[k];
+		origin[pos] = k;
+	}
+	dmf_free(next);
+
+	/* insertion sort of each row by column: rows are short and nearly random */
+	for (int32_t r = 0; r < nrows; r++)
+	{
+		int64_t		lo = m->rowptr[r];
+		int64_t		hi = m->rowptr[r + 1];
+
+		for (int64_t a = lo + 1; a < hi; a++)
+		{
+			int32_t		c = m->col[a];
+			float		v = m->val[a];
+			int64_t		o = origin[a];
+			int64_t		b = a;
+
+			/* long rows: binary search the insertion point */
+			int64_t		l = lo,
+						h = a;
+
+			while (l < h)
+			{
+				int64_t		mid = l + (h - l) / 2;
+
+				if (m->col[mid] <= c)
+					l = mid + 1;
+				else
+					h = mid;
+			}
+			b = l;
+			if (b < a)
+			{
+				memmove(&m->col[b + 1], &m->col[b], sizeof(int32_t) * (a - b));
+				memmove(&m->val[b + 1], &m->val[b], sizeof(float) * (a - b));
+				memmove(&origin[b + 1], &origin[b], sizeof(int64_t) * (a - b));
+				m->col[b] = c;
+				m->val[b] = v;
+				origin[b] = o;
+			}
+		}
+		for (int64_t a = lo + 1; a < hi; a++)
+		{
+			if (m->col[a] == m->col[a - 1])
+			{
+				if (dups == 0 && dup_index)
+					*dup_index = origin[a];
+				dups++;
+			}
+		}
+	}
+	if (position)
+		for (int64_t k = 0; k < n; k++)
+			position[origin[k]] = k;
+	dmf_free(origin);
+	return dups;
+}
+
+void
+dmf_csr_free(DmfCsr *m)
+{
+	if (m->rowptr)
+		dmf_free(m->rowptr);
+	if (m->col)
+		dmf_free(m->col);
+	if (m->val)
+		dmf_free(m->val);
+	memset(m, 0, sizeof(*m));
+}
+
+DMF_INLINE void
+sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
+					const uint8_t *skip, const float *W,
+					const float *bias, int width, float *out, float *scale)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		int32_t		row = rows[r];
+		int64_t		lo = x->rowptr[row];
+		int64_t		hi = x->rowptr[row + 1];
+		float	   *restrict o = out + (size_t) r * width;
+		int64_t		kept = 0;
+		float		s;
+
+		memset(o, 0, sizeof(float) * width);
+		for (int64_t k = lo; k < hi; k++)
+		{
+			int32_t		c = x->col[k];
+			const float *restrict w;
+			float		v;
+
+			if (skip && skip[k])
+				continue;
+			w = W + (size_t) c * width;
+			v = x->val[k];
+			for (int j = 0; j < width; j++)
+				o[j] += v * w[j];
+			kept++;
+		}
+		s = kept > 0 ? 1.0f / sqrtf((float) kept) : 0.0f;
+		scale[r] = s;
+		for (int j = 0; j < width; j++)
+			o[j] = o[j] * s + bias[j];
+	}
+}
+
+DMF_INLINE void
+sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
+					 const uint8_t *skip, const float *scale,
+					 const float *dout, int width, float *dW)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		int32_t		row = rows[r];
+		int64_t		lo = x->rowptr[row];
+		int64_t		hi = x->rowptr[row + 1];
+		const float *restrict d = dout + (size_t) r * width;
+		float		s = scale[r];
+
+		if (s == 0.0f)
+			continue;
+		for (int64_t k = lo; k < hi; k++)
+		{
+			int32_t		c = x->col[k];
+			float	   *restrict g;
+			float		a;
+
+			if (skip && skip[k])
+				continue;
+			g = dW + (size_t) c * width;
+			a = s * x->val[k];
+			for (int j = 0; j < width; j++)
+				g[j] += a * d[j];
+		}
+	}
+}
+
+DMF_KERNEL(sparse_forward,
+		   (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
+			const float *W, const float *bias, int width, float *out,
+			float *scale),
+		   (x, rows, nb, skip, W, bias, width, out, scale))
+
+DMF_KERNEL(sparse_backward,
+		   (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
+			const float *scale, const float *dout, int width, float *dW),
+		   (x, rows, nb, skip, scale, dout, width, dW))
+
+void
+dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
+				   const uint8_t *skip, const float *W,
+				   const float *bias, int width, float *out, float *scale)
+{
+	DMF_CALL(sparse_forward, (x, rows, nb, skip, W, bias, width, out, scale));
+}
+
+void
+dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
+					const uint8_t *skip, const float *scale,
+					const float *dout, int width, float *dW)
+{
+	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, dout, width, dW));
+}

@@ -1,0 +1,54 @@
+/*
+ * sparse.h
+ *	  Compressed sparse rows (CSR) for rating matrices, and the sparse first
+ *	  layer of a branch.
+ *
+ * A user's input is a row of the rating matrix, an item's input a column:
+ * we keep the matrix once as CSR (user rows) and once transposed (item
+ * rows).  The first layer multiplies such sparse rows by a dense weight
+ * matrix, so an epoch costs O(nnz * width) and never O(users * items).
+ */
+#ifndef DMF_SPARSE_H
+#define DMF_SPARSE_H
+
+#include <stdint.h>
+
+typedef struct DmfCsr
+{
+	int32_t		nrows;
+	int32_t		ncols;
+	int64_t		nnz;
+	int64_t    *rowptr;			/* nrows + 1 offsets into col/val */
+	int32_t    *col;			/* column of each entry, ascending per row */
+	float	   *val;			/* encoded input value of each entry */
+} DmfCsr;
+
+/*
+ * Build from coordinate triples.  Returns the number of duplicate
+ * (row, col) pairs; when non-zero, *dup_index is one offending triple.
+ * If position is not NULL, position[k] is where triple k went.
+ */
+int64_t		dmf_csr_build(DmfCsr *m, int32_t nrows, int32_t ncols, int64_t n,
+						  const int32_t *rows, const int32_t *cols,
+						  const float *vals, int64_t *dup_index,
+						  int64_t *position);
+void		dmf_csr_free(DmfCsr *m);
+
+/*
+ * out[r, :] = bias + s_r * sum over kept entries k of row rows[r]:
+ *             val_k * W[col_k, :]
+ * where an entry is kept unless skip != NULL && skip[k] (k indexes the
+ * entries of x), and s_r = 1 / sqrt(kept entries) (0 when none is kept),
+ * written to scale[r].  W is ncols x width, row-major; out is nb x width.
+ */
+void		dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
+							   const uint8_t *skip, const float *W,
+							   const float *bias, int width,
+							   float *out, float *scale);
+
+/* dW[col_k, :] += s_r * val_k * dout[r, :] over the same kept entries. */
+void		dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
+								const uint8_t *skip, const float *scale,
+								const float *dout, int width, float *dW);
+
+#endif

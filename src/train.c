@@ -1,0 +1,617 @@
+/*
+ * train.c
+ *	  Minibatch training of the two branches of DMF.
+ *
+ * Batches are blocks of the rating matrix: each epoch shuffles users into
+ * G_u groups and items into G_i groups, and a block holds the training
+ * ratings of one user group x one item group.  A block computes each of its
+ * users' and items' factors once and uses them for all its ratings, so an
+ * epoch embeds every user G_i times (not once per rating), which is what
+ * makes an epoch cost O(nnz * width) with a small constant.
+ *
+ * The target is never part of the input: while training on a block, each
+ * user's row leaves out the ratings that are targets of this block, and so
+ * does each item's column.  At prediction time a rating is never inside
+ * the rows it is predicted from; training sees the same situation.
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "encoding.h"
+#include "train.h"
+
+#define ADAM_BETA1 0.9
+#define ADAM_BETA2 0.999
+#define ADAM_EPS 1e-8
+#define COSINE_EPS 1e-8f
+#define FACTOR_CHUNK 1024
+
+double
+dmf_now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct Adam
+{
+	float	   *grad;
+	float	   *m;
+	float	   *v;
+} Adam;
+
+static void
+adam_alloc(Adam *a, size_t n)
+{
+	a->grad = dmf_alloc0(sizeof(float) * n);
+	a->m = dmf_alloc0(sizeof(float) * n);
+	a->v = dmf_alloc0(sizeof(float) * n);
+}
+
+/* Adam's update of n parameters; the gradient is consumed (zeroed). */
+DMF_INLINE void
+adam_update_impl(float *params, float *grad, float *mom1, float *mom2,
+				 size_t n, float c1, float b1, float b2, float eps)
+{
+	for (size_t k = 0; k < n; k++)
+	{
+		float		g = grad[k];
+		float		m = b1 * mom1[k] + (1.0f - b1) * g;
+		float		v = b2 * mom2[k] + (1.0f - b2) * g * g;
+
+		mom1[k] = m;
+		mom2[k] = v;
+		params[k] -= c1 * m / (sqrtf(v) + eps);
+		grad[k] = 0.0f;
+	}
+}
+
+DMF_INLINE void
+add_decay_impl(float *grad, const float *params, size_t n, float decay)
+{
+	for (size_t k = 0; k < n; k++)
+		grad[k] += decay * params[k];
+}
+
+DMF_KERNEL(adam_update,
+		   (float *params, float *grad, float *mom1, float *mom2, size_t n,
+			float c1, float b1, float b2, float eps),
+		   (params, grad, mom1, mom2, n, c1, b1, b2, eps))
+
+DMF_KERNEL(add_decay,
+		   (float *grad, const float *params, size_t n, float decay),
+		   (grad, params, n, decay))
+
+/*
+ * One Adam step on a branch.  L2 (the paper's gamma ||W||^2) is part of
+ * the loss, so its gradient 2 gamma W joins the data gradient; biases are
+ * not penalised.
+ */
+static void
+adam_step(DmfBranch *b, Adam *a, double lr, double l2, long t)
+{
+	float		c1 = (float) (lr * sqrt(1.0 - pow(ADAM_BETA2, (double) t)) /
+							  (1.0 - pow(ADAM_BETA1, (double) t)));
+
+	if (l2 > 0.0)
+		for (int l = 0; l < b->n_layers; l++)
+			DMF_CALL(add_decay, (a->grad + b->w_off[l], b->params + b->w_off[l],
+								 (size_t) b->sizes[l] * b->sizes[l + 1],
+								 (float) (2.0 * l2)));
+	DMF_CALL(adam_update, (b->params, a->grad, a->m, a->v, b->n_params, c1,
+						   (float) ADAM_BETA1, (float) ADAM_BETA2,
+						   (float) ADAM_EPS));
+}
+
+int64_t
+dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
+				 int32_t n_users, int32_t n_items,
+				 double rating_min, double rating_max,
+				 DmfCsr *user_rows, DmfCsr *item_rows, int64_t *dup_index,
+				 int64_t *user_pos, int64_t *item_pos)
+{
+	int64_t		n = 0,
+				pos = 0,
+				dups;
+	int32_t    *u;
+	int32_t    *i;
+	float	   *x;
+
+	for (int p = 0; p < n_parts; p++)
+		n += parts[p]->n;
+	u = dmf_alloc(sizeof(int32_t) * (size_t) (n + 1));
+	i = dmf_alloc(sizeof(int32_t) * (size_t) (n + 1));
+	x = dmf_alloc(sizeof(float) * (size_t) (n + 1));
+	for (int p = 0; p < n_parts; p++)
+	{
+		const DmfTriples *t = parts[p];
+
+		for (int64_t k = 0; k < t->n; k++, pos++)
+		{
+			u[pos] = t->user[k];
+			i[pos] = t->item[k];
+			x[pos] = dmf_encode_input(t->rating[k], rating_min, rating_max);
+		}
+	}
+	dups = dmf_csr_build(user_rows, n_users, n_items, n, u, i, x, dup_index,
+						 user_pos);
+	if (dups == 0)
+		dmf_csr_build(item_rows, n_items, n_users, n, i, u, x, NULL, item_pos);
+	else
+		memset(item_rows, 0, sizeof(*item_rows));
+	dmf_free(u);
+	dmf_free(i);
+	dmf_free(x);
+	return dups;
+}
+
+static void
+branch_sizes(int n_hidden, const int *hidden, int input, int dim, int *sizes)
+{
+	sizes[0] = input;
+	for (int l = 0; l < n_hidden; l++)
+		sizes[l + 1] = hidden[l];
+	sizes[n_hidden + 1] = dim;
+}
+
+uint64_t
+dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
+						  int32_t n_items, int64_t n_train, int64_t n_input)
+{
+	uint64_t	params = 0;
+	uint64_t	act = 0;
+	int			sizes[DMF_MAX_LAYERS + 1];
+
+	for (int side = 0; side < 2; side++)
+	{
+		int			nh = side == 0 ? cfg->n_user_hidden : cfg->n_item_hidden;
+		const int  *h = side == 0 ? cfg->user_hidden : cfg->item_hidden;
+		uint64_t	rows = (uint64_t) (side == 0 ? n_users : n_items);
+		uint64_t	per_row = 0;
+
+		branch_sizes(nh, h, side == 0 ? n_items : n_users, cfg->dim, sizes);
+		for (int l = 0; l <= nh; l++)
+		{
+			params += (uint64_t) sizes[l] * sizes[l + 1] + sizes[l + 1];
+			/* pre-activation, activation, dropout mask, two gradients */
+			per_row += 5 * (uint64_t) sizes[l + 1];
+		}
+		/* a block holds at most a whole side; factors go by chunks */
+		act += per_row * (rows + FACTOR_CHUNK);
+	}
+	/* params, gradient, two Adam moments, best copy */
+	return params * 5 * sizeof(float)
+	/* inputs (both orientations) and the training triples */
+		+ (uint64_t) (n_train + n_input) * 2 * (sizeof(int32_t) + sizeof(float))
+		+ (uint64_t) n_train * (2 * sizeof(int32_t) + sizeof(float) + sizeof(int64_t))
+		+ act * sizeof(float)
+		+ ((uint64_t) n_users + n_items) * (cfg->dim * sizeof(float) + 32);
+}
+
+/* Mean squared error on the [-1, 1] scale of factors against triples. */
+static double
+triples_mse(const DmfTriples *t, const float *uf, const float *vf, int dim,
+			double rmin, double rmax)
+{
+	double		se = 0.0;
+
+	if (t->n == 0)
+		return NAN;
+	for (int64_t k = 0; k < t->n; k++)
+	{
+		const float *u = uf + (size_t) t->user[k] * dim;
+		const float *v = vf + (size_t) t->item[k] * dim;
+		double		dot = 0.0;
+		double		err;
+
+		for (int j = 0; j < dim; j++)
+			dot += (double) u[j] * v[j];
+		err = dmf_unscale_prediction(dot, rmin, rmax) - t->rating[k];
+		se += err * err;
+		if ((k & 0xFFFF) == 0)
+			dmf_check_interrupts();
+	}
+	return se / (double) t->n;
+}
+
+static void
+all_factors(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
+			const int32_t *identity, float *out)
+{
+	dmf_branch_factors(b, w, x, identity, x->nrows, out);
+}
+
+/* Assigns a shuffled group to each of n entities: g = rank % groups. */
+static void
+shuffle_groups(DmfRng *rng, int32_t *perm, int32_t n, int groups,
+			   int32_t *group_of)
+{
+	dmf_rng_shuffle(rng, perm, n);
+	for (int32_t k = 0; k < n; k++)
+		group_of[perm[k]] = k % groups;
+}
+
+void
+dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
+				DmfTrainResult *res)
+{
+	const DmfTriples *train = &data->train;
+	int32_t		nu = data->n_users;
+	int32_t		ni = data->n_items;
+	int			dim = cfg->dim;
+	double		rmin = cfg->rating_min;
+	double		rmax = cfg->rating_max;
+	double		t_start = dmf_now_seconds();
+	DmfRng		rng;
+	DmfCsr		xu,
+				xi;
+	int			sizes[DMF_MAX_LAYERS + 1];
+	DmfBranch  *ub = &res->user_branch;
+	DmfBranch  *ib = &res->item_branch;
+	Adam		ua,
+				ia;
+	DmfBranchWork uw,
+				iw,
+				ufw,
+				ifw;
+	int			gu,
+				gi,
+				n_blocks;
+	int32_t    *user_perm,
+			   *item_perm,
+			   *user_group,
+			   *item_group,
+			   *user_local,
+			   *item_local,
+			   *block_users,
+			   *block_items,
+			   *pair_u,
+			   *pair_i,
+			   *block_order;
+	int64_t    *block_start,
+			   *block_fill,
+			   *order;
+	uint8_t    *skip_u,
+			   *skip_i;
+	int64_t    *pos_u,
+			   *pos_i;
+	float	   *best_u,
+			   *best_i,
+			   *dU,
+			   *dV,
+			   *unorm,
+			   *vnorm,
+			   *target;
+	int			max_block_users,
+				max_block_items;
+	const DmfTriples *tparts[2];
+	double		lr = cfg->learning_rate;
+	int			since_best = 0;
+	long		step = 0;
+	float		dropout = (float) cfg->dropout;
+	int64_t		ignored;
+	int32_t    *identity_users,
+			   *identity_items;
+
+	memset(res, 0, sizeof(*res));
+	res->best_validation_rmse = NAN;
+	dmf_rng_seed(&rng, cfg->seed);
+
+	/* inputs while training: the training ratings only */
+	tparts[0] = train;
+	pos_u = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	dmf_build_inputs(tparts, 1, nu, ni, rmin, rmax, &xu, &xi, &ignored,
+					 pos_u, pos_i);
+
+	branch_sizes(cfg->n_user_hidden, cfg->user_hidden, ni, dim, sizes);
+	dmf_branch_layout(ub, cfg->n_user_hidden + 1, sizes, cfg->activation);
+	branch_sizes(cfg->n_item_hidden, cfg->item_hidden, nu, dim, sizes);
+	dmf_branch_layout(ib, cfg->n_item_hidden + 1, sizes, cfg->activation);
+	dmf_branch_init(ub, &rng);
+	dmf_branch_init(ib, &rng);
+	adam_alloc(&ua, ub->n_params);
+	adam_alloc(&ia, ib->n_params);
+	best_u = dmf_alloc(sizeof(float) * ub->n_params);
+	best_i = dmf_alloc(sizeof(float) * ib->n_params);
+	memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
+	memcpy(best_i, ib->params, sizeof(float) * ib->n_params);
+
+	/* block grid: about batch_size ratings per block */
+	{
+		double		g = sqrt((double) train->n / (double) cfg->batch_size);
+		int			G = g < 1.0 ? 1 : (int) (g + 0.5);
+
+		gu = G < nu ? G : nu;
+		gi = G < ni ? G : ni;
+	}
+	n_blocks = gu * gi;
+	max_block_users = (nu + gu - 1) / gu;
+	max_block_items = (ni + gi - 1) / gi;
+
+	dmf_branch_work_alloc(&uw, ub, max_block_users, dropout > 0.0f);
+	dmf_branch_work_alloc(&iw, ib, max_block_items, dropout > 0.0f);
+	dmf_branch_work_alloc(&ufw, ub, FACTOR_CHUNK, false);
+	dmf_branch_work_alloc(&ifw, ib, FACTOR_CHUNK, false);
+
+	user_perm = dmf_alloc(sizeof(int32_t) * nu);
+	item_perm = dmf_alloc(sizeof(int32_t) * ni);
+	for (int32_t k = 0; k < nu; k++)
+		user_perm[k] = k;
+	for (int32_t k = 0; k < ni; k++)
+		item_perm[k] = k;
+	identity_users = dmf_alloc(sizeof(int32_t) * nu);
+	identity_items = dmf_alloc(sizeof(int32_t) * ni);
+	for (int32_t k = 0; k < nu; k++)
+		identity_users[k] = k;
+	for (int32_t k = 0; k < ni; k++)
+		identity_items[k] = k;
+	user_group = dmf_alloc(sizeof(int32_t) * nu);
+	item_group = dmf_alloc(sizeof(int32_t) * ni);
+	user_local = dmf_alloc(sizeof(int32_t) * nu);
+	item_local = dmf_alloc(sizeof(int32_t) * ni);
+	for (int32_t k = 0; k < nu; k++)
+		user_local[k] = -1;
+	for (int32_t k = 0; k < ni; k++)
+		item_local[k] = -1;
+	block_users = dmf_alloc(sizeof(int32_t) * max_block_users);
+	block_items = dmf_alloc(sizeof(int32_t) * max_block_items);
+	block_start = dmf_alloc(sizeof(int64_t) * (n_blocks + 1));
+	block_fill = dmf_alloc(sizeof(int64_t) * (n_blocks + 1));
+	block_order = dmf_alloc(sizeof(int32_t) * n_blocks);
+	order = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	skip_u = dmf_alloc0((size_t) train->n + 1);
+	skip_i = dmf_alloc0((size_t) train->n + 1);
+	dU = dmf_alloc(sizeof(float) * (size_t) max_block_users * dim);
+	dV = dmf_alloc(sizeof(float) * (size_t) max_block_items * dim);
+	unorm = dmf_alloc(sizeof(float) * max_block_users);
+	vnorm = dmf_alloc(sizeof(float) * max_block_items);
+	{
+		/* no block holds more ratings than the largest user x item group */
+		size_t		cap = (size_t) train->n + 1;
+
+		pair_u = dmf_alloc(sizeof(int32_t) * cap);
+		pair_i = dmf_alloc(sizeof(int32_t) * cap);
+		target = dmf_alloc(sizeof(float) * cap);
+	}
+	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
+	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
+	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (cfg->epochs + 1));
+
+	for (int epoch = 1; epoch <= cfg->epochs; epoch++)
+	{
+		double		t_epoch = dmf_now_seconds();
+		double		se_sum = 0.0;
+		int64_t		se_n = 0;
+		DmfEpochStats *st = &res->history[epoch - 1];
+
+		shuffle_groups(&rng, user_perm, nu, gu, user_group);
+		shuffle_groups(&rng, item_perm, ni, gi, item_group);
+
+		/* bucket the ratings by block (counting sort) */
+		memset(block_start, 0, sizeof(int64_t) * (n_blocks + 1));
+		for (int64_t k = 0; k < train->n; k++)
+			block_start[user_group[train->user[k]] * gi +
+						item_group[train->item[k]] + 1]++;
+		for (int b = 0; b < n_blocks; b++)
+			block_start[b + 1] += block_start[b];
+		memcpy(block_fill, block_start, sizeof(int64_t) * (n_blocks + 1));
+		for (int64_t k = 0; k < train->n; k++)
+			order[block_fill[user_group[train->user[k]] * gi +
+							 item_group[train->item[k]]]++] = k;
+		for (int b = 0; b < n_blocks; b++)
+			block_order[b] = b;
+		dmf_rng_shuffle(&rng, block_order, n_blocks);
+
+		for (int bo = 0; bo < n_blocks; bo++)
+		{
+			int			blk = block_order[bo];
+			int64_t		lo = block_start[blk];
+			int64_t		hi = block_start[blk + 1];
+			int			nbu = 0,
+						nbi = 0;
+			int64_t		np = hi - lo;
+			const float *U;
+			const float *V;
+			double		block_se = 0.0;
+
+			dmf_check_interrupts();
+			if (np == 0)
+				continue;
+
+			/* the block's distinct users and items, and local pair indices */
+			for (int64_t p = 0; p < np; p++)
+			{
+				int64_t		k = order[lo + p];
+				int32_t		u = train->user[k];
+				int32_t		i = train->item[k];
+
+				if (user_local[u] < 0)
+				{
+					user_local[u] = nbu;
+					block_users[nbu++] = u;
+				}
+				if (item_local[i] < 0)
+				{
+					item_local[i] = nbi;
+					block_items[nbi++] = i;
+				}
+				pair_u[p] = user_local[u];
+				pair_i[p] = item_local[i];
+				target[p] = dmf_scale_target(train->rating[k], rmin, rmax);
+				/* hide the block's targets from the inputs */
+				skip_u[pos_u[k]] = 1;
+				skip_i[pos_i[k]] = 1;
+			}
+
+			U = dmf_branch_forward(ub, &uw, &xu, block_users, nbu, skip_u,
+								   dropout, &rng);
+			V = dmf_branch_forward(ib, &iw, &xi, block_items, nbi, skip_i,
+								   dropout, &rng);
+
+			for (int r = 0; r < nbu; r++)
+			{
+				const float *x = U + (size_t) r * dim;
+				double		ss = 0.0;
+
+				for (int j = 0; j < dim; j++)
+					ss += (double) x[j] * x[j];
+				unorm[r] = (float) sqrt(ss) + COSINE_EPS;
+			}
+			for (int r = 0; r < nbi; r++)
+			{
+				const float *x = V + (size_t) r * dim;
+				double		ss = 0.0;
+
+				for (int j = 0; j < dim; j++)
+					ss += (double) x[j] * x[j];
+				vnorm[r] = (float) sqrt(ss) + COSINE_EPS;
+			}
+			memset(dU, 0, sizeof(float) * (size_t) nbu * dim);
+			memset(dV, 0, sizeof(float) * (size_t) nbi * dim);
+
+			/*
+			 * pred = u.v / (|u||v|);  d pred / d u = v/(|u||v|) - pred u/|u|^2
+			 * Loss is the mean squared error over the block's ratings.
+			 */
+			for (int64_t p = 0; p < np; p++)
+			{
+				int			a = pair_u[p];
+				int			c = pair_i[p];
+				const float *u = U + (size_t) a * dim;
+				const float *v = V + (size_t) c * dim;
+				float	   *du = dU + (size_t) a * dim;
+				float	   *dv = dV + (size_t) c * dim;
+				float		nn = unorm[a] * vnorm[c];
+				float		dot = 0.0f;
+				float		pred,
+							err,
+							g,
+							gu_self,
+							gv_self;
+
+				for (int j = 0; j < dim; j++)
+					dot += u[j] * v[j];
+				pred = dot / nn;
+				err = pred - target[p];
+				block_se += (double) err * err;
+				g = 2.0f * err / (float) np;
+				gu_self = g * pred / (unorm[a] * unorm[a]);
+				gv_self = g * pred / (vnorm[c] * vnorm[c]);
+				for (int j = 0; j < dim; j++)
+				{
+					du[j] += g * v[j] / nn - gu_self * u[j];
+					dv[j] += g * u[j] / nn - gv_self * v[j];
+				}
+			}
+
+			dmf_branch_backward(ub, &uw, &xu, block_users, nbu, skip_u,
+								dU, ua.grad);
+			dmf_branch_backward(ib, &iw, &xi, block_items, nbi, skip_i,
+								dV, ia.grad);
+			step++;
+			adam_step(ub, &ua, lr, cfg->l2, step);
+			adam_step(ib, &ia, lr, cfg->l2, step);
+
+			/* undo the block's marks */
+			for (int64_t p = 0; p < np; p++)
+			{
+				int64_t		k = order[lo + p];
+
+				skip_u[pos_u[k]] = 0;
+				skip_i[pos_i[k]] = 0;
+			}
+			for (int r = 0; r < nbu; r++)
+				user_local[block_users[r]] = -1;
+			for (int r = 0; r < nbi; r++)
+				item_local[block_items[r]] = -1;
+
+			se_sum += block_se;
+			se_n += np;
+		}
+
+		/* rating-scale RMSE: the [-1, 1] scale times half the range */
+		st->epoch = epoch;
+		st->learning_rate = lr;
+		st->train_rmse = sqrt(se_sum / (double) (se_n > 0 ? se_n : 1)) *
+			0.5 * (rmax - rmin);
+		st->validation_rmse = NAN;
+		res->epochs_run = epoch;
+
+		if (data->validation.n > 0)
+		{
+			double		mse;
+
+			all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
+			all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
+			mse = triples_mse(&data->validation, res->user_factors,
+							  res->item_factors, dim, rmin, rmax);
+			st->validation_rmse = sqrt(mse);
+		}
+		st->seconds = dmf_now_seconds() - t_epoch;
+
+		/* early stopping keeps the weights of the best validation epoch */
+		if (data->validation.n == 0 ||
+			isnan(res->best_validation_rmse) ||
+			st->validation_rmse < res->best_validation_rmse)
+		{
+			res->best_validation_rmse = st->validation_rmse;
+			res->best_epoch = epoch;
+			res->final_train_rmse = st->train_rmse;
+			memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
+			memcpy(best_i, ib->params, sizeof(float) * ib->n_params);
+			since_best = 0;
+		}
+		else
+			since_best++;
+
+		if (cfg->on_epoch)
+			cfg->on_epoch(cfg->on_epoch_arg, st);
+		if (since_best >= cfg->patience)
+			break;
+		lr *= cfg->learning_rate_decay;
+	}
+
+	memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
+	memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
+
+	/* training memory is no longer needed; the final inputs may be larger */
+	dmf_branch_work_free(&uw, ub);
+	dmf_branch_work_free(&iw, ib);
+	dmf_free(ua.grad);
+	dmf_free(ua.m);
+	dmf_free(ua.v);
+	dmf_free(ia.grad);
+	dmf_free(ia.m);
+	dmf_free(ia.v);
+	dmf_free(best_u);
+	dmf_free(best_i);
+	dmf_free(order);
+	dmf_free(pair_u);
+	dmf_free(pair_i);
+	dmf_free(target);
+
+	/* the stored factors see every rating of the table, held-out ones too */
+	if (data->extra_input.n > 0)
+	{
+		dmf_csr_free(&xu);
+		dmf_csr_free(&xi);
+		tparts[0] = train;
+		tparts[1] = &data->extra_input;
+		dmf_build_inputs(tparts, 2, nu, ni, rmin, rmax, &xu, &xi, &ignored,
+						 NULL, NULL);
+	}
+	all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
+	all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
+
+	dmf_branch_work_free(&ufw, ub);
+	dmf_branch_work_free(&ifw, ib);
+	dmf_csr_free(&xu);
+	dmf_csr_free(&xi);
+	res->seconds = dmf_now_seconds() - t_start;
+}

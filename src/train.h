@@ -1,0 +1,101 @@
+/*
+ * train.h
+ *	  The training loop of DMF: minibatch Adam over blocks of the rating
+ *	  matrix, early stopping on validation RMSE.  Plain C, no server types.
+ */
+#ifndef DMF_TRAIN_H
+#define DMF_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "network.h"
+
+/* Ratings as index triples; indices refer to the model's sorted id maps. */
+typedef struct DmfTriples
+{
+	int64_t		n;
+	int32_t    *user;
+	int32_t    *item;
+	float	   *rating;			/* on the rating scale */
+} DmfTriples;
+
+typedef struct DmfEpochStats
+{
+	int			epoch;			/* 1-based */
+	double		train_rmse;		/* rating scale, over the epoch's blocks */
+	double		validation_rmse;	/* rating scale; NaN without validation */
+	double		seconds;
+	double		learning_rate;
+} DmfEpochStats;
+
+typedef struct DmfTrainConfig
+{
+	int			n_user_hidden;
+	int			user_hidden[DMF_MAX_LAYERS - 1];
+	int			n_item_hidden;
+	int			item_hidden[DMF_MAX_LAYERS - 1];
+	int			dim;
+	DmfActivation activation;
+	int			epochs;
+	int			batch_size;		/* ratings per block, on average */
+	int			patience;
+	double		learning_rate;
+	double		learning_rate_decay;	/* multiplied in after each epoch */
+	double		l2;
+	double		dropout;
+	uint64_t	seed;
+	double		rating_min;
+	double		rating_max;
+
+	/* called after every epoch, e.g. to print progress; may be NULL */
+	void		(*on_epoch) (void *arg, const DmfEpochStats *stats);
+	void	   *on_epoch_arg;
+} DmfTrainConfig;
+
+typedef struct DmfTrainSet
+{
+	int32_t		n_users;
+	int32_t		n_items;
+	DmfTriples	train;			/* targets, and the inputs while training */
+	DmfTriples	validation;		/* early stopping; may be empty */
+	DmfTriples	extra_input;	/* also fed to the final factors */
+} DmfTrainSet;
+
+typedef struct DmfTrainResult
+{
+	DmfBranch	user_branch;
+	DmfBranch	item_branch;
+	float	   *user_factors;	/* n_users x dim, unit length or zero */
+	float	   *item_factors;	/* n_items x dim */
+	int			epochs_run;
+	int			best_epoch;
+	double		best_validation_rmse;
+	double		final_train_rmse;
+	DmfEpochStats *history;		/* epochs_run entries */
+	double		seconds;
+} DmfTrainResult;
+
+/* Bytes the training will allocate, to refuse before allocating. */
+uint64_t	dmf_train_memory_estimate(const DmfTrainConfig *cfg,
+									  int32_t n_users, int32_t n_items,
+									  int64_t n_train, int64_t n_input);
+
+void		dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
+							DmfTrainResult *result);
+
+/*
+ * Builds the input matrices of both branches from triples (the user rows
+ * over n_items columns, the item rows over n_users columns), with encoded
+ * inputs.  Returns the number of duplicate pairs (see dmf_csr_build).
+ * user_pos/item_pos (may be NULL) receive each triple's entry in either
+ * matrix, parts numbered one after the other.
+ */
+int64_t		dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
+							 int32_t n_users, int32_t n_items,
+							 double rating_min, double rating_max,
+							 DmfCsr *user_rows, DmfCsr *item_rows,
+							 int64_t *dup_index,
+							 int64_t *user_pos, int64_t *item_pos);
+
+#endif
