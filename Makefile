@@ -8,15 +8,17 @@ OBJS = \
 	src/ratings_reader.o \
 	src/model_format.o \
 	src/model_cache.o \
+	src/extend.o \
 	src/sparse.o \
 	src/network.o \
 	src/train.o \
+	src/quantizer.o \
 	src/rng.o
 
 DATA = sql/dmf--$(EXTVERSION).sql
 
 # pg_regress suites, in sql/ with results in expected/
-REGRESS = train
+REGRESS = setup train predict extend discrete errors model_format
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 PG_CFLAGS = -std=gnu99 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -O3
@@ -25,3 +27,6 @@ SHLIB_LINK = -lopenblas -lm
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on every header: the structs are shared
+$(OBJS): $(wildcard src/*.h)

@@ -21,6 +21,7 @@
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -34,6 +35,7 @@
 #include "model_cache.h"
 #include "model_format.h"
 #include "options.h"
+#include "quantizer.h"
 #include "ratings_reader.h"
 #include "rng.h"
 #include "train.h"
@@ -81,18 +83,29 @@ report_epoch(void *arg, const DmfEpochStats *s)
 						s->validation_rmse, s->seconds)));
 }
 
+#define MAX_DEFAULT_LEVELS 1024
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
 /* A JSON number, or null for NaN/infinity (which JSON cannot hold). */
 static void
 append_json_number(StringInfo out, double v)
 {
 	if (isfinite(v))
-		appendStringInfo(out, "%.10g", v);
+		appendStringInfoString(out, float8out_internal(v));
 	else
 		appendStringInfoString(out, "null");
 }
 
-static void
-append_utc_now(StringInfo out)
+void
+dmf_append_utc_now(StringInfo out)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -155,6 +168,108 @@ bytes_pretty(StringInfo out, uint64 bytes)
 		appendStringInfo(out, UINT64_FORMAT " MB", bytes >> 20);
 	else
 		appendStringInfo(out, UINT64_FORMAT " kB", bytes >> 10);
+}
+
+/*
+ * The rating levels: from the option "levels", else the integers from
+ * rating_min to rating_max when every rating is an integer, else the grid
+ * the ratings lie on (e.g. 0.5 to 5 by 0.5).  Continuous ratings have no
+ * levels, which only DMF-D (option "discrete") requires.
+ */
+static void
+resolve_levels(DmfOptions *o, const DmfRawRatings *raw, const char *column,
+			   const char *rel)
+{
+	DmfTrainConfig *c = &o->train;
+	double		lo = c->rating_min,
+				hi = c->rating_max;
+
+	if (o->n_levels > 0)
+	{
+		if (o->levels[0] < lo || o->levels[o->n_levels - 1] > hi)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"levels\" must lie within the rating range [%g, %g]", lo, hi),
+					 errhint("Set \"rating_min\" and \"rating_max\" to include the levels.")));
+		c->n_levels = o->n_levels;
+		c->levels = o->levels;
+	}
+	else
+	{
+		bool		integral = lo == floor(lo) && hi == floor(hi) && hi - lo < MAX_DEFAULT_LEVELS;
+		double		step = 0.0;
+
+		for (int64 k = 0; k < raw->n && integral; k++)
+			integral = raw->rating[k] == floor(raw->rating[k]);
+		if (integral)
+			step = 1.0;
+		else
+		{
+			/* the smallest gap between distinct ratings, if all sit on its grid */
+			int64		n;
+			double	   *v = palloc_extended(sizeof(double) * (raw->n + 1), MCXT_ALLOC_HUGE);
+
+			memcpy(v, raw->rating, sizeof(double) * raw->n);
+			qsort(v, raw->n, sizeof(double), cmp_double);
+			n = 0;
+			for (int64 k = 0; k < raw->n; k++)
+				if (n == 0 || v[k] != v[n - 1])
+					v[n++] = v[k];
+			for (int64 k = 1; k < n; k++)
+				if (step == 0.0 || v[k] - v[k - 1] < step)
+					step = v[k] - v[k - 1];
+			if (step > 0.0 && (hi - lo) / step < MAX_DEFAULT_LEVELS)
+			{
+				for (int64 k = 0; k < n && step > 0.0; k++)
+				{
+					double		pos = (v[k] - lo) / step;
+
+					if (fabs(pos - round(pos)) > 1e-6)
+						step = 0.0;
+				}
+				if (fabs((hi - lo) / step - round((hi - lo) / step)) > 1e-6)
+					step = 0.0;
+			}
+			else
+				step = 0.0;
+			pfree(v);
+		}
+		if (step > 0.0)
+		{
+			int			n = (int) round((hi - lo) / step) + 1;
+			double	   *levels = palloc(sizeof(double) * n);
+
+			for (int k = 0; k < n; k++)
+				levels[k] = lo + k * step;
+			c->n_levels = n;
+			c->levels = levels;
+		}
+	}
+
+	if (!c->discrete)
+		return;
+	if (c->n_levels < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ratings in column \"%s\" of %s are not on equally spaced levels", column, rel),
+				 errhint("Name the levels with the option \"levels\", e.g. [1, 2, 3, 4, 5].")));
+	{
+		double		step = c->levels[1] - c->levels[0];
+
+		for (int64 k = 0; k < raw->n; k++)
+		{
+			double		pos = (raw->rating[k] - c->levels[0]) / step;
+
+			if (fabs(pos - round(pos)) > 1e-6 || pos < -1e-6 || round(pos) > c->n_levels - 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("rating column \"%s\" of %s holds %g, which is not one of the levels",
+								column, rel, raw->rating[k]),
+						 errdetail("The levels go from %g to %g by %g.",
+								   c->levels[0], c->levels[c->n_levels - 1], step),
+						 errhint("Round the ratings to the levels in a view, or set the option \"levels\".")));
+		}
+	}
 }
 
 /* Everything dmf_train learns about its data before training. */
@@ -301,6 +416,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 		check_rating_range(raw, cols->rating_column, rel,
 						   o->train.rating_min, o->train.rating_max);
 	}
+	resolve_levels(o, raw, cols->rating_column, rel);
 
 	in->n_users = dmf_distinct_ids(raw->user, raw->n, &in->user_ids);
 	in->n_items = dmf_distinct_ids(raw->item, raw->n, &in->item_ids);
@@ -328,7 +444,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 		all.rating = palloc_extended(sizeof(float) * raw->n, MCXT_ALLOC_HUGE);
 		for (int64 k = 0; k < raw->n; k++)
 			all.rating[k] = (float) raw->rating[k];
-		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items,
+		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items, 0,
 								 o->train.rating_min, o->train.rating_max,
 								 &a, &b, &dup, NULL, NULL);
 		if (n_dup > 0)
@@ -390,7 +506,7 @@ check_memory(const DmfOptions *o, const TrainInput *in)
 
 static void
 append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
-			const DmfTrainResult *res)
+			const DmfTrainResult *res, int threads)
 {
 	double		epoch_seconds = 0.0;
 
@@ -399,12 +515,15 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 
 	appendStringInfoString(meta, "{\"options\": ");
 	dmf_options_to_json(o, meta);
+	appendStringInfo(meta, ", \"threads_used\": %d", threads);
 	appendStringInfo(meta, ", \"rows\": " INT64_FORMAT, in->raw.n);
 	appendStringInfo(meta, ", \"skipped_null_rows\": " INT64_FORMAT, in->raw.skipped_nulls);
 	appendStringInfo(meta, ", \"train_rows\": " INT64_FORMAT, in->set.train.n);
 	appendStringInfo(meta, ", \"validation_rows\": " INT64_FORMAT, in->set.validation.n);
 	appendStringInfo(meta, ", \"epochs_run\": %d", res->epochs_run);
 	appendStringInfo(meta, ", \"best_epoch\": %d", res->best_epoch);
+	appendStringInfoString(meta, ", \"mean_validation_rmse\": ");
+	append_json_number(meta, res->mean_validation_rmse);
 	appendStringInfoString(meta, ", \"best_validation_rmse\": ");
 	append_json_number(meta, res->best_validation_rmse);
 	appendStringInfoString(meta, ", \"train_rmse\": ");
@@ -429,14 +548,15 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 		appendStringInfoChar(meta, '}');
 	}
 	appendStringInfoString(meta, "], \"created_at\": ");
-	append_utc_now(meta);
+	dmf_append_utc_now(meta);
 	appendStringInfo(meta, ", \"refreshes\": 0, \"users_added\": 0, \"items_added\": 0, \"dmf_version\": \"%s\"}",
 					 DMF_VERSION);
 }
 
 static bytea *
 encode_trained_model(const DmfOptions *o, const TrainInput *in,
-					 const DmfTrainResult *res, MemoryContext result_cxt)
+					 const DmfTrainResult *res, int threads,
+					 MemoryContext result_cxt)
 {
 	DmfModel	m;
 	StringInfoData meta;
@@ -451,11 +571,10 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 		item_input[k] = k;
 
 	initStringInfo(&meta);
-	append_meta(&meta, o, in, res);
+	append_meta(&meta, o, in, res, threads);
 
 	memset(&m, 0, sizeof(m));
 	new_model_id(m.model_id);
-	m.flags = 0;
 	m.dim = o->train.dim;
 	m.rating_min = o->train.rating_min;
 	m.rating_max = o->train.rating_max;
@@ -471,6 +590,21 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	m.item_branch = res->item_branch;
 	m.meta = meta.data;
 	m.meta_len = meta.len;
+	if (o->train.n_levels >= 2)
+	{
+		double	   *uniform = palloc(sizeof(double) * (o->train.n_levels + 1));
+
+		dmf_uniform_boundaries(o->train.levels, o->train.n_levels, uniform);
+		m.n_levels = o->train.n_levels;
+		m.levels = o->train.levels;
+		/* a plain model rounds: the uniform quantizer */
+		m.boundaries = o->train.discrete ? res->boundaries : uniform;
+		m.lambda = o->train.discrete ? res->lambda : 0.0;
+	}
+	if (o->train.discrete)
+		m.flags |= DMF_FLAG_DISCRETE;
+	if (o->train.input_encoding == DMF_INPUT_CENTERED)
+		m.flags |= DMF_FLAG_CENTERED_INPUT;
 
 	size = dmf_model_encoded_size(&m);
 	if (size > MaxAllocSize - VARHDRSZ)
@@ -555,7 +689,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	model = encode_trained_model(&opts, &in, &res, caller);
+	model = encode_trained_model(&opts, &in, &res, threads, caller);
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(work);
 	PG_RETURN_BYTEA_P(model);
@@ -563,34 +697,87 @@ dmf_train(PG_FUNCTION_ARGS)
 
 /* ---- using a model ---- */
 
-/* Dot product of a user and an item factor (both unit length or zero). */
-static double
-factor_dot(const float *u, const float *v, int dim)
-{
-	double		dot = 0.0;
-
-	for (int j = 0; j < dim; j++)
-		dot += (double) u[j] * v[j];
-	return dot;
-}
-
 PG_FUNCTION_INFO_V1(dmf_predict);
 Datum
 dmf_predict(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
 	int32		u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
 	int32		i;
+	double		r;
 
 	if (u < 0)
 		PG_RETURN_NULL();
 	i = dmf_side_find(&m->items, PG_GETARG_INT64(2));
 	if (i < 0)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(dmf_unscale_prediction(
-						 factor_dot(m->users.factors + (size_t) u * m->dim,
-									m->items.factors + (size_t) i * m->dim, m->dim),
-						 m->rating_min, m->rating_max));
+	if (!dmf_score_factors(m, m->users.factors + (size_t) u * m->dim,
+						   m->items.factors + (size_t) i * m->dim, &r))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(r);
+}
+
+/* The model's quantizer; ERROR if it has no rating levels. */
+static DmfQuantizer
+model_quantizer(const DmfModel *m)
+{
+	DmfQuantizer q;
+
+	if (m->n_levels < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("this dmf model has no rating levels"),
+				 errdetail("Its training ratings were not on equally spaced levels."),
+				 errhint("Retrain with the option \"levels\", e.g. '{\"levels\": [1, 2, 3, 4, 5]}'.")));
+	q.n_levels = m->n_levels;
+	q.step = m->levels[1] - m->levels[0];
+	q.levels = m->levels;
+	q.boundaries = m->boundaries;
+	q.lambda = m->lambda;
+	return q;
+}
+
+PG_FUNCTION_INFO_V1(dmf_predict_discrete);
+Datum
+dmf_predict_discrete(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	DmfQuantizer q = model_quantizer(m);
+	int32		u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
+	int32		i;
+	double		r;
+
+	if (u < 0)
+		PG_RETURN_NULL();
+	i = dmf_side_find(&m->items, PG_GETARG_INT64(2));
+	if (i < 0)
+		PG_RETURN_NULL();
+	if (!dmf_score_factors(m, m->users.factors + (size_t) u * m->dim,
+						   m->items.factors + (size_t) i * m->dim, &r))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(dmf_quantize(&q, r));
+}
+
+/* Quantizes a continuous prediction with the model's quantizer. */
+double
+dmf_model_quantize(const DmfModel *m, double rating)
+{
+	DmfQuantizer q = model_quantizer(m);
+
+	return dmf_quantize(&q, rating);
+}
+
+static void
+append_doubles(StringInfo s, const char *key, const double *v, int n)
+{
+	appendStringInfo(s, ", \"%s\": [", key);
+	for (int k = 0; k < n; k++)
+	{
+		if (k > 0)
+			appendStringInfoString(s, ", ");
+		append_json_number(s, v[k]);
+	}
+	appendStringInfoChar(s, ']');
 }
 
 static void
@@ -606,7 +793,7 @@ PG_FUNCTION_INFO_V1(dmf_info);
 Datum
 dmf_info(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
 	StringInfoData s;
 	Datum		facts;
 	Datum		meta;
@@ -630,7 +817,18 @@ dmf_info(PG_FUNCTION_ARGS)
 	append_json_number(&s, m->rating_min);
 	appendStringInfoString(&s, ", \"rating_max\": ");
 	append_json_number(&s, m->rating_max);
-	appendStringInfo(&s, ", \"discrete\": %s}", (m->flags & DMF_FLAG_DISCRETE) ? "true" : "false");
+	appendStringInfo(&s, ", \"discrete\": %s", (m->flags & DMF_FLAG_DISCRETE) ? "true" : "false");
+	if (m->n_levels >= 2)
+	{
+		append_doubles(&s, "levels", m->levels, m->n_levels);
+		/* the inner boundaries b_1 .. b_{d-1}; b_0 and b_d are unbounded */
+		append_doubles(&s, "boundaries", m->boundaries + 1, m->n_levels - 1);
+		appendStringInfoString(&s, ", \"lambda\": ");
+		append_json_number(&s, m->lambda);
+	}
+	else
+		appendStringInfoString(&s, ", \"levels\": null");
+	appendStringInfoChar(&s, '}');
 
 	facts = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
 	meta = DirectFunctionCall1(jsonb_in,

@@ -28,6 +28,9 @@ typedef struct CacheEntry
 	uint8		model_id[16];
 	uint64		total_size;
 	uint32		payload_crc;
+	uint64		generation;		/* changes when the slot is reused */
+	int			pins;			/* aggregate states using this model */
+	uint8	   *bytes;			/* the aligned model bytes */
 	ToastKey	toast[TOAST_KEYS_PER_ENTRY];
 	int			n_toast;
 	MemoryContext cxt;			/* holds the bytes the model points into */
@@ -36,6 +39,7 @@ typedef struct CacheEntry
 
 static CacheEntry cache[CACHE_ENTRIES];
 static uint64 use_clock = 0;
+static uint64 generation_clock = 0;
 static MemoryContext cache_cxt = NULL;
 
 static void
@@ -120,81 +124,113 @@ remember_toast(CacheEntry *e, const ToastKey *key)
 static CacheEntry *
 victim(void)
 {
-	CacheEntry *best = &cache[0];
+	CacheEntry *best = NULL;
 
 	for (int e = 0; e < CACHE_ENTRIES; e++)
 	{
 		if (!cache[e].used)
 			return &cache[e];
-		if (cache[e].last_use < best->last_use)
+		if (cache[e].pins > 0)
+			continue;
+		if (best == NULL || cache[e].last_use < best->last_use)
 			best = &cache[e];
 	}
+	if (best == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct dmf models in use at once"),
+				 errdetail("Aggregates of one query hold %d models.", CACHE_ENTRIES),
+				 errhint("Compute factors for fewer models per query.")));
 	return best;
 }
 
+/*
+ * Per call site (fn_extra): the last in-memory value seen and its entry.
+ * Lets a query that passes the same detoasted model on every row skip the
+ * checksum, while a different value at the same address is still caught
+ * by its header and length.
+ */
+typedef struct CallSiteMemo
+{
+	Pointer		ptr;
+	Size		len;
+	uint8		header[DMF_HEADER_SIZE];
+	int			entry;
+	uint64		generation;
+} CallSiteMemo;
+
+static const DmfModel *
+use_entry(CacheEntry *e)
+{
+	e->last_use = ++use_clock;
+	return &e->model;
+}
+
 const DmfModel *
-dmf_model_from_datum(Datum datum)
+dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 {
 	struct varlena *raw = (struct varlena *) DatumGetPointer(datum);
 	ToastKey	key;
 	bool		has_key = toast_key_of(raw, &key);
-	CacheEntry *e = NULL;
+	CacheEntry *e;
+	CallSiteMemo *memo = flinfo ? (CallSiteMemo *) flinfo->fn_extra : NULL;
 	DmfModel	peek;
 	uint64		total;
 	uint32		crc;
 	char		detail[256];
 	DmfDecodeStatus status;
 	struct varlena *full;
+	const uint8 *data;
 	Size		len;
 	MemoryContext cxt;
 	uint8	   *bytes;
 
+	/* a stored value cannot change under its TOAST pointer */
 	if (has_key && (e = find_by_toast(&key)) != NULL)
-	{
-		e->last_use = ++use_clock;
-		return &e->model;
-	}
+		return use_entry(e);
 
-	/* the header alone tells whether we know this model */
-	{
-		struct varlena *head = pg_detoast_datum_slice(raw, 0, DMF_HEADER_SIZE);
-
-		status = dmf_model_peek((const uint8 *) VARDATA_ANY(head),
-								VARSIZE_ANY_EXHDR(head), &peek, &total, &crc,
-								detail, sizeof(detail));
-		if ((Pointer) head != (Pointer) raw)
-			pfree(head);
-	}
-	if (status == DMF_DECODE_OK)
-		e = find_by_header(peek.model_id, total, crc);
-	if (e != NULL)
-	{
-		if (has_key)
-			remember_toast(e, &key);
-		e->last_use = ++use_clock;
-		return &e->model;
-	}
-	report_decode_error(status, detail);
-
-	/* a new model: read it whole, align it, validate it, keep it */
-	if (cache_cxt == NULL)
-		cache_cxt = AllocSetContextCreate(TopMemoryContext, "dmf model cache",
-										  ALLOCSET_SMALL_SIZES);
 	full = pg_detoast_datum_packed(raw);
+	data = (const uint8 *) VARDATA_ANY(full);
 	len = VARSIZE_ANY_EXHDR(full);
-	cxt = AllocSetContextCreate(cache_cxt, "dmf model", ALLOCSET_DEFAULT_SIZES);
-	/* palloc returns MAXALIGNed (8-byte) memory, as the decoder needs */
-	bytes = MemoryContextAllocExtended(cxt, len > 0 ? len : 1, MCXT_ALLOC_HUGE);
-	memcpy(bytes, VARDATA_ANY(full), len);
-	if ((Pointer) full != (Pointer) raw)
-		pfree(full);
 
+	if (!has_key && memo && memo->ptr == (Pointer) full && memo->len == len &&
+		len >= DMF_HEADER_SIZE &&
+		memcmp(memo->header, data, DMF_HEADER_SIZE) == 0 &&
+		cache[memo->entry].used && cache[memo->entry].generation == memo->generation)
+		return use_entry(&cache[memo->entry]);
+
+	/*
+	 * The header names the model; the payload checksum proves the bytes are
+	 * the ones the header describes, so a cached decoding can serve them.
+	 */
+	status = dmf_model_peek(data, len, &peek, &total, &crc, detail, sizeof(detail));
+	report_decode_error(status, detail);
+	if (total != len)
+		report_decode_error(DMF_DECODE_CORRUPT,
+							psprintf("The model has %zu bytes but its header says " UINT64_FORMAT ".",
+									 (size_t) len, total));
+	if (dmf_model_payload_crc(data, len) != crc)
+		report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
+
+	e = find_by_header(peek.model_id, total, crc);
+	if (e == NULL)
 	{
+		/* a new model: copy it aligned, validate it whole, keep it */
 		DmfModel	m;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		status = dmf_model_decode(bytes, len, &m, detail, sizeof(detail));
-		MemoryContextSwitchTo(old);
+		if (cache_cxt == NULL)
+			cache_cxt = AllocSetContextCreate(TopMemoryContext, "dmf model cache",
+											  ALLOCSET_SMALL_SIZES);
+		cxt = AllocSetContextCreate(cache_cxt, "dmf model", ALLOCSET_DEFAULT_SIZES);
+		/* palloc returns MAXALIGNed (8-byte) memory, as the decoder needs */
+		bytes = MemoryContextAllocExtended(cxt, len > 0 ? len : 1, MCXT_ALLOC_HUGE);
+		memcpy(bytes, data, len);
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			status = dmf_model_decode(bytes, len, &m, detail, sizeof(detail));
+			MemoryContextSwitchTo(old);
+		}
 		if (status != DMF_DECODE_OK)
 		{
 			MemoryContextDelete(cxt);
@@ -206,14 +242,138 @@ dmf_model_from_datum(Datum datum)
 			MemoryContextDelete(e->cxt);
 		memset(e, 0, sizeof(*e));
 		e->used = true;
+		e->generation = ++generation_clock;
 		e->cxt = cxt;
 		e->model = m;
+		e->bytes = bytes;
 		memcpy(e->model_id, m.model_id, 16);
 		e->total_size = total;
 		e->payload_crc = crc;
-		if (has_key)
-			remember_toast(e, &key);
-		e->last_use = ++use_clock;
 	}
-	return &e->model;
+	if (has_key)
+		remember_toast(e, &key);
+	else if (flinfo)
+	{
+		if (memo == NULL)
+			memo = flinfo->fn_extra = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(CallSiteMemo));
+		memo->ptr = (Pointer) full;
+		memo->len = len;
+		memcpy(memo->header, data, DMF_HEADER_SIZE);
+		memo->entry = (int) (e - cache);
+		memo->generation = e->generation;
+	}
+	if ((Pointer) full != (Pointer) raw)
+		pfree(full);
+	return use_entry(e);
+}
+
+DmfModelRef
+dmf_model_ref(const DmfModel *m)
+{
+	CacheEntry *e = (CacheEntry *) ((char *) m - offsetof(CacheEntry, model));
+	DmfModelRef ref;
+
+	Assert(e >= cache && e < cache + CACHE_ENTRIES);
+	ref.slot = (int) (e - cache);
+	ref.generation = e->generation;
+	return ref;
+}
+
+static CacheEntry *
+entry_of(DmfModelRef ref)
+{
+	if (ref.slot < 0 || ref.slot >= CACHE_ENTRIES)
+		return NULL;
+	if (!cache[ref.slot].used || cache[ref.slot].generation != ref.generation)
+		return NULL;
+	return &cache[ref.slot];
+}
+
+typedef struct PinRelease
+{
+	MemoryContextCallback cb;
+	DmfModelRef ref;
+} PinRelease;
+
+static void
+release_pin(void *arg)
+{
+	PinRelease *p = (PinRelease *) arg;
+	CacheEntry *e = entry_of(p->ref);
+
+	if (e && e->pins > 0)
+		e->pins--;
+}
+
+void
+dmf_model_pin(DmfModelRef ref, MemoryContext owner)
+{
+	CacheEntry *e = entry_of(ref);
+	PinRelease *p;
+
+	if (e == NULL)
+		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
+	p = MemoryContextAlloc(owner, sizeof(PinRelease));
+	p->ref = ref;
+	p->cb.func = release_pin;
+	p->cb.arg = p;
+	MemoryContextRegisterResetCallback(owner, &p->cb);
+	e->pins++;
+}
+
+const DmfModel *
+dmf_model_deref(DmfModelRef ref)
+{
+	CacheEntry *e = entry_of(ref);
+
+	return e ? use_entry(e) : NULL;
+}
+
+void
+dmf_model_identity(DmfModelRef ref, uint8 *id, uint64 *size, uint32 *crc)
+{
+	CacheEntry *e = entry_of(ref);
+
+	if (e == NULL)
+		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
+	memcpy(id, e->model_id, 16);
+	*size = e->total_size;
+	*crc = e->payload_crc;
+}
+
+const DmfModel *
+dmf_model_find(const uint8 *id, uint64 size, uint32 crc)
+{
+	CacheEntry *e = find_by_header(id, size, crc);
+
+	return e ? use_entry(e) : NULL;
+}
+
+bytea *
+dmf_model_shippable(DmfModelRef ref)
+{
+	CacheEntry *e = entry_of(ref);
+	bytea	   *out;
+
+	if (e == NULL)
+		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
+	if (e->n_toast > 0)
+	{
+		/* rebuild the TOAST pointer: any backend of this database can follow it */
+		const ToastKey *k = &e->toast[e->n_toast - 1];
+		struct varatt_external ext;
+
+		ext.va_rawsize = k->rawsize;
+		ext.va_extinfo = k->extinfo;
+		ext.va_valueid = k->valueid;
+		ext.va_toastrelid = k->toastrelid;
+		out = palloc(VARHDRSZ_EXTERNAL + sizeof(ext));
+		SET_VARTAG_EXTERNAL(out, VARTAG_ONDISK);
+		memcpy(VARDATA_EXTERNAL(out), &ext, sizeof(ext));
+		return out;
+	}
+	out = palloc_extended(VARHDRSZ + e->total_size, MCXT_ALLOC_HUGE);
+	SET_VARSIZE(out, VARHDRSZ + e->total_size);
+	memcpy(VARDATA(out), e->bytes, e->total_size);
+	return out;
 }

@@ -19,11 +19,37 @@
 
 /*
  * The decoded, validated model held in datum.  ERROR if it is not a valid
- * model.  The result stays valid until the next call into the cache.
+ * model.  flinfo (may be NULL) remembers the last value per call site.
+ * The result stays valid until the next call into the cache.
  */
-const DmfModel *dmf_model_from_datum(Datum datum);
+const DmfModel *dmf_model_from_datum(Datum datum, FmgrInfo *flinfo);
 
-/* Decodes and validates the model bytes, without the cache (ERROR if bad). */
+/*
+ * A reference to a cached model that survives across calls, for aggregate
+ * states: pinned, the model is not evicted until the owner context is
+ * reset or deleted.
+ */
+typedef struct DmfModelRef
+{
+	int			slot;
+	uint64		generation;
+} DmfModelRef;
+
+DmfModelRef dmf_model_ref(const DmfModel *m);
+void		dmf_model_pin(DmfModelRef ref, MemoryContext owner);
+/* The model, or NULL if it is no longer cached. */
+const DmfModel *dmf_model_deref(DmfModelRef ref);
+/* The model's identity: id, size and payload checksum. */
+void		dmf_model_identity(DmfModelRef ref, uint8 *id, uint64 *size, uint32 *crc);
+/* Finds a cached model by identity (NULL if not cached). */
+const DmfModel *dmf_model_find(const uint8 *id, uint64 size, uint32 crc);
+/*
+ * A datum another process can read the model from: its TOAST pointer when
+ * it came from a table, else a copy of its bytes.
+ */
+bytea	   *dmf_model_shippable(DmfModelRef ref);
+
+/* Decodes and validates model bytes without the cache (ERROR if bad). */
 void		dmf_model_decode_or_error(const uint8_t *buf, size_t len, DmfModel *m);
 
 #endif

@@ -107,6 +107,8 @@ put_f64(uint8_t *p, double v)
 	memcpy(p, &v, sizeof(v));
 }
 
+static uint32_t payload_crc(const uint8_t *buf, uint64_t total);
+
 static DmfDecodeStatus
 fail(DmfDecodeStatus status, char *detail, size_t detail_len,
 	 const char *fmt,...)
@@ -132,6 +134,12 @@ header_crc(const uint8_t *h)
 	COMP_CRC32C(crc, h + H_HEADER_CRC + 4, DMF_HEADER_SIZE - H_HEADER_CRC - 4);
 	FIN_CRC32C(crc);
 	return (uint32_t) crc;
+}
+
+uint32_t
+dmf_model_payload_crc(const uint8_t *buf, size_t len)
+{
+	return payload_crc(buf, len);
 }
 
 static uint32_t
@@ -414,6 +422,17 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 						  &m->item_branch, "item", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
+
+	/* the branches read raw ratings; the header says how to encode them */
+	{
+		DmfInputCoding coding = {
+			(m->flags & DMF_FLAG_CENTERED_INPUT) ? 1 : 0,
+			m->rating_min, m->rating_max
+		};
+
+		m->user_branch.coding = coding;
+		m->item_branch.coding = coding;
+	}
 
 	m->n_levels = 0;
 	if (sec[DMF_SECTION_QUANTIZER].present)

@@ -61,7 +61,8 @@
 #define DMF_MAX_LEVELS 1024
 
 #define DMF_FLAG_DISCRETE 0x0001	/* trained as DMF-D */
-#define DMF_KNOWN_FLAGS DMF_FLAG_DISCRETE
+#define DMF_FLAG_CENTERED_INPUT 0x0002	/* inputs centred per row */
+#define DMF_KNOWN_FLAGS (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT)
 
 typedef enum DmfSectionKind
 {
@@ -134,6 +135,9 @@ DmfDecodeStatus dmf_model_peek(const uint8_t *buf, size_t len,
  */
 DmfDecodeStatus dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 								 char *detail, size_t detail_len);
+
+/* CRC32C of the payload of the model bytes buf[0..len), len >= header. */
+uint32_t	dmf_model_payload_crc(const uint8_t *buf, size_t len);
 
 /* Exact size of the encoding of m (every field of m set, ids etc.). */
 uint64_t	dmf_model_encoded_size(const DmfModel *m);

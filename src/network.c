@@ -26,6 +26,9 @@ dmf_branch_layout(DmfBranch *b, int n_layers, const int *sizes,
 	if ((int) activation < 0 || activation >= DMF_ACT_COUNT)
 		return false;
 	memset(b, 0, sizeof(*b));
+	b->coding.encoding = 0;
+	b->coding.rating_min = 0.0;
+	b->coding.rating_max = 1.0;
 	b->n_layers = n_layers;
 	b->activation = activation;
 	for (int l = 0; l <= n_layers; l++)
@@ -95,6 +98,8 @@ dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b, int max_rows,
 	w->dpre = dmf_alloc(sizeof(float) * (size_t) max_rows * maxw);
 	w->dact = dmf_alloc(sizeof(float) * (size_t) max_rows * maxw);
 	w->scale = dmf_alloc(sizeof(float) * (size_t) max_rows);
+	w->enc_a = dmf_alloc(sizeof(float) * (size_t) max_rows);
+	w->enc_c = dmf_alloc(sizeof(float) * (size_t) max_rows);
 }
 
 void
@@ -111,6 +116,8 @@ dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b)
 	dmf_free(w->dpre);
 	dmf_free(w->dact);
 	dmf_free(w->scale);
+	dmf_free(w->enc_a);
+	dmf_free(w->enc_c);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -212,8 +219,8 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		size_t		n = (size_t) nb * out;
 
 		if (l == 0)
-			dmf_sparse_forward(x, rows, nb, skip, W, bias, out,
-							   w->pre[0], w->scale);
+			dmf_sparse_forward(x, rows, nb, skip, &b->coding, W, bias, out,
+							   w->pre[0], w->scale, w->enc_a, w->enc_c);
 		else
 		{
 			memset(w->pre[l], 0, sizeof(float) * n);
@@ -268,7 +275,8 @@ dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		add_column_sums(dpre, nb, out, gb);
 		if (l == 0)
 		{
-			dmf_sparse_backward(x, rows, nb, skip, w->scale, dpre, out, gW);
+			dmf_sparse_backward(x, rows, nb, skip, w->scale, w->enc_a, w->enc_c,
+								dpre, out, gW);
 			break;
 		}
 		/* dW_l += A_{l-1}^T dpre */

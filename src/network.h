@@ -35,6 +35,7 @@ extern const char *const dmf_activation_names[DMF_ACT_COUNT];
 
 typedef struct DmfBranch
 {
+	DmfInputCoding coding;		/* how raw input ratings are encoded */
 	int			n_layers;		/* weight layers: hidden layers + 1 */
 	int			sizes[DMF_MAX_LAYERS + 1];	/* sizes[0] input, last = dim */
 	DmfActivation activation;
@@ -55,6 +56,8 @@ typedef struct DmfBranchWork
 	float	   *dpre;			/* gradient buffers, rows x max_width */
 	float	   *dact;
 	float	   *scale;			/* per-row input scale of the sparse layer */
+	float	   *enc_a;			/* per-row input encoding */
+	float	   *enc_c;
 } DmfBranchWork;
 
 /*

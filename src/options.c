@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -26,6 +27,12 @@
 #define DEFAULT_SEED 42
 #define DEFAULT_VALIDATION_FRACTION 0.05
 
+#define DEFAULT_LAMBDA_START 1.0
+#define DEFAULT_LAMBDA_GROWTH 1.3
+#define DEFAULT_LAMBDA_MAX 100.0
+#define DEFAULT_BOUNDARY_L2 0.1
+
+#define MAX_LEVELS 1024
 #define MAX_EPOCHS 100000
 #define MAX_BATCH (1 << 24)
 #define MAX_THREADS 64
@@ -36,7 +43,8 @@ typedef enum OptionType
 	OPT_FLOAT,
 	OPT_BOOL,
 	OPT_STRING,
-	OPT_LAYERS
+	OPT_LAYERS,
+	OPT_NUMBERS
 } OptionType;
 
 typedef struct OptionSpec
@@ -57,6 +65,7 @@ static const OptionSpec option_specs[] = {
 	{"learning_rate_decay", OPT_FLOAT},
 	{"l2", OPT_FLOAT},
 	{"dropout", OPT_FLOAT},
+	{"input_dropout", OPT_FLOAT},
 	{"validation", OPT_STRING},
 	{"validation_fraction", OPT_FLOAT},
 	{"patience", OPT_INT},
@@ -65,12 +74,20 @@ static const OptionSpec option_specs[] = {
 	{"rating_min", OPT_FLOAT},
 	{"rating_max", OPT_FLOAT},
 	{"verbose", OPT_BOOL},
+	{"input_encoding", OPT_STRING},
+	{"discrete", OPT_BOOL},
+	{"levels", OPT_NUMBERS},
+	{"lambda_start", OPT_FLOAT},
+	{"lambda_growth", OPT_FLOAT},
+	{"lambda_max", OPT_FLOAT},
+	{"boundary_l2", OPT_FLOAT},
 };
 
 #define N_OPTIONS lengthof(option_specs)
 
 static const char *const type_names[] = {
-	"an integer", "a number", "a boolean", "a string", "an array of integers"
+	"an integer", "a number", "a boolean", "a string", "an array of integers",
+	"an array of numbers"
 };
 
 static char *
@@ -168,6 +185,50 @@ layers_value(const char *key, JsonbContainer *container, int *n, int *widths)
 	*n = count;
 }
 
+/* Reads an array of numbers: the rating levels of DMF-D. */
+static void
+levels_value(const char *key, JsonbContainer *container, DmfOptions *o)
+{
+	JsonbIterator *it = JsonbIteratorInit(container);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	double	   *levels = palloc(sizeof(double) * MAX_LEVELS);
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (n >= MAX_LEVELS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" has more than %d levels", key, MAX_LEVELS)));
+		levels[n++] = numeric_value(key, &v, OPT_NUMBERS);
+	}
+	if (n < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" needs at least two levels", key)));
+	for (int k = 1; k < n; k++)
+	{
+		double		step = levels[1] - levels[0];
+
+		if (!(levels[k] > levels[k - 1]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" must be in ascending order", key),
+					 errdetail("Level %d (%g) follows %g.", k + 1, levels[k], levels[k - 1])));
+		if (fabs((levels[k] - levels[k - 1]) - step) > 1e-9 * Max(1.0, fabs(step)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" must be equally spaced", key),
+					 errdetail("The first step is %g, but %g follows %g.",
+							   step, levels[k], levels[k - 1])));
+	}
+	o->n_levels = n;
+	o->levels = levels;
+}
+
 void
 dmf_parse_options(Jsonb *json, DmfOptions *o)
 {
@@ -195,6 +256,11 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 	o->validation_fraction = DEFAULT_VALIDATION_FRACTION;
 	o->threads = 0;				/* all cores */
 	o->verbose = false;
+	c->discrete = false;
+	c->lambda_start = DEFAULT_LAMBDA_START;
+	c->lambda_growth = DEFAULT_LAMBDA_GROWTH;
+	c->lambda_max = DEFAULT_LAMBDA_MAX;
+	c->boundary_l2 = DEFAULT_BOUNDARY_L2;
 
 	if (!JB_ROOT_IS_OBJECT(json))
 		ereport(ERROR,
@@ -223,11 +289,11 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 
 		tok = JsonbIteratorNext(&it, &val, true);
 		Assert(tok == WJB_VALUE);
-		if (spec->type == OPT_LAYERS)
+		if (spec->type == OPT_LAYERS || spec->type == OPT_NUMBERS)
 		{
 			if (val.type != jbvBinary ||
 				!JsonContainerIsArray(val.val.binary.data))
-				wrong_type(key, OPT_LAYERS);
+				wrong_type(key, spec->type);
 		}
 		else if (val.type == jbvNull)
 			wrong_type(key, spec->type);
@@ -264,6 +330,20 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 						 errhint("Use relu, tanh, sigmoid or linear.")));
 			c->activation = (DmfActivation) found;
 		}
+		else if (strcmp(key, "input_encoding") == 0)
+		{
+			char	   *name = string_value(key, &val);
+
+			if (strcmp(name, "offset") == 0)
+				c->input_encoding = 0;
+			else if (strcmp(name, "centered") == 0)
+				c->input_encoding = 1;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"input_encoding\" has unknown value \"%s\"", name),
+						 errhint("Use offset or centered.")));
+		}
 		else if (strcmp(key, "epochs") == 0)
 			c->epochs = (int) int_value(key, &val, 1, MAX_EPOCHS);
 		else if (strcmp(key, "batch_size") == 0)
@@ -278,6 +358,8 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 		{
 			c->dropout = float_value(key, &val, 0.0, 0.99, true);
 		}
+		else if (strcmp(key, "input_dropout") == 0)
+			c->input_dropout = float_value(key, &val, 0.0, 0.99, true);
 		else if (strcmp(key, "validation") == 0)
 			o->validation = string_value(key, &val);
 		else if (strcmp(key, "validation_fraction") == 0)
@@ -298,12 +380,25 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 			c->rating_max = float_value(key, &val, -1e15, 1e15, true);
 			o->rating_max_set = true;
 		}
-		else if (strcmp(key, "verbose") == 0)
+		else if (strcmp(key, "verbose") == 0 || strcmp(key, "discrete") == 0)
 		{
 			if (val.type != jbvBool)
 				wrong_type(key, OPT_BOOL);
-			o->verbose = val.val.boolean;
+			if (key[0] == 'v')
+				o->verbose = val.val.boolean;
+			else
+				c->discrete = val.val.boolean;
 		}
+		else if (strcmp(key, "levels") == 0)
+			levels_value(key, val.val.binary.data, o);
+		else if (strcmp(key, "lambda_start") == 0)
+			c->lambda_start = float_value(key, &val, 0.0, 1e6, false);
+		else if (strcmp(key, "lambda_growth") == 0)
+			c->lambda_growth = float_value(key, &val, 1.0, 100.0, true);
+		else if (strcmp(key, "lambda_max") == 0)
+			c->lambda_max = float_value(key, &val, 0.0, 1e6, false);
+		else if (strcmp(key, "boundary_l2") == 0)
+			c->boundary_l2 = float_value(key, &val, 0.0, 1e6, true);
 	}
 
 	if (layers_set && (user_layers_set || item_layers_set))
@@ -322,6 +417,12 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 				 errmsg("option \"rating_min\" must be less than \"rating_max\""),
 				 errdetail("rating_min is %g and rating_max is %g.",
 						   c->rating_min, c->rating_max)));
+	if (c->lambda_start > c->lambda_max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lambda_start\" must not exceed \"lambda_max\""),
+				 errdetail("lambda_start is %g and lambda_max is %g.",
+						   c->lambda_start, c->lambda_max)));
 	if (o->validation && o->validation_fraction != DEFAULT_VALIDATION_FRACTION)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -351,22 +452,39 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 	appendStringInfo(out, ", \"activation\": \"%s\"", dmf_activation_names[c->activation]);
 	appendStringInfo(out, ", \"epochs\": %d", c->epochs);
 	appendStringInfo(out, ", \"batch_size\": %d", c->batch_size);
-	appendStringInfo(out, ", \"learning_rate\": %.17g", c->learning_rate);
-	appendStringInfo(out, ", \"learning_rate_decay\": %.17g", c->learning_rate_decay);
-	appendStringInfo(out, ", \"l2\": %.17g", c->l2);
-	appendStringInfo(out, ", \"dropout\": %.17g", c->dropout);
+	appendStringInfo(out, ", \"learning_rate\": %s", float8out_internal(c->learning_rate));
+	appendStringInfo(out, ", \"learning_rate_decay\": %s", float8out_internal(c->learning_rate_decay));
+	appendStringInfo(out, ", \"l2\": %s", float8out_internal(c->l2));
+	appendStringInfo(out, ", \"dropout\": %s", float8out_internal(c->dropout));
+	appendStringInfo(out, ", \"input_dropout\": %s", float8out_internal(c->input_dropout));
 	appendStringInfoString(out, ", \"validation\": ");
 	if (o->validation)
 		escape_json(out, o->validation);
 	else
 		appendStringInfoString(out, "null");
-	appendStringInfo(out, ", \"validation_fraction\": %.17g",
-					 o->validation ? 0.0 : o->validation_fraction);
+	appendStringInfo(out, ", \"validation_fraction\": %s",
+					 float8out_internal(o->validation ? 0.0 : o->validation_fraction));
 	appendStringInfo(out, ", \"patience\": %d", c->patience);
 	appendStringInfo(out, ", \"seed\": " UINT64_FORMAT, (uint64) c->seed);
 	appendStringInfo(out, ", \"threads\": %d", o->threads);
-	appendStringInfo(out, ", \"rating_min\": %.17g", c->rating_min);
-	appendStringInfo(out, ", \"rating_max\": %.17g", c->rating_max);
+	appendStringInfo(out, ", \"rating_min\": %s", float8out_internal(c->rating_min));
+	appendStringInfo(out, ", \"rating_max\": %s", float8out_internal(c->rating_max));
 	appendStringInfo(out, ", \"verbose\": %s", o->verbose ? "true" : "false");
+	appendStringInfo(out, ", \"input_encoding\": \"%s\"", c->input_encoding ? "centered" : "offset");
+	appendStringInfo(out, ", \"discrete\": %s", c->discrete ? "true" : "false");
+	appendStringInfoString(out, ", \"levels\": ");
+	if (c->n_levels > 0)
+	{
+		appendStringInfoChar(out, '[');
+		for (int k = 0; k < c->n_levels; k++)
+			appendStringInfo(out, "%s%s", k > 0 ? ", " : "", float8out_internal(c->levels[k]));
+		appendStringInfoChar(out, ']');
+	}
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfo(out, ", \"lambda_start\": %s", float8out_internal(c->lambda_start));
+	appendStringInfo(out, ", \"lambda_growth\": %s", float8out_internal(c->lambda_growth));
+	appendStringInfo(out, ", \"lambda_max\": %s", float8out_internal(c->lambda_max));
+	appendStringInfo(out, ", \"boundary_l2\": %s", float8out_internal(c->boundary_l2));
 	appendStringInfoChar(out, '}');
 }

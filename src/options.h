@@ -22,6 +22,8 @@ typedef struct DmfOptions
 	bool		verbose;
 	bool		rating_min_set;
 	bool		rating_max_set;
+	int			n_levels;		/* levels given as an option, else 0 */
+	double	   *levels;
 } DmfOptions;
 
 /* Fills opts from the defaults and the given object; ERROR on a bad option. */

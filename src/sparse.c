@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "encoding.h"
 #include "sparse.h"
 
 int64_t
@@ -111,8 +112,9 @@ dmf_csr_free(DmfCsr *m)
 
 DMF_INLINE void
 sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
-					const uint8_t *skip, const float *W,
-					const float *bias, int width, float *out, float *scale)
+					const uint8_t *skip, const DmfInputCoding *coding,
+					const float *W, const float *bias, int width, float *out,
+					float *scale, float *enc_a, float *enc_c)
 {
 	for (int r = 0; r < nb; r++)
 	{
@@ -121,25 +123,40 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 		int64_t		hi = x->rowptr[row + 1];
 		float	   *restrict o = out + (size_t) r * width;
 		int64_t		kept = 0;
-		float		s;
+		double		sum = 0.0;
+		float		s,
+					a,
+					c;
+
+		/* the row's kept entries: their count, and their mean if centered */
+		for (int64_t k = lo; k < hi; k++)
+		{
+			if (skip && skip[k])
+				continue;
+			sum += x->val[k];
+			kept++;
+		}
+		dmf_input_coefficients(coding->encoding, coding->rating_min,
+							   coding->rating_max,
+							   kept > 0 ? sum / (double) kept : 0.0, &a, &c);
+		s = kept > 0 ? 1.0f / sqrtf((float) kept) : 0.0f;
+		scale[r] = s;
+		enc_a[r] = a;
+		enc_c[r] = c;
 
 		memset(o, 0, sizeof(float) * width);
 		for (int64_t k = lo; k < hi; k++)
 		{
-			int32_t		c = x->col[k];
 			const float *restrict w;
 			float		v;
 
 			if (skip && skip[k])
 				continue;
-			w = W + (size_t) c * width;
-			v = x->val[k];
+			w = W + (size_t) x->col[k] * width;
+			v = a * x->val[k] + c;
 			for (int j = 0; j < width; j++)
 				o[j] += v * w[j];
-			kept++;
 		}
-		s = kept > 0 ? 1.0f / sqrtf((float) kept) : 0.0f;
-		scale[r] = s;
 		for (int j = 0; j < width; j++)
 			o[j] = o[j] * s + bias[j];
 	}
@@ -148,6 +165,7 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 DMF_INLINE void
 sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 					 const uint8_t *skip, const float *scale,
+					 const float *enc_a, const float *enc_c,
 					 const float *dout, int width, float *dW)
 {
 	for (int r = 0; r < nb; r++)
@@ -162,43 +180,47 @@ sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 			continue;
 		for (int64_t k = lo; k < hi; k++)
 		{
-			int32_t		c = x->col[k];
 			float	   *restrict g;
-			float		a;
+			float		v;
 
 			if (skip && skip[k])
 				continue;
-			g = dW + (size_t) c * width;
-			a = s * x->val[k];
+			g = dW + (size_t) x->col[k] * width;
+			v = s * (enc_a[r] * x->val[k] + enc_c[r]);
 			for (int j = 0; j < width; j++)
-				g[j] += a * d[j];
+				g[j] += v * d[j];
 		}
 	}
 }
 
 DMF_KERNEL(sparse_forward,
 		   (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
-			const float *W, const float *bias, int width, float *out,
-			float *scale),
-		   (x, rows, nb, skip, W, bias, width, out, scale))
+			const DmfInputCoding *coding, const float *W, const float *bias,
+			int width, float *out, float *scale, float *enc_a, float *enc_c),
+		   (x, rows, nb, skip, coding, W, bias, width, out, scale, enc_a, enc_c))
 
 DMF_KERNEL(sparse_backward,
 		   (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
-			const float *scale, const float *dout, int width, float *dW),
-		   (x, rows, nb, skip, scale, dout, width, dW))
+			const float *scale, const float *enc_a, const float *enc_c,
+			const float *dout, int width, float *dW),
+		   (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, dW))
 
 void
 dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
-				   const uint8_t *skip, const float *W,
-				   const float *bias, int width, float *out, float *scale)
+				   const uint8_t *skip, const DmfInputCoding *coding,
+				   const float *W, const float *bias, int width, float *out,
+				   float *scale, float *enc_a, float *enc_c)
 {
-	DMF_CALL(sparse_forward, (x, rows, nb, skip, W, bias, width, out, scale));
+	DMF_CALL(sparse_forward, (x, rows, nb, skip, coding, W, bias, width, out,
+							  scale, enc_a, enc_c));
 }
 
 void
 dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 					const uint8_t *skip, const float *scale,
+					const float *enc_a, const float *enc_c,
 					const float *dout, int width, float *dW)
 {
-	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, dout, width, dW));
+	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
+							   width, dW));
 }

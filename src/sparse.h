@@ -35,20 +35,36 @@ int64_t		dmf_csr_build(DmfCsr *m, int32_t nrows, int32_t ncols, int64_t n,
 void		dmf_csr_free(DmfCsr *m);
 
 /*
+ * How raw ratings become inputs (see encoding.h): input = a_r * rating + c_r
+ * for row r, a_r and c_r fixed by the encoding, the rating range and, when
+ * centered, the mean of the row's kept entries.
+ */
+typedef struct DmfInputCoding
+{
+	int			encoding;		/* DmfInputEncoding */
+	double		rating_min;
+	double		rating_max;
+} DmfInputCoding;
+
+/*
  * out[r, :] = bias + s_r * sum over kept entries k of row rows[r]:
- *             val_k * W[col_k, :]
+ *             (a_r val_k + c_r) * W[col_k, :]
  * where an entry is kept unless skip != NULL && skip[k] (k indexes the
- * entries of x), and s_r = 1 / sqrt(kept entries) (0 when none is kept),
- * written to scale[r].  W is ncols x width, row-major; out is nb x width.
+ * entries of x), s_r = 1 / sqrt(kept entries) (0 when none is kept), and
+ * a_r, c_r encode the raw ratings in val (DmfInputCoding).  s_r, a_r, c_r
+ * are written to scale[r], enc_a[r], enc_c[r] for the backward pass.
+ * W is ncols x width, row-major; out is nb x width.
  */
 void		dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
-							   const uint8_t *skip, const float *W,
-							   const float *bias, int width,
-							   float *out, float *scale);
+							   const uint8_t *skip, const DmfInputCoding *coding,
+							   const float *W, const float *bias, int width,
+							   float *out, float *scale, float *enc_a,
+							   float *enc_c);
 
-/* dW[col_k, :] += s_r * val_k * dout[r, :] over the same kept entries. */
+/* dW[col_k, :] += s_r (a_r val_k + c_r) dout[r, :] over the kept entries. */
 void		dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 								const uint8_t *skip, const float *scale,
+								const float *enc_a, const float *enc_c,
 								const float *dout, int width, float *dW);
 
 #endif

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "encoding.h"
+#include "quantizer.h"
 #include "train.h"
 
 #define ADAM_BETA1 0.9
@@ -110,7 +111,7 @@ adam_step(DmfBranch *b, Adam *a, double lr, double l2, long t)
 
 int64_t
 dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
-				 int32_t n_users, int32_t n_items,
+				 int32_t n_users, int32_t n_items, int encoding,
 				 double rating_min, double rating_max,
 				 DmfCsr *user_rows, DmfCsr *item_rows, int64_t *dup_index,
 				 int64_t *user_pos, int64_t *item_pos)
@@ -135,7 +136,7 @@ dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
 		{
 			u[pos] = t->user[k];
 			i[pos] = t->item[k];
-			x[pos] = dmf_encode_input(t->rating[k], rating_min, rating_max);
+			x[pos] = t->rating[k];
 		}
 	}
 	dups = dmf_csr_build(user_rows, n_users, n_items, n, u, i, x, dup_index,
@@ -193,10 +194,13 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 		+ ((uint64_t) n_users + n_items) * (cfg->dim * sizeof(float) + 32);
 }
 
-/* Mean squared error on the [-1, 1] scale of factors against triples. */
+/*
+ * Mean squared error on the rating scale of factors against triples;
+ * through the hard quantizer when q is not NULL.
+ */
 static double
 triples_mse(const DmfTriples *t, const float *uf, const float *vf, int dim,
-			double rmin, double rmax)
+			double rmin, double rmax, const DmfQuantizer *q)
 {
 	double		se = 0.0;
 
@@ -211,7 +215,10 @@ triples_mse(const DmfTriples *t, const float *uf, const float *vf, int dim,
 
 		for (int j = 0; j < dim; j++)
 			dot += (double) u[j] * v[j];
-		err = dmf_unscale_prediction(dot, rmin, rmax) - t->rating[k];
+		err = dmf_unscale_prediction(dot, rmin, rmax);
+		if (q)
+			err = dmf_quantize(q, err);
+		err -= t->rating[k];
 		se += err * err;
 		if ((k & 0xFFFF) == 0)
 			dmf_check_interrupts();
@@ -224,6 +231,52 @@ all_factors(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			const int32_t *identity, float *out)
 {
 	dmf_branch_factors(b, w, x, identity, x->nrows, out);
+}
+
+/*
+ * Adam step on the quantizer's inner boundaries, with the pull towards the
+ * uniform quantizer (gamma2 ||b - b~||^2); each b_v then stays within
+ * [I_v, I_{v+1}], which also keeps the boundaries sorted.
+ */
+static void
+boundary_step(const DmfTrainConfig *cfg, double *b, const double *uniform,
+			  double *grad, double *m, double *v, double lr, long t)
+{
+	double		c1 = lr * sqrt(1.0 - pow(ADAM_BETA2, (double) t)) /
+		(1.0 - pow(ADAM_BETA1, (double) t));
+
+	for (int k = 1; k < cfg->n_levels; k++)
+	{
+		double		g = grad[k] + 2.0 * cfg->boundary_l2 * (b[k] - uniform[k]);
+
+		m[k] = ADAM_BETA1 * m[k] + (1.0 - ADAM_BETA1) * g;
+		v[k] = ADAM_BETA2 * v[k] + (1.0 - ADAM_BETA2) * g * g;
+		b[k] -= c1 * m[k] / (sqrt(v[k]) + ADAM_EPS);
+		if (b[k] < cfg->levels[k - 1])
+			b[k] = cfg->levels[k - 1];
+		if (b[k] > cfg->levels[k])
+			b[k] = cfg->levels[k];
+		grad[k] = 0.0;
+	}
+}
+
+/* Marks a random fraction of the (not yet skipped) inputs of rows as skipped. */
+static void
+drop_inputs(const DmfCsr *x, const int32_t *rows, int nb, uint8_t *skip,
+			double rate, DmfRng *rng)
+{
+	for (int r = 0; r < nb; r++)
+		for (int64_t k = x->rowptr[rows[r]]; k < x->rowptr[rows[r] + 1]; k++)
+			if (!skip[k] && dmf_rng_uniform(rng) < rate)
+				skip[k] = 1;
+}
+
+static void
+clear_marks(const DmfCsr *x, const int32_t *rows, int nb, uint8_t *skip)
+{
+	for (int r = 0; r < nb; r++)
+		memset(skip + x->rowptr[rows[r]], 0,
+			   x->rowptr[rows[r] + 1] - x->rowptr[rows[r]]);
 }
 
 /* Assigns a shuffled group to each of n entities: g = rank % groups. */
@@ -294,25 +347,62 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	int			since_best = 0;
 	long		step = 0;
 	float		dropout = (float) cfg->dropout;
+	double		input_dropout = cfg->input_dropout;
+	double		half = 0.5 * (rmax - rmin);
+	double		mid = 0.5 * (rmin + rmax);
+	DmfQuantizer quant;
+	double	   *bounds = NULL,
+			   *best_bounds = NULL,
+			   *uniform = NULL,
+			   *bgrad = NULL,
+			   *bm = NULL,
+			   *bv = NULL;
+	double		lambda = cfg->lambda_start;
 	int64_t		ignored;
 	int32_t    *identity_users,
 			   *identity_items;
 
 	memset(res, 0, sizeof(*res));
 	res->best_validation_rmse = NAN;
+	if (cfg->discrete)
+	{
+		int			nb = cfg->n_levels + 1;
+
+		bounds = dmf_alloc(sizeof(double) * nb);
+		best_bounds = dmf_alloc(sizeof(double) * nb);
+		uniform = dmf_alloc(sizeof(double) * nb);
+		bgrad = dmf_alloc0(sizeof(double) * nb);
+		bm = dmf_alloc0(sizeof(double) * nb);
+		bv = dmf_alloc0(sizeof(double) * nb);
+		dmf_uniform_boundaries(cfg->levels, cfg->n_levels, uniform);
+		memcpy(bounds, uniform, sizeof(double) * nb);
+		memcpy(best_bounds, uniform, sizeof(double) * nb);
+		quant.n_levels = cfg->n_levels;
+		quant.step = cfg->levels[1] - cfg->levels[0];
+		quant.levels = cfg->levels;
+		quant.boundaries = bounds;
+		quant.lambda = lambda;
+		res->lambda = lambda;
+	}
 	dmf_rng_seed(&rng, cfg->seed);
 
 	/* inputs while training: the training ratings only */
 	tparts[0] = train;
 	pos_u = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
 	pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
-	dmf_build_inputs(tparts, 1, nu, ni, rmin, rmax, &xu, &xi, &ignored,
+	dmf_build_inputs(tparts, 1, nu, ni, cfg->input_encoding, rmin, rmax, &xu, &xi, &ignored,
 					 pos_u, pos_i);
 
 	branch_sizes(cfg->n_user_hidden, cfg->user_hidden, ni, dim, sizes);
 	dmf_branch_layout(ub, cfg->n_user_hidden + 1, sizes, cfg->activation);
 	branch_sizes(cfg->n_item_hidden, cfg->item_hidden, nu, dim, sizes);
 	dmf_branch_layout(ib, cfg->n_item_hidden + 1, sizes, cfg->activation);
+	{
+		DmfInputCoding coding = {cfg->input_encoding, rmin, rmax};
+
+		ub->coding = coding;
+		ib->coding = coding;
+	}
 	dmf_branch_init(ub, &rng);
 	dmf_branch_init(ib, &rng);
 	adam_alloc(&ua, ub->n_params);
@@ -338,6 +428,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	dmf_branch_work_alloc(&iw, ib, max_block_items, dropout > 0.0f);
 	dmf_branch_work_alloc(&ufw, ub, FACTOR_CHUNK, false);
 	dmf_branch_work_alloc(&ifw, ib, FACTOR_CHUNK, false);
+	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
+	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
 
 	user_perm = dmf_alloc(sizeof(int32_t) * nu);
 	item_perm = dmf_alloc(sizeof(int32_t) * ni);
@@ -351,6 +443,26 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		identity_users[k] = k;
 	for (int32_t k = 0; k < ni; k++)
 		identity_items[k] = k;
+
+	/*
+	 * Early stopping is armed only once the model beats the global mean on
+	 * validation by 1%.  Before that, a flat validation curve is the plateau
+	 * of a factorization leaving its random start, not convergence.
+	 */
+	res->mean_validation_rmse = NAN;
+	if (data->validation.n > 0)
+	{
+		double		mu = 0.0,
+					se = 0.0;
+
+		for (int64_t k = 0; k < train->n; k++)
+			mu += train->rating[k];
+		mu /= (double) train->n;
+		for (int64_t k = 0; k < data->validation.n; k++)
+			se += (data->validation.rating[k] - mu) * (data->validation.rating[k] - mu);
+		res->mean_validation_rmse = sqrt(se / (double) data->validation.n);
+	}
+
 	user_group = dmf_alloc(sizeof(int32_t) * nu);
 	item_group = dmf_alloc(sizeof(int32_t) * ni);
 	user_local = dmf_alloc(sizeof(int32_t) * nu);
@@ -379,8 +491,6 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		pair_i = dmf_alloc(sizeof(int32_t) * cap);
 		target = dmf_alloc(sizeof(float) * cap);
 	}
-	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
-	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
 	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (cfg->epochs + 1));
 
 	for (int epoch = 1; epoch <= cfg->epochs; epoch++)
@@ -449,6 +559,13 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 				skip_i[pos_i[k]] = 1;
 			}
 
+			/* input dropout: rows must also work with ratings missing */
+			if (input_dropout > 0.0)
+			{
+				drop_inputs(&xu, block_users, nbu, skip_u, input_dropout, &rng);
+				drop_inputs(&xi, block_items, nbi, skip_i, input_dropout, &rng);
+			}
+
 			U = dmf_branch_forward(ub, &uw, &xu, block_users, nbu, skip_u,
 								   dropout, &rng);
 			V = dmf_branch_forward(ib, &iw, &xi, block_items, nbi, skip_i,
@@ -498,9 +615,26 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 				for (int j = 0; j < dim; j++)
 					dot += u[j] * v[j];
 				pred = dot / nn;
-				err = pred - target[p];
-				block_se += (double) err * err;
-				g = 2.0f * err / (float) np;
+				if (cfg->discrete)
+				{
+					/* through G: d loss / d cos = 2 err G'(x) half */
+					double		dgdx,
+								dgdb;
+					int			bi_;
+					double		x = mid + half * pred;
+					double		gx = dmf_quantize_smooth(&quant, x, &dgdx, &dgdb, &bi_);
+					double		e = gx - (mid + half * target[p]);
+
+					block_se += e * e;
+					g = (float) (2.0 * e / (double) np * dgdx * half);
+					bgrad[bi_] += 2.0 * e / (double) np * dgdb;
+				}
+				else
+				{
+					err = pred - target[p];
+					block_se += (double) err * err * half * half;
+					g = 2.0f * err / (float) np;
+				}
 				gu_self = g * pred / (unorm[a] * unorm[a]);
 				gv_self = g * pred / (vnorm[c] * vnorm[c]);
 				for (int j = 0; j < dim; j++)
@@ -517,15 +651,12 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			step++;
 			adam_step(ub, &ua, lr, cfg->l2, step);
 			adam_step(ib, &ia, lr, cfg->l2, step);
+			if (cfg->discrete)
+				boundary_step(cfg, bounds, uniform, bgrad, bm, bv, lr, step);
 
 			/* undo the block's marks */
-			for (int64_t p = 0; p < np; p++)
-			{
-				int64_t		k = order[lo + p];
-
-				skip_u[pos_u[k]] = 0;
-				skip_i[pos_i[k]] = 0;
-			}
+			clear_marks(&xu, block_users, nbu, skip_u);
+			clear_marks(&xi, block_items, nbi, skip_i);
 			for (int r = 0; r < nbu; r++)
 				user_local[block_users[r]] = -1;
 			for (int r = 0; r < nbi; r++)
@@ -538,8 +669,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		/* rating-scale RMSE: the [-1, 1] scale times half the range */
 		st->epoch = epoch;
 		st->learning_rate = lr;
-		st->train_rmse = sqrt(se_sum / (double) (se_n > 0 ? se_n : 1)) *
-			0.5 * (rmax - rmin);
+		st->train_rmse = sqrt(se_sum / (double) (se_n > 0 ? se_n : 1));
+		st->lambda = cfg->discrete ? lambda : 0.0;
 		st->validation_rmse = NAN;
 		res->epochs_run = epoch;
 
@@ -550,7 +681,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
 			all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
 			mse = triples_mse(&data->validation, res->user_factors,
-							  res->item_factors, dim, rmin, rmax);
+							  res->item_factors, dim, rmin, rmax,
+							  cfg->discrete ? &quant : NULL);
 			st->validation_rmse = sqrt(mse);
 		}
 		st->seconds = dmf_now_seconds() - t_epoch;
@@ -565,9 +697,15 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			res->final_train_rmse = st->train_rmse;
 			memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
 			memcpy(best_i, ib->params, sizeof(float) * ib->n_params);
+			if (cfg->discrete)
+			{
+				memcpy(best_bounds, bounds, sizeof(double) * (cfg->n_levels + 1));
+				res->lambda = lambda;
+			}
 			since_best = 0;
 		}
-		else
+		else if (res->best_validation_rmse < 0.99 * res->mean_validation_rmse &&
+				 (!cfg->discrete || lambda >= cfg->lambda_max))
 			since_best++;
 
 		if (cfg->on_epoch)
@@ -575,10 +713,19 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		if (since_best >= cfg->patience)
 			break;
 		lr *= cfg->learning_rate_decay;
+		if (cfg->discrete)
+		{
+			/* anneal: the smooth quantizer tends to the hard one */
+			lambda *= cfg->lambda_growth;
+			if (lambda > cfg->lambda_max)
+				lambda = cfg->lambda_max;
+			quant.lambda = lambda;
+		}
 	}
 
 	memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
 	memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
+	res->boundaries = best_bounds;
 
 	/* training memory is no longer needed; the final inputs may be larger */
 	dmf_branch_work_free(&uw, ub);
@@ -603,7 +750,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		dmf_csr_free(&xi);
 		tparts[0] = train;
 		tparts[1] = &data->extra_input;
-		dmf_build_inputs(tparts, 2, nu, ni, rmin, rmax, &xu, &xi, &ignored,
+		dmf_build_inputs(tparts, 2, nu, ni, cfg->input_encoding, rmin, rmax, &xu, &xi, &ignored,
 						 NULL, NULL);
 	}
 	all_factors(ub, &ufw, &xu, identity_users, res->user_factors);

@@ -27,6 +27,7 @@ typedef struct DmfEpochStats
 	double		validation_rmse;	/* rating scale; NaN without validation */
 	double		seconds;
 	double		learning_rate;
+	double		lambda;			/* DMF-D slope; 0 otherwise */
 } DmfEpochStats;
 
 typedef struct DmfTrainConfig
@@ -43,10 +44,21 @@ typedef struct DmfTrainConfig
 	double		learning_rate;
 	double		learning_rate_decay;	/* multiplied in after each epoch */
 	double		l2;
-	double		dropout;
+	double		dropout;		/* hidden units */
+	double		input_dropout;	/* input ratings of a row */
 	uint64_t	seed;
 	double		rating_min;
 	double		rating_max;
+	int			input_encoding; /* DmfInputEncoding */
+
+	/* DMF-D: train through the smooth quantizer (paper section 3) */
+	bool		discrete;
+	int			n_levels;		/* equally spaced levels, ascending */
+	const double *levels;
+	double		lambda_start;	/* sigmoid slope of the first epoch */
+	double		lambda_growth;	/* multiplied in after each epoch */
+	double		lambda_max;
+	double		boundary_l2;	/* gamma2: pull towards uniform boundaries */
 
 	/* called after every epoch, e.g. to print progress; may be NULL */
 	void		(*on_epoch) (void *arg, const DmfEpochStats *stats);
@@ -70,9 +82,12 @@ typedef struct DmfTrainResult
 	float	   *item_factors;	/* n_items x dim */
 	int			epochs_run;
 	int			best_epoch;
+	double		mean_validation_rmse;	/* of the global mean predictor */
 	double		best_validation_rmse;
 	double		final_train_rmse;
 	DmfEpochStats *history;		/* epochs_run entries */
+	double	   *boundaries;		/* DMF-D: n_levels + 1, learned; else NULL */
+	double		lambda;			/* DMF-D: slope of the kept epoch */
 	double		seconds;
 } DmfTrainResult;
 
@@ -92,7 +107,7 @@ void		dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
  * matrix, parts numbered one after the other.
  */
 int64_t		dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
-							 int32_t n_users, int32_t n_items,
+							 int32_t n_users, int32_t n_items, int encoding,
 							 double rating_min, double rating_max,
 							 DmfCsr *user_rows, DmfCsr *item_rows,
 							 int64_t *dup_index,

@@ -1,0 +1,142 @@
+-- Users and items added after training: areas I-IV, refresh, aggregates.
+\set VERBOSITY default
+
+-- 10% of users and 10% of items are "new": the model never sees them
+CREATE TABLE p2 AS
+SELECT r.*,
+       abs(hashtext('u' || user_id)) % 10 = 0 AS new_user,
+       abs(hashtext('i' || item_id)) % 10 = 0 AS new_item,
+       abs(hashtext('s' || user_id || ':' || item_id)) % 10 < 2 AS is_test
+FROM ratings r;
+CREATE VIEW p2_area1_train AS
+SELECT user_id, item_id, rating FROM p2 WHERE NOT is_test AND NOT new_user AND NOT new_item;
+-- after training, the train ratings of all areas are "added to the table"
+CREATE VIEW p2_all_train AS SELECT user_id, item_id, rating FROM p2 WHERE NOT is_test;
+
+-- In this synthetic data which items a user rated is pure chance, so the
+-- offset encoding's "what was rated" signal is only a per-row fingerprint;
+-- centred inputs carry the taste alone and extend to new rows.
+INSERT INTO models SELECT 'p2', dmf_train('p2_area1_train', options => test_options('{"input_encoding": "centered"}'));
+INSERT INTO models SELECT 'p2_refreshed', dmf_refresh(model, 'p2_all_train') FROM models WHERE name = 'p2';
+
+-- the trained model knows none of the new users or items
+SELECT count(dmf_predict(m.model, t.user_id, t.item_id)) AS predicted_before_refresh,
+       count(*) FILTER (WHERE NOT new_user AND NOT new_item) AS area1_rows
+FROM p2 t, models m WHERE m.name = 'p2' AND t.is_test;
+
+-- after the refresh, every area is predicted, each clearly better than the global mean
+CREATE TEMP TABLE p2_scored AS
+SELECT CASE WHEN NOT new_user AND NOT new_item THEN 'I'
+            WHEN new_user AND NOT new_item THEN 'II'
+            WHEN NOT new_user AND new_item THEN 'III' ELSE 'IV' END AS area,
+       t.rating, dmf_predict(m.model, t.user_id, t.item_id) AS p,
+       (SELECT avg(rating) FROM p2_area1_train) AS mu
+FROM p2 t, models m WHERE m.name = 'p2_refreshed' AND t.is_test;
+SELECT area, count(*) > 0 AS has_rows,
+       count(p) = count(*) AS all_predicted,
+       sqrt(avg((p - rating) ^ 2)) < 0.8 * sqrt(avg((mu - rating) ^ 2)) AS beats_mean_by_20pct
+FROM p2_scored GROUP BY area ORDER BY area;
+
+-- what the refresh reports
+SELECT info->'refreshes' AS refreshes,
+       (info->>'users_added')::int = (SELECT count(DISTINCT user_id) FROM p2 WHERE new_user AND NOT is_test) AS users_added,
+       (info->>'items_added')::int > 0 AS items_added,
+       (info->>'users')::int = (info->>'training_users')::int + (info->>'users_added')::int AS users,
+       info->>'model_id' <> (SELECT dmf_info(model)->>'model_id' FROM models WHERE name = 'p2') AS new_id
+FROM (SELECT dmf_info(model) AS info FROM models WHERE name = 'p2_refreshed') s;
+
+-- refreshing is idempotent: a refresh of the refresh predicts the same
+SELECT bool_and(dmf_predict(a.model, t.user_id, t.item_id) IS NOT DISTINCT FROM
+                dmf_predict(dmf_refresh(a.model, 'p2_all_train'), t.user_id, t.item_id)) AS idempotent
+FROM (SELECT user_id, item_id FROM p2 WHERE is_test LIMIT 500) t, models a WHERE a.name = 'p2_refreshed';
+
+-- in-query factors (aggregates) agree with the refreshed model's factors
+CREATE TEMP TABLE agg_users AS
+SELECT user_id, dmf_user_factor(m.model, item_id, rating) AS f
+FROM p2_all_train, models m WHERE m.name = 'p2' GROUP BY user_id;
+CREATE TEMP TABLE agg_items AS
+SELECT item_id, dmf_item_factor(m.model, user_id, rating) AS f
+FROM p2_all_train, models m WHERE m.name = 'p2' GROUP BY item_id;
+SELECT count(*) AS users,
+       max((SELECT max(abs(a - b)) FROM unnest(u.f, dmf_user_factor(m.model, u.user_id)) x(a, b))) < 1e-5 AS agree
+FROM agg_users u, models m WHERE m.name = 'p2_refreshed';
+SELECT count(*) AS items,
+       max((SELECT max(abs(a - b)) FROM unnest(i.f, dmf_item_factor(m.model, i.item_id)) x(a, b))) < 1e-5 AS agree
+FROM agg_items i, models m WHERE m.name = 'p2_refreshed';
+
+-- scores from in-query factors equal the refreshed model's predictions
+SELECT bool_and(abs(dmf_score(m.model, u.f, i.f) - dmf_predict(r.model, t.user_id, t.item_id)) < 1e-5) AS scores_agree
+FROM p2 t JOIN agg_users u USING (user_id) JOIN agg_items i USING (item_id), models m, models r
+WHERE m.name = 'p2' AND r.name = 'p2_refreshed' AND t.is_test;
+
+-- stored and in-query factors mix: a new user against a known item
+SELECT dmf_score(m.model, u.f, dmf_item_factor(m.model, t.item_id)) BETWEEN 1 AND 5 AS mixed
+FROM p2 t JOIN agg_users u USING (user_id), models m
+WHERE m.name = 'p2' AND t.new_user AND NOT t.new_item AND t.is_test LIMIT 1;
+
+-- the same aggregates in a parallel plan
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+CREATE TABLE p2_copy AS SELECT user_id, item_id, rating FROM p2 WHERE NOT is_test;
+ANALYZE p2_copy;
+CREATE FUNCTION plan_is_parallel(q text) RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE line text; found bool := false;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        IF line ~ 'Partial' THEN found := true; END IF;
+    END LOOP;
+    RETURN found;
+END $$;
+-- partial aggregates in the workers, combined in the leader
+SELECT plan_is_parallel($$SELECT user_id, dmf_user_factor((SELECT model FROM models WHERE name = 'p2'), item_id, rating)
+                          FROM p2_copy GROUP BY user_id$$) AS parallel_plan;
+SELECT count(*) AS users, bool_and(p.f = s.f) AS parallel_equals_serial
+FROM (SELECT user_id, dmf_user_factor((SELECT model FROM models WHERE name = 'p2'), item_id, rating) AS f
+      FROM p2_copy GROUP BY user_id) p
+JOIN agg_users s USING (user_id);
+-- a computed (not stored) model crosses to the leader as bytes, not as a TOAST pointer
+SELECT count(*) AS users, bool_and(p.f = s.f) AS parallel_equals_serial_inline
+FROM (SELECT user_id, dmf_user_factor((SELECT model || ''::bytea FROM models WHERE name = 'p2'), item_id, rating) AS f
+      FROM p2_copy GROUP BY user_id) p
+JOIN agg_users s USING (user_id);
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+
+-- no rating of a training item: no factor, so NULL
+SELECT dmf_user_factor(m.model, item_id, rating) IS NULL AS no_known_items
+FROM (VALUES (999999::bigint, 4.0::float8)) v(item_id, rating), models m WHERE m.name = 'p2';
+SELECT dmf_user_factor(m.model, 999999) IS NULL AS unknown_stored FROM models m WHERE m.name = 'p2';
+SELECT dmf_user_factor(m.model, item_id, rating) IS NULL AS empty_group
+FROM (SELECT 1::bigint AS item_id, 3::float8 AS rating WHERE false) v, models m WHERE m.name = 'p2';
+-- NULL rows are ignored by the aggregates
+SELECT dmf_user_factor(m.model, item_id, rating) IS NOT NULL AS nulls_ignored
+FROM (VALUES (1::bigint, NULL::float8), (NULL, 3), (1, 4)) v(item_id, rating), models m WHERE m.name = 'p2';
+
+-- errors
+SELECT dmf_score(model, '{1,2,3}'::real[], dmf_item_factor(model, 1)) FROM models WHERE name = 'p2';
+SELECT dmf_score(model, dmf_user_factor(model, 1), '{1,2}'::real[]) FROM models WHERE name = 'p2';
+SELECT dmf_score(model, array_fill(1::real, ARRAY[16]) || NULL::real, dmf_item_factor(model, 1)) FROM models WHERE name = 'p2';
+SELECT dmf_score(model, array_fill(0::real, ARRAY[16]), dmf_item_factor(model, 1)) IS NULL AS zero_factor FROM models WHERE name = 'p2';
+SELECT dmf_user_factor(m.model, item_id, rating)
+FROM (VALUES (1::bigint, 9.0::float8)) v(item_id, rating), models m WHERE m.name = 'p2';
+SELECT dmf_user_factor(m.model, item_id, rating)
+FROM (VALUES (1::bigint, 4.0::float8), (1, 5.0)) v(item_id, rating), models m WHERE m.name = 'p2';
+SELECT dmf_user_factor(m.model, item_id, rating)
+FROM (VALUES (1::bigint, 4.0::float8)) v(item_id, rating), models m;
+CREATE TABLE refresh_bad AS SELECT * FROM p2_all_train;
+INSERT INTO refresh_bad VALUES (1, 1, 11);
+SELECT dmf_refresh(model, 'refresh_bad') FROM models WHERE name = 'p2';
+DELETE FROM refresh_bad WHERE rating = 11;
+INSERT INTO refresh_bad SELECT user_id, item_id, rating FROM p2_all_train LIMIT 1;
+SELECT dmf_refresh(model, 'refresh_bad') FROM models WHERE name = 'p2';
+SELECT dmf_refresh(model, NULL) FROM models WHERE name = 'p2';
+SELECT dmf_refresh(model, 'p2_all_train', 'nope') FROM models WHERE name = 'p2';
+
+-- the offset encoding refreshes too (the default; its input has no mean to recompute)
+SELECT count(dmf_predict(dmf_refresh(m.model, 'p2_all_train'), t.user_id, t.item_id)) = count(*) AS offset_refresh_predicts_all
+FROM p2 t, (SELECT dmf_train('p2_area1_train', options => test_options('{"epochs": 3}')) AS model) m
+WHERE t.is_test;

@@ -1,0 +1,772 @@
+/*
+ * extend.c
+ *	  Users and items that arrive after training (the paper's areas II, III
+ *	  and IV): their factors come from their rating rows and columns through
+ *	  the trained branches, without retraining.
+ *
+ *	  dmf_refresh           recomputes every factor from a ratings relation
+ *	  dmf_user_factor(...)  aggregates: a factor from ratings in a query
+ *	  dmf_item_factor(...)
+ *	  dmf_user_factor(m,id) stored factors
+ *	  dmf_score             a prediction from two factors
+ *
+ * A user's input is its ratings of the model's training items (the input
+ * size of the user branch is fixed by training); ratings of items that
+ * arrived later do not enter it.  Likewise an item's input is the ratings
+ * of the training users.  A user with no rating of a training item has no
+ * factor: NULL, never a made-up number.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "dmf.h"
+#include "encoding.h"
+#include "model_cache.h"
+#include "model_format.h"
+#include "platform.h"
+#include "ratings_reader.h"
+#include "sparse.h"
+
+#define FACTOR_CHUNK 1024
+
+/* ---- shared helpers ---- */
+
+static bool
+factor_is_zero(const float *f, int dim)
+{
+	for (int j = 0; j < dim; j++)
+		if (f[j] != 0.0f)
+			return false;
+	return true;
+}
+
+static ArrayType *
+factor_array(const float *f, int dim)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * dim);
+
+	for (int j = 0; j < dim; j++)
+		elems[j] = Float4GetDatum(f[j]);
+	return construct_array(elems, dim, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT);
+}
+
+/* The factors of a model side: its own branch maps rows over the other side. */
+static const DmfBranch *
+branch_of(const DmfModel *m, bool user_side)
+{
+	return user_side ? &m->user_branch : &m->item_branch;
+}
+
+static const DmfSide *
+side_of(const DmfModel *m, bool user_side)
+{
+	return user_side ? &m->users : &m->items;
+}
+
+/* ---- stored factors and scores ---- */
+
+static Datum
+stored_factor(FunctionCallInfo fcinfo, bool user_side)
+{
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	const DmfSide *s = side_of(m, user_side);
+	int32		k = dmf_side_find(s, PG_GETARG_INT64(1));
+	const float *f;
+
+	if (k < 0)
+		PG_RETURN_NULL();
+	f = s->factors + (size_t) k * m->dim;
+	if (factor_is_zero(f, m->dim))
+		PG_RETURN_NULL();
+	PG_RETURN_ARRAYTYPE_P(factor_array(f, m->dim));
+}
+
+PG_FUNCTION_INFO_V1(dmf_user_factor_stored);
+Datum
+dmf_user_factor_stored(PG_FUNCTION_ARGS)
+{
+	return stored_factor(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(dmf_item_factor_stored);
+Datum
+dmf_item_factor_stored(PG_FUNCTION_ARGS)
+{
+	return stored_factor(fcinfo, false);
+}
+
+/* Reads a real[] factor; ERROR unless it is 1-D, NULL-free and of size dim. */
+static const float *
+factor_arg(ArrayType *a, const char *which, int other_len, int dim)
+{
+	int			n;
+
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a) || ARR_ELEMTYPE(a) != FLOAT4OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s factor must be a one-dimensional real[] without NULLs", which)));
+	n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	if (n != dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s factor has %d elements but the model's factors have %d",
+						which, n, dim),
+				 errdetail("The user factor has %d elements and the item factor %d.",
+						   strcmp(which, "user") == 0 ? n : other_len,
+						   strcmp(which, "user") == 0 ? other_len : n),
+				 errhint("Use factors of this model, from dmf_user_factor and dmf_item_factor.")));
+	return (const float *) ARR_DATA_PTR(a);
+}
+
+/* Cosine of two factors, or false if either is zero (no factor). */
+static bool
+factor_cosine(const float *u, const float *v, int dim, double *cosine)
+{
+	double		uu = 0.0,
+				vv = 0.0,
+				uv = 0.0;
+
+	for (int j = 0; j < dim; j++)
+	{
+		uu += (double) u[j] * u[j];
+		vv += (double) v[j] * v[j];
+		uv += (double) u[j] * v[j];
+	}
+	if (uu <= 0.0 || vv <= 0.0 || !isfinite(uv))
+		return false;
+	*cosine = uv / sqrt(uu * vv);
+	return true;
+}
+
+/* Prediction on the rating scale from two factors; false if no factor. */
+bool
+dmf_score_factors(const DmfModel *m, const float *u, const float *v, double *rating)
+{
+	double		c;
+
+	if (!factor_cosine(u, v, m->dim, &c))
+		return false;
+	*rating = dmf_unscale_prediction(c, m->rating_min, m->rating_max);
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(dmf_score);
+Datum
+dmf_score(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	ArrayType  *ua = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType  *va = PG_GETARG_ARRAYTYPE_P(2);
+	int			un = ArrayGetNItems(ARR_NDIM(ua), ARR_DIMS(ua));
+	int			vn = ArrayGetNItems(ARR_NDIM(va), ARR_DIMS(va));
+	const float *u = factor_arg(ua, "user", vn, m->dim);
+	const float *v = factor_arg(va, "item", un, m->dim);
+	double		r;
+
+	if (!dmf_score_factors(m, u, v, &r))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(r);
+}
+
+PG_FUNCTION_INFO_V1(dmf_score_discrete);
+Datum
+dmf_score_discrete(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	ArrayType  *ua = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType  *va = PG_GETARG_ARRAYTYPE_P(2);
+	int			un = ArrayGetNItems(ARR_NDIM(ua), ARR_DIMS(ua));
+	int			vn = ArrayGetNItems(ARR_NDIM(va), ARR_DIMS(va));
+	const float *u = factor_arg(ua, "user", vn, m->dim);
+	const float *v = factor_arg(va, "item", un, m->dim);
+	double		r;
+
+	if (!dmf_score_factors(m, u, v, &r))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(dmf_model_quantize(m, r));
+}
+
+/* ---- factors from inputs ---- */
+
+/*
+ * Factors of the rows of x (inputs over the other side's training
+ * entities) through a branch, unit length, or zero for empty rows.
+ */
+static void
+factors_of_rows(const DmfBranch *b, const DmfCsr *x, float *out)
+{
+	DmfBranchWork w;
+	int32	   *rows = palloc(sizeof(int32) * (x->nrows > 0 ? x->nrows : 1));
+
+	for (int32 r = 0; r < x->nrows; r++)
+		rows[r] = r;
+	dmf_branch_work_alloc(&w, b, FACTOR_CHUNK, false);
+	dmf_branch_factors(b, &w, x, rows, x->nrows, out);
+	dmf_branch_work_free(&w, b);
+	pfree(rows);
+}
+
+/* ---- dmf_refresh ---- */
+
+/* Sorted union of the training ids of a side and the ids in the table. */
+static int32
+merge_ids(const DmfSide *s, const int64 *table_ids, int32 n_table,
+		  int64 **ids_out, int32 **input_out)
+{
+	int64	   *ids = palloc_extended(sizeof(int64) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
+	int32	   *input = palloc_extended(sizeof(int32) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
+	int32		a = 0,
+				b = 0,
+				n = 0;
+
+	/* both lists ascending; model entities added by earlier refreshes drop out */
+	while (a < s->n || b < n_table)
+	{
+		if (a < s->n && s->input[a] < 0)
+		{
+			a++;
+			continue;
+		}
+		if (b >= n_table || (a < s->n && s->ids[a] < table_ids[b]))
+		{
+			ids[n] = s->ids[a];
+			input[n++] = s->input[a++];
+		}
+		else if (a >= s->n || table_ids[b] < s->ids[a])
+		{
+			ids[n] = table_ids[b++];
+			input[n++] = -1;
+		}
+		else
+		{
+			ids[n] = s->ids[a];
+			input[n++] = s->input[a++];
+			b++;
+		}
+	}
+	*ids_out = ids;
+	*input_out = input;
+	return n;
+}
+
+/*
+ * Keeps the training entities and the new ones that got a factor; the
+ * others (no rating of a training entity) are dropped.  Returns the count.
+ */
+static int32
+compact_side(int64 *ids, int32 *input, float *factors, int32 n, int dim,
+			 int32 *added)
+{
+	int32		out = 0;
+
+	*added = 0;
+	for (int32 k = 0; k < n; k++)
+	{
+		const float *f = factors + (size_t) k * dim;
+
+		if (input[k] < 0 && factor_is_zero(f, dim))
+			continue;
+		if (input[k] < 0)
+			(*added)++;
+		ids[out] = ids[k];
+		input[out] = input[k];
+		if (out != k)
+			memmove(factors + (size_t) out * dim, f, sizeof(float) * dim);
+		out++;
+	}
+	return out;
+}
+
+static char *
+refreshed_meta(const DmfModel *m, int32 users_added, int32 items_added,
+			   int64 rows, int64 skipped)
+{
+	Datum		meta = DirectFunctionCall1(jsonb_in,
+										   CStringGetDatum(pnstrdup(m->meta, m->meta_len)));
+	Jsonb	   *jb = DatumGetJsonbP(meta);
+	JsonbValue	key;
+	int64		refreshes = 0;
+	StringInfoData s;
+
+	/* the count so far */
+	key.type = jbvString;
+	key.val.string.val = "refreshes";
+	key.val.string.len = strlen("refreshes");
+	if (JB_ROOT_IS_OBJECT(jb))
+	{
+		JsonbValue *v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &key);
+
+		if (v && v->type == jbvNumeric)
+			refreshes = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+														  NumericGetDatum(v->val.numeric)));
+	}
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "{\"refreshes\": " INT64_FORMAT ", \"users_added\": %d, \"items_added\": %d, "
+					 "\"refresh_rows\": " INT64_FORMAT ", \"refresh_skipped_null_rows\": " INT64_FORMAT
+					 ", \"refreshed_at\": ",
+					 refreshes + 1, users_added, items_added, rows, skipped);
+	dmf_append_utc_now(&s);
+	appendStringInfoChar(&s, '}');
+	meta = DirectFunctionCall2(jsonb_concat, meta,
+							   DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+	return DatumGetCString(DirectFunctionCall1(jsonb_out, meta));
+}
+
+PG_FUNCTION_INFO_V1(dmf_refresh);
+Datum
+dmf_refresh(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	const DmfModel *m;
+	DmfRatingColumns cols;
+	DmfRawRatings raw;
+	char	   *rel;
+	int64	   *tu,
+			   *ti;
+	int32		ntu,
+				nti,
+				nu,
+				ni,
+				users_added,
+				items_added;
+	int64	   *uids,
+			   *iids;
+	int32	   *uinput,
+			   *iinput,
+			   *ru,
+			   *ri,
+			   *rows_u,
+			   *cols_u,
+			   *rows_i,
+			   *cols_i;
+	float	   *vals_u,
+			   *vals_i,
+			   *ufac,
+			   *ifac;
+	int64		nnz_u = 0,
+				nnz_i = 0,
+				dup = 0;
+	DmfCsr		xu,
+				xi,
+				pairs;
+	DmfModel	out;
+	uint64		size;
+	bytea	   *result;
+	char	   *meta;
+
+	for (int a = 0; a < 5; a++)
+		if (PG_ARGISNULL(a))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of dmf_refresh must not be NULL", a + 1)));
+
+	work = AllocSetContextCreate(caller, "dmf refresh", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(work);
+
+	m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	/* reading the table may run other dmf calls (a view); keep the model */
+	dmf_model_pin(dmf_model_ref(m), work);
+
+	cols.relid = PG_GETARG_OID(1);
+	cols.user_column = NameStr(*PG_GETARG_NAME(2));
+	cols.item_column = NameStr(*PG_GETARG_NAME(3));
+	cols.rating_column = NameStr(*PG_GETARG_NAME(4));
+	rel = dmf_relation_name(cols.relid);
+	dmf_read_ratings(&cols, &raw);
+	if (raw.skipped_nulls > 0)
+		ereport(NOTICE,
+				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
+						raw.skipped_nulls, rel)));
+	for (int64 k = 0; k < raw.n; k++)
+		if (raw.rating[k] < m->rating_min || raw.rating[k] > m->rating_max)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("rating column \"%s\" of %s holds %g, outside the model's range [%g, %g]",
+							cols.rating_column, rel, raw.rating[k], m->rating_min, m->rating_max),
+					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".", raw.user[k], raw.item[k]),
+					 errhint("Filter the rows out with a view, or retrain the model on the new scale.")));
+
+	ntu = dmf_distinct_ids(raw.user, raw.n, &tu);
+	nti = dmf_distinct_ids(raw.item, raw.n, &ti);
+	nu = merge_ids(&m->users, tu, ntu, &uids, &uinput);
+	ni = merge_ids(&m->items, ti, nti, &iids, &iinput);
+
+	/* each rating by its row in the merged lists; one rating per pair */
+	ru = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	ri = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	for (int64 k = 0; k < raw.n; k++)
+	{
+		ru[k] = dmf_find_id(uids, nu, raw.user[k]);
+		ri[k] = dmf_find_id(iids, ni, raw.item[k]);
+		if ((k & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	{
+		float	   *ones = palloc_extended(sizeof(float) * (raw.n + 1), MCXT_ALLOC_HUGE);
+
+		for (int64 k = 0; k < raw.n; k++)
+			ones[k] = 1.0f;
+		if (dmf_csr_build(&pairs, nu, ni, raw.n, ru, ri, ones, &dup, NULL) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CARDINALITY_VIOLATION),
+					 errmsg("relation %s has duplicate (%s, %s) pairs", rel,
+							cols.user_column, cols.item_column),
+					 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
+							   raw.user[dup], raw.item[dup]),
+					 errhint("Refresh from a view with one rating per pair.")));
+		dmf_csr_free(&pairs);
+		pfree(ones);
+	}
+
+	/* user rows over the training items, item rows over the training users */
+	rows_u = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	cols_u = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	vals_u = palloc_extended(sizeof(float) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	rows_i = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	cols_i = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	vals_i = palloc_extended(sizeof(float) * (raw.n + 1), MCXT_ALLOC_HUGE);
+	for (int64 k = 0; k < raw.n; k++)
+	{
+		float		x = (float) raw.rating[k];
+
+		if (iinput[ri[k]] >= 0)
+		{
+			rows_u[nnz_u] = ru[k];
+			cols_u[nnz_u] = iinput[ri[k]];
+			vals_u[nnz_u++] = x;
+		}
+		if (uinput[ru[k]] >= 0)
+		{
+			rows_i[nnz_i] = ri[k];
+			cols_i[nnz_i] = uinput[ru[k]];
+			vals_i[nnz_i++] = x;
+		}
+	}
+	dmf_csr_build(&xu, nu, m->items.n_train, nnz_u, rows_u, cols_u, vals_u, NULL, NULL);
+	dmf_csr_build(&xi, ni, m->users.n_train, nnz_i, rows_i, cols_i, vals_i, NULL, NULL);
+
+	/* one batched forward pass per branch */
+	ufac = palloc_extended(sizeof(float) * (size_t) nu * m->dim, MCXT_ALLOC_HUGE);
+	ifac = palloc_extended(sizeof(float) * (size_t) ni * m->dim, MCXT_ALLOC_HUGE);
+	factors_of_rows(&m->user_branch, &xu, ufac);
+	factors_of_rows(&m->item_branch, &xi, ifac);
+	nu = compact_side(uids, uinput, ufac, nu, m->dim, &users_added);
+	ni = compact_side(iids, iinput, ifac, ni, m->dim, &items_added);
+
+	meta = refreshed_meta(m, users_added, items_added, raw.n, raw.skipped_nulls);
+
+	out = *m;
+	if (!pg_strong_random(out.model_id, sizeof(out.model_id)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random model id")));
+	out.users.n = nu;
+	out.users.ids = uids;
+	out.users.input = uinput;
+	out.users.factors = ufac;
+	out.items.n = ni;
+	out.items.ids = iids;
+	out.items.input = iinput;
+	out.items.factors = ifac;
+	out.meta = meta;
+	out.meta_len = strlen(meta);
+
+	size = dmf_model_encoded_size(&out);
+	if (size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the refreshed model would be " UINT64_FORMAT " bytes, more than a bytea can hold", size)));
+	result = MemoryContextAlloc(caller, VARHDRSZ + size);
+	SET_VARSIZE(result, VARHDRSZ + size);
+	dmf_model_encode(&out, (uint8 *) VARDATA(result), size);
+
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(work);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* ---- aggregates: a factor from ratings inside a query ---- */
+
+typedef struct FactorState
+{
+	DmfModelRef ref;
+	bool		user_side;		/* a user's factor from its item ratings */
+	int32		n;
+	int32		cap;
+	int32	   *pos;			/* input positions (training entities) */
+	float	   *val;			/* raw ratings, encoded at the end */
+} FactorState;
+
+static FactorState *
+new_state(MemoryContext aggcxt, DmfModelRef ref, bool user_side, int32 cap)
+{
+	FactorState *st = MemoryContextAllocZero(aggcxt, sizeof(FactorState));
+
+	st->ref = ref;
+	st->user_side = user_side;
+	st->cap = cap > 8 ? cap : 8;
+	st->pos = MemoryContextAlloc(aggcxt, sizeof(int32) * st->cap);
+	st->val = MemoryContextAlloc(aggcxt, sizeof(float) * st->cap);
+	dmf_model_pin(ref, aggcxt);
+	return st;
+}
+
+static void
+state_add(FactorState *st, MemoryContext aggcxt, int32 pos, float val)
+{
+	if (st->n == st->cap)
+	{
+		st->cap *= 2;
+		st->pos = repalloc_huge(st->pos, sizeof(int32) * st->cap);
+		st->val = repalloc_huge(st->val, sizeof(float) * st->cap);
+	}
+	st->pos[st->n] = pos;
+	st->val[st->n] = val;
+	st->n++;
+}
+
+static Datum
+factor_step(FunctionCallInfo fcinfo, bool user_side)
+{
+	MemoryContext aggcxt;
+	FactorState *st = PG_ARGISNULL(0) ? NULL : (FactorState *) PG_GETARG_POINTER(0);
+	const DmfModel *m;
+	DmfModelRef ref;
+	const DmfSide *other;
+	int32		k;
+	double		rating;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "dmf factor aggregate called in non-aggregate context");
+	/* a row without a model, id or rating contributes nothing */
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_POINTER(st);
+
+	m = dmf_model_from_datum(PG_GETARG_DATUM(1), fcinfo->flinfo);
+	ref = dmf_model_ref(m);
+	if (st == NULL)
+		st = new_state(aggcxt, ref, user_side, 16);
+	else if (st->ref.slot != ref.slot || st->ref.generation != ref.generation)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s got two different models in one group",
+						user_side ? "dmf_user_factor" : "dmf_item_factor"),
+				 errhint("Group by the model too, or pass one model per group.")));
+
+	rating = PG_GETARG_FLOAT8(3);
+	if (isnan(rating) || rating < m->rating_min || rating > m->rating_max)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("rating %g is outside the model's range [%g, %g]",
+						rating, m->rating_min, m->rating_max)));
+
+	/* the input is over the other side's training entities */
+	other = side_of(m, !user_side);
+	k = dmf_side_find(other, PG_GETARG_INT64(2));
+	if (k >= 0 && other->input[k] >= 0)
+		state_add(st, aggcxt, other->input[k], (float) rating);
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(dmf_user_factor_step);
+Datum
+dmf_user_factor_step(PG_FUNCTION_ARGS)
+{
+	return factor_step(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(dmf_item_factor_step);
+Datum
+dmf_item_factor_step(PG_FUNCTION_ARGS)
+{
+	return factor_step(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(dmf_factor_combine);
+Datum
+dmf_factor_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	FactorState *a = PG_ARGISNULL(0) ? NULL : (FactorState *) PG_GETARG_POINTER(0);
+	FactorState *b = PG_ARGISNULL(1) ? NULL : (FactorState *) PG_GETARG_POINTER(1);
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "dmf factor aggregate called in non-aggregate context");
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+		a = new_state(aggcxt, b->ref, b->user_side, b->n);
+	else if (a->ref.slot != b->ref.slot || a->ref.generation != b->ref.generation)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a dmf factor aggregate got two different models in one group")));
+	for (int32 k = 0; k < b->n; k++)
+		state_add(a, aggcxt, b->pos[k], b->val[k]);
+	PG_RETURN_POINTER(a);
+}
+
+/*
+ * Serialized state: side, model identity, pairs, then a datum from which
+ * another process can read the model if it has not cached it.
+ */
+PG_FUNCTION_INFO_V1(dmf_factor_serialize);
+Datum
+dmf_factor_serialize(PG_FUNCTION_ARGS)
+{
+	FactorState *st = (FactorState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+	uint8		id[16];
+	uint64		size;
+	uint32		crc;
+	bytea	   *model;
+
+	dmf_model_identity(st->ref, id, &size, &crc);
+	model = dmf_model_shippable(st->ref);
+	pq_begintypsend(&buf);
+	pq_sendbyte(&buf, st->user_side ? 1 : 0);
+	pq_sendbytes(&buf, (char *) id, 16);
+	pq_sendint64(&buf, (int64) size);
+	pq_sendint32(&buf, crc);
+	pq_sendint32(&buf, st->n);
+	for (int32 k = 0; k < st->n; k++)
+	{
+		pq_sendint32(&buf, st->pos[k]);
+		pq_sendfloat4(&buf, st->val[k]);
+	}
+	pq_sendint32(&buf, VARSIZE_ANY(model));
+	pq_sendbytes(&buf, (char *) model, VARSIZE_ANY(model));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(dmf_factor_deserialize);
+Datum
+dmf_factor_deserialize(PG_FUNCTION_ARGS)
+{
+	bytea	   *bytes = PG_GETARG_BYTEA_PP(0);
+	MemoryContext aggcxt;
+	StringInfoData buf;
+	bool		user_side;
+	uint8		id[16];
+	uint64		size;
+	uint32		crc;
+	int32		n,
+				mlen,
+				pairs_at;
+	const char *model;
+	const DmfModel *m;
+	FactorState *st;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "dmf factor aggregate called in non-aggregate context");
+	buf.data = VARDATA_ANY(bytes);
+	buf.len = VARSIZE_ANY_EXHDR(bytes);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+	user_side = pq_getmsgbyte(&buf) != 0;
+	pq_copymsgbytes(&buf, (char *) id, 16);
+	size = (uint64) pq_getmsgint64(&buf);
+	crc = (uint32) pq_getmsgint(&buf, 4);
+	n = pq_getmsgint(&buf, 4);
+	if (n < 0 || (int64) n * 8 > buf.len - buf.cursor)
+		elog(ERROR, "invalid dmf factor aggregate state");
+
+	/* the model travels after the pairs: read it first */
+	pairs_at = buf.cursor;
+	buf.cursor += n * 8;
+	mlen = pq_getmsgint(&buf, 4);
+	model = pq_getmsgbytes(&buf, mlen);
+	pq_getmsgend(&buf);
+	buf.cursor = pairs_at;
+
+	m = dmf_model_find(id, size, crc);
+	if (m == NULL)
+	{
+		m = dmf_model_from_datum(PointerGetDatum(model), NULL);
+		if (memcmp(m->model_id, id, 16) != 0)
+			elog(ERROR, "dmf factor aggregate state names another model");
+	}
+	st = new_state(aggcxt, dmf_model_ref(m), user_side, n);
+	for (int32 k = 0; k < n; k++)
+	{
+		int32		pos = pq_getmsgint(&buf, 4);
+		float		val = pq_getmsgfloat4(&buf);
+
+		if (pos < 0 || pos >= side_of(m, !user_side)->n_train)
+			elog(ERROR, "invalid input position in a dmf factor aggregate state");
+		state_add(st, aggcxt, pos, val);
+	}
+	PG_RETURN_POINTER(st);
+}
+
+PG_FUNCTION_INFO_V1(dmf_factor_final);
+Datum
+dmf_factor_final(PG_FUNCTION_ARGS)
+{
+	FactorState *st = PG_ARGISNULL(0) ? NULL : (FactorState *) PG_GETARG_POINTER(0);
+	const DmfModel *m;
+	const DmfBranch *b;
+	DmfCsr		x;
+	int32		row = 0;
+	float	   *f;
+
+	if (st == NULL || st->n == 0)
+		PG_RETURN_NULL();			/* no rating of a training entity */
+	m = dmf_model_deref(st->ref);
+	if (m == NULL)
+		elog(ERROR, "dmf model of an aggregate state left the cache");
+	b = branch_of(m, st->user_side);
+
+	{
+		int32	   *rows = palloc0(sizeof(int32) * st->n);
+		int32	   *cols = palloc(sizeof(int32) * st->n);
+		float	   *vals = palloc(sizeof(float) * st->n);
+		int64		dup = 0;
+
+		for (int32 k = 0; k < st->n; k++)
+		{
+			cols[k] = st->pos[k];
+			vals[k] = st->val[k];
+		}
+		if (dmf_csr_build(&x, 1, side_of(m, !st->user_side)->n_train, st->n,
+						  rows, cols, vals, &dup, NULL) > 0)
+		{
+			const DmfSide *other = side_of(m, !st->user_side);
+			int64		id = 0;
+
+			for (int32 k = 0; k < other->n; k++)
+				if (other->input[k] == cols[dup])
+					id = other->ids[k];
+			ereport(ERROR,
+					(errcode(ERRCODE_CARDINALITY_VIOLATION),
+					 errmsg("%s " INT64_FORMAT " appears more than once in one group of %s",
+							st->user_side ? "item" : "user", id,
+							st->user_side ? "dmf_user_factor" : "dmf_item_factor"),
+					 errhint("Aggregate one rating per pair.")));
+		}
+	}
+	f = palloc(sizeof(float) * m->dim);
+	{
+		DmfBranchWork w;
+
+		dmf_branch_work_alloc(&w, b, 1, false);
+		dmf_branch_factors(b, &w, &x, &row, 1, f);
+		dmf_branch_work_free(&w, b);
+	}
+	dmf_csr_free(&x);
+	if (factor_is_zero(f, m->dim))
+		PG_RETURN_NULL();
+	PG_RETURN_ARRAYTYPE_P(factor_array(f, m->dim));
+}
