@@ -605,6 +605,10 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 		m.flags |= DMF_FLAG_DISCRETE;
 	if (o->train.input_encoding == DMF_INPUT_CENTERED)
 		m.flags |= DMF_FLAG_CENTERED_INPUT;
+	if (o->train.row_scale == 1)
+		m.flags |= DMF_FLAG_ROW_SCALE_ONE;
+	else if (o->train.row_scale == 2)
+		m.flags |= DMF_FLAG_ROW_SCALE_MEAN;
 
 	size = dmf_model_encoded_size(&m);
 	if (size > MaxAllocSize - VARHDRSZ)

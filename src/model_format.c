@@ -204,7 +204,8 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 		if (buf[k] != 0)
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"Reserved header byte %d is not zero.", k);
-	if ((m->flags & ~DMF_KNOWN_FLAGS) != 0)
+	if ((m->flags & ~DMF_KNOWN_FLAGS) != 0 ||
+		((m->flags & DMF_FLAG_ROW_SCALE_ONE) && (m->flags & DMF_FLAG_ROW_SCALE_MEAN)))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"Unknown flags 0x%x.", (unsigned) m->flags);
 	if (m->dim < 1 || m->dim > DMF_MAX_DIM)
@@ -427,6 +428,7 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	{
 		DmfInputCoding coding = {
 			(m->flags & DMF_FLAG_CENTERED_INPUT) ? 1 : 0,
+			(m->flags & DMF_FLAG_ROW_SCALE_ONE) ? 1 : (m->flags & DMF_FLAG_ROW_SCALE_MEAN) ? 2 : 0,
 			m->rating_min, m->rating_max
 		};
 

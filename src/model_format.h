@@ -62,7 +62,10 @@
 
 #define DMF_FLAG_DISCRETE 0x0001	/* trained as DMF-D */
 #define DMF_FLAG_CENTERED_INPUT 0x0002	/* inputs centred per row */
-#define DMF_KNOWN_FLAGS (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT)
+#define DMF_FLAG_ROW_SCALE_ONE 0x0004	/* rows not scaled by their length */
+#define DMF_FLAG_ROW_SCALE_MEAN 0x0008	/* rows scaled by 1/length */
+#define DMF_KNOWN_FLAGS (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT | \
+						 DMF_FLAG_ROW_SCALE_ONE | DMF_FLAG_ROW_SCALE_MEAN)
 
 typedef enum DmfSectionKind
 {

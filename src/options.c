@@ -75,6 +75,7 @@ static const OptionSpec option_specs[] = {
 	{"rating_max", OPT_FLOAT},
 	{"verbose", OPT_BOOL},
 	{"input_encoding", OPT_STRING},
+	{"row_scale", OPT_STRING},
 	{"discrete", OPT_BOOL},
 	{"levels", OPT_NUMBERS},
 	{"lambda_start", OPT_FLOAT},
@@ -344,6 +345,22 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 						 errmsg("option \"input_encoding\" has unknown value \"%s\"", name),
 						 errhint("Use offset or centered.")));
 		}
+		else if (strcmp(key, "row_scale") == 0)
+		{
+			char	   *name = string_value(key, &val);
+
+			if (strcmp(name, "sqrt") == 0)
+				c->row_scale = 0;
+			else if (strcmp(name, "none") == 0)
+				c->row_scale = 1;
+			else if (strcmp(name, "mean") == 0)
+				c->row_scale = 2;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"row_scale\" has unknown value \"%s\"", name),
+						 errhint("Use sqrt, none or mean.")));
+		}
 		else if (strcmp(key, "epochs") == 0)
 			c->epochs = (int) int_value(key, &val, 1, MAX_EPOCHS);
 		else if (strcmp(key, "batch_size") == 0)
@@ -471,6 +488,8 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 	appendStringInfo(out, ", \"rating_max\": %s", float8out_internal(c->rating_max));
 	appendStringInfo(out, ", \"verbose\": %s", o->verbose ? "true" : "false");
 	appendStringInfo(out, ", \"input_encoding\": \"%s\"", c->input_encoding ? "centered" : "offset");
+	appendStringInfo(out, ", \"row_scale\": \"%s\"",
+					 c->row_scale == 1 ? "none" : c->row_scale == 2 ? "mean" : "sqrt");
 	appendStringInfo(out, ", \"discrete\": %s", c->discrete ? "true" : "false");
 	appendStringInfoString(out, ", \"levels\": ");
 	if (c->n_levels > 0)

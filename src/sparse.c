@@ -139,7 +139,14 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 		dmf_input_coefficients(coding->encoding, coding->rating_min,
 							   coding->rating_max,
 							   kept > 0 ? sum / (double) kept : 0.0, &a, &c);
-		s = kept > 0 ? 1.0f / sqrtf((float) kept) : 0.0f;
+		if (kept == 0)
+			s = 0.0f;
+		else if (coding->row_scale == 1)
+			s = 1.0f;
+		else if (coding->row_scale == 2)
+			s = 1.0f / (float) kept;
+		else
+			s = 1.0f / sqrtf((float) kept);
 		scale[r] = s;
 		enc_a[r] = a;
 		enc_c[r] = c;

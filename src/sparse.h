@@ -42,6 +42,7 @@ void		dmf_csr_free(DmfCsr *m);
 typedef struct DmfInputCoding
 {
 	int			encoding;		/* DmfInputEncoding */
+	int			row_scale;		/* 0: 1/sqrt(kept), 1: 1, 2: 1/kept */
 	double		rating_min;
 	double		rating_max;
 } DmfInputCoding;

@@ -398,7 +398,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	branch_sizes(cfg->n_item_hidden, cfg->item_hidden, nu, dim, sizes);
 	dmf_branch_layout(ib, cfg->n_item_hidden + 1, sizes, cfg->activation);
 	{
-		DmfInputCoding coding = {cfg->input_encoding, rmin, rmax};
+		DmfInputCoding coding = {cfg->input_encoding, cfg->row_scale, rmin, rmax};
 
 		ub->coding = coding;
 		ib->coding = coding;

@@ -50,6 +50,7 @@ typedef struct DmfTrainConfig
 	double		rating_min;
 	double		rating_max;
 	int			input_encoding; /* DmfInputEncoding */
+	int			row_scale;		/* see DmfInputCoding */
 
 	/* DMF-D: train through the smooth quantizer (paper section 3) */
 	bool		discrete;

@@ -1,0 +1,260 @@
+/*
+ * test_numeric.c
+ *	  Unit tests of the numeric core, outside the server: gradients of a
+ *	  branch against finite differences, the quantizers, CSR building.
+ *
+ * Built with -DDMF_STANDALONE by test/t/001_unit.sh.
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "network.h"
+#include "quantizer.h"
+#include "rng.h"
+#include "sparse.h"
+
+static int passed = 0;
+static int failed = 0;
+
+#define CHECK(cond, ...) \
+	do { \
+		if (cond) passed++; \
+		else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
+	} while (0)
+
+double
+dmf_now_seconds(void)
+{
+	return 0.0;
+}
+
+/* loss = sum(out .* R): its gradient with respect to out is R */
+static double
+branch_loss(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
+			const int32_t *rows, int nb, const uint8_t *skip, const float *R)
+{
+	int			dim = b->sizes[b->n_layers];
+	const float *out = dmf_branch_forward(b, w, x, rows, nb, skip, 0.0f, NULL);
+	double		loss = 0.0;
+
+	for (int k = 0; k < nb * dim; k++)
+		loss += (double) out[k] * R[k];
+	return loss;
+}
+
+static void
+test_branch_gradient(DmfActivation act, int encoding, int row_scale)
+{
+	enum {NROWS = 6, NCOLS = 9, NNZ = 25};
+	int			sizes[4] = {NCOLS, 7, 5, 4};
+	int32_t		r[NNZ], c[NNZ];
+	float		v[NNZ];
+	DmfCsr		x;
+	DmfBranch	b;
+	DmfBranchWork w;
+	DmfRng		rng;
+	int32_t		rows[NROWS] = {0, 1, 2, 3, 4, 5};
+	uint8_t		skip[NNZ];
+	float		R[NROWS * 4];
+	float	   *grad;
+	int64_t		dup = 0;
+	int			bad = 0;
+	double		worst = 0.0;
+
+	dmf_rng_seed(&rng, 1234 + act * 10 + encoding);
+	/* distinct (row, col) pairs: a simple pattern */
+	for (int k = 0; k < NNZ; k++)
+	{
+		r[k] = k % NROWS;
+		c[k] = (k * 5 + k / NROWS) % NCOLS;
+		v[k] = 1.0f + (float) dmf_rng_below(&rng, 5);
+	}
+	CHECK(dmf_csr_build(&x, NROWS, NCOLS, NNZ, r, c, v, &dup, NULL) == 0,
+		  "pattern has duplicates");
+	for (int k = 0; k < NNZ; k++)
+		skip[k] = (k % 7) == 3;		/* some entries hidden, as a block does */
+
+	dmf_branch_layout(&b, 3, sizes, act);
+	b.coding.encoding = encoding;
+	b.coding.row_scale = row_scale;
+	b.coding.rating_min = 1.0;
+	b.coding.rating_max = 5.0;
+	dmf_branch_init(&b, &rng);
+	/* biases away from zero so relu units are not all on a kink */
+	for (int l = 0; l < b.n_layers; l++)
+		for (int j = 0; j < b.sizes[l + 1]; j++)
+			b.params[b.b_off[l] + j] = (float) (0.3 * dmf_rng_normal(&rng));
+	for (int k = 0; k < NROWS * 4; k++)
+		R[k] = (float) dmf_rng_normal(&rng);
+
+	dmf_branch_work_alloc(&w, &b, NROWS, false);
+	grad = dmf_alloc0(sizeof(float) * b.n_params);
+	branch_loss(&b, &w, &x, rows, NROWS, skip, R);
+	{
+		float		dout[NROWS * 4];
+
+		memcpy(dout, R, sizeof(dout));
+		dmf_branch_backward(&b, &w, &x, rows, NROWS, skip, dout, grad);
+	}
+
+	for (size_t p = 0; p < b.n_params; p++)
+	{
+		float		keep = b.params[p];
+		double		h = 1e-3,
+					lp,
+					lm,
+					num,
+					err;
+
+		b.params[p] = keep + (float) h;
+		lp = branch_loss(&b, &w, &x, rows, NROWS, skip, R);
+		b.params[p] = keep - (float) h;
+		lm = branch_loss(&b, &w, &x, rows, NROWS, skip, R);
+		b.params[p] = keep;
+		num = (lp - lm) / (2 * h);
+		err = fabs(num - grad[p]) / fmax(1e-2, fabs(num) + fabs(grad[p]));
+		if (err > worst)
+			worst = err;
+		if (err > 5e-2)
+			bad++;
+	}
+	/* relu kinks can break a few finite differences; a wrong formula breaks many */
+	CHECK(bad <= (act == DMF_ACT_RELU ? 3 : 0),
+		  "activation %s encoding %d row_scale %d: %d of %zu gradients off (worst %.3g)",
+		  dmf_activation_names[act], encoding, row_scale, bad, b.n_params, worst);
+	dmf_free(grad);
+	dmf_branch_work_free(&w, &b);
+	dmf_free(b.params);
+	dmf_csr_free(&x);
+}
+
+static void
+test_skip_equals_absent(void)
+{
+	/* a hidden entry must act exactly as if the rating were not there */
+	int32_t		r1[4] = {0, 0, 0, 1}, c1[4] = {0, 1, 2, 1};
+	float		v1[4] = {5, 1, 3, 2};
+	int32_t		r2[3] = {0, 0, 1}, c2[3] = {0, 2, 1};
+	float		v2[3] = {5, 3, 2};
+	uint8_t		skip[4] = {0, 1, 0, 0};
+	int			sizes[3] = {3, 4, 2};
+	DmfCsr		a, b;
+	DmfBranch	br;
+	DmfBranchWork w;
+	DmfRng		rng;
+	int32_t		rows[2] = {0, 1};
+	float		out_a[4], out_b[4];
+	int64_t		dup;
+
+	dmf_rng_seed(&rng, 7);
+	dmf_csr_build(&a, 2, 3, 4, r1, c1, v1, &dup, NULL);
+	dmf_csr_build(&b, 2, 3, 3, r2, c2, v2, &dup, NULL);
+	for (int enc = 0; enc < 2; enc++)
+	{
+		dmf_branch_layout(&br, 2, sizes, DMF_ACT_TANH);
+		br.coding.encoding = enc;
+		br.coding.rating_min = 1;
+		br.coding.rating_max = 5;
+		dmf_branch_init(&br, &rng);
+		dmf_branch_work_alloc(&w, &br, 2, false);
+		memcpy(out_a, dmf_branch_forward(&br, &w, &a, rows, 2, skip, 0, NULL), sizeof(out_a));
+		memcpy(out_b, dmf_branch_forward(&br, &w, &b, rows, 2, NULL, 0, NULL), sizeof(out_b));
+		CHECK(memcmp(out_a, out_b, sizeof(out_a)) == 0,
+			  "encoding %d: a skipped entry differs from an absent one", enc);
+		dmf_branch_work_free(&w, &br);
+		dmf_free(br.params);
+	}
+	dmf_csr_free(&a);
+	dmf_csr_free(&b);
+}
+
+static void
+test_csr(void)
+{
+	int32_t		r[5] = {1, 0, 1, 0, 1}, c[5] = {2, 1, 0, 0, 2};
+	float		v[5] = {1, 2, 3, 4, 5};
+	int64_t		pos[5];
+	int64_t		dup = -1;
+	DmfCsr		m;
+
+	CHECK(dmf_csr_build(&m, 2, 3, 5, r, c, v, &dup, pos) == 1, "one duplicate expected");
+	CHECK(dup == 4 || dup == 0, "duplicate index %lld", (long long) dup);
+	CHECK(m.rowptr[0] == 0 && m.rowptr[1] == 2 && m.rowptr[2] == 5, "row pointers");
+	CHECK(m.col[0] == 0 && m.col[1] == 1 && m.col[2] == 0, "columns sorted within rows");
+	for (int k = 0; k < 5; k++)
+		CHECK(m.val[pos[k]] == v[k], "position of triple %d", k);
+	dmf_csr_free(&m);
+}
+
+static void
+test_quantizer(void)
+{
+	double		levels[5] = {1, 2, 3, 4, 5};
+	double		b[6];
+	DmfQuantizer q;
+
+	dmf_uniform_boundaries(levels, 5, b);
+	q.n_levels = 5;
+	q.step = 1;
+	q.levels = levels;
+	q.boundaries = b;
+	q.lambda = 1;
+	CHECK(b[1] == 1.5 && b[4] == 4.5, "uniform boundaries are midpoints");
+	CHECK(dmf_quantize(&q, 0.2) == 1 && dmf_quantize(&q, 1.49) == 1 &&
+		  dmf_quantize(&q, 1.5) == 2 && dmf_quantize(&q, 4.51) == 5 &&
+		  dmf_quantize(&q, 7) == 5, "hard quantizer");
+	CHECK(dmf_round_to_level(&q, 3.4) == 3 && dmf_round_to_level(&q, -3) == 1 &&
+		  dmf_round_to_level(&q, 9) == 5, "rounding, clamped");
+
+	/* G tends to Q as lambda grows, away from the boundaries */
+	{
+		double		worst = 0.0;
+
+		q.lambda = 500;
+		for (double x = 1.0; x <= 5.0; x += 0.01)
+		{
+			double		dx, db;
+			int			v;
+			double		g = dmf_quantize_smooth(&q, x, &dx, &db, &v);
+
+			if (fabs(x - floor(x) - 0.5) > 0.02)
+				worst = fmax(worst, fabs(g - dmf_quantize(&q, x)));
+		}
+		CHECK(worst < 1e-3, "G far from Q at lambda 500: %g", worst);
+	}
+	/* dG/dx and dG/db against finite differences, inside an interval */
+	q.lambda = 3;
+	for (double x = 1.1; x < 4.9; x += 0.37)
+	{
+		double		dx, db, dx2, db2, h = 1e-6;
+		int			v, v2;
+		double		g = dmf_quantize_smooth(&q, x, &dx, &db, &v);
+		double		gp = dmf_quantize_smooth(&q, x + h, &dx2, &db2, &v2);
+
+		if (v2 != v)
+			continue;
+		CHECK(fabs((gp - g) / h - dx) < 1e-4, "dG/dx at %g", x);
+		b[v] += h;
+		gp = dmf_quantize_smooth(&q, x, &dx2, &db2, &v2);
+		b[v] -= h;
+		CHECK(fabs((gp - g) / h - db) < 1e-4, "dG/db at %g", x);
+	}
+}
+
+int
+main(void)
+{
+	for (int act = 0; act < DMF_ACT_COUNT; act++)
+		for (int enc = 0; enc < 2; enc++)
+			test_branch_gradient((DmfActivation) act, enc, 0);
+	test_branch_gradient(DMF_ACT_TANH, 0, 1);
+	test_branch_gradient(DMF_ACT_TANH, 1, 2);
+	test_skip_equals_absent();
+	test_csr();
+	test_quantizer();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed == 0 ? 0 : 1;
+}
