@@ -72,7 +72,11 @@ report_epoch(void *arg, const DmfEpochStats *s)
 
 	if (!o->verbose)
 		return;
-	if (isnan(s->validation_rmse))
+	if (s->lambda > 0.0)
+		ereport(NOTICE,
+				(errmsg("epoch %d (quantizer, lambda %.3g): train RMSE %.4f, validation RMSE %.4f (discrete), %.2f s",
+						s->epoch, s->lambda, s->train_rmse, s->validation_rmse, s->seconds)));
+	else if (isnan(s->validation_rmse))
 		ereport(NOTICE,
 				(errmsg("epoch %d/%d: train RMSE %.4f, %.2f s",
 						s->epoch, o->train.epochs, s->train_rmse, s->seconds)));
@@ -678,6 +682,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	check_memory(&opts, &in);
 
 	threads = resolve_threads(opts.threads);
+	opts.train.threads = threads;
 	opts.train.on_epoch = report_epoch;
 	opts.train.on_epoch_arg = &opts;
 
@@ -688,6 +693,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
+		dmf_train_stop_threads();
 		/* outside training, one BLAS thread: never compete with other backends */
 		openblas_set_num_threads(1);
 	}

@@ -87,13 +87,17 @@ dmf_malloc_or_die(size_t size, bool zero)
 	static name##_fn name##_pick(void) { return name##_generic; }
 #endif
 
-/* Calls the best variant of a DMF_KERNEL, picking it once. */
+/* Calls the best variant of a DMF_KERNEL, picking it once (thread-safe). */
 #define DMF_CALL(name, args) \
 	do { \
 		static name##_fn name##_chosen = NULL; \
-		if (name##_chosen == NULL) \
-			name##_chosen = name##_pick(); \
-		name##_chosen args; \
+		name##_fn	name##_f = __atomic_load_n(&name##_chosen, __ATOMIC_ACQUIRE); \
+		if (name##_f == NULL) \
+		{ \
+			name##_f = name##_pick(); \
+			__atomic_store_n(&name##_chosen, name##_f, __ATOMIC_RELEASE); \
+		} \
+		name##_f args; \
 	} while (0)
 
 /* Wall clock in seconds, for progress reports and model metrics. */

@@ -17,8 +17,13 @@
 #include "platform.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cblas.h>
 
 #include "encoding.h"
 #include "quantizer.h"
@@ -289,6 +294,185 @@ shuffle_groups(DmfRng *rng, int32_t *perm, int32_t n, int groups,
 		group_of[perm[k]] = k % groups;
 }
 
+static uint8_t *
+skip_u_alloc(uint8_t **dst, int64_t n)
+{
+	*dst = dmf_alloc0((size_t) n + 1);
+	return *dst;
+}
+
+/*
+ * One side of a block: its branch, inputs and buffers.  The two sides of a
+ * block are independent until the loss joins them, so with two threads
+ * each side runs on its own core (OpenBLAS single-threaded in each), and
+ * each has its own random stream: the result does not depend on the
+ * number of threads.
+ */
+typedef struct SideTask
+{
+	DmfBranch  *branch;
+	DmfBranchWork *work;
+	Adam	   *adam;
+	const DmfCsr *x;
+	const int32_t *rows;
+	int			nb;
+	uint8_t    *skip;
+	DmfRng		rng;
+	double		input_dropout;
+	float		dropout;
+	const float *out;			/* forward: nb x dim */
+	float	   *norm;			/* forward: |out| per row */
+	float	   *dout;			/* backward: gradient of the loss */
+	double		lr;
+	double		l2;
+	long		step;
+} SideTask;
+
+static void
+side_forward(SideTask *t)
+{
+	int			dim = t->branch->sizes[t->branch->n_layers];
+
+	/* input dropout: rows must also work with ratings missing */
+	if (t->input_dropout > 0.0)
+		drop_inputs(t->x, t->rows, t->nb, t->skip, t->input_dropout, &t->rng);
+	t->out = dmf_branch_forward(t->branch, t->work, t->x, t->rows, t->nb,
+								t->skip, t->dropout, &t->rng);
+	for (int r = 0; r < t->nb; r++)
+	{
+		const float *o = t->out + (size_t) r * dim;
+		double		ss = 0.0;
+
+		for (int j = 0; j < dim; j++)
+			ss += (double) o[j] * o[j];
+		t->norm[r] = (float) sqrt(ss) + COSINE_EPS;
+	}
+}
+
+static void
+side_backward(SideTask *t)
+{
+	dmf_branch_backward(t->branch, t->work, t->x, t->rows, t->nb, t->skip,
+						t->dout, t->adam->grad);
+	adam_step(t->branch, t->adam, t->lr, t->l2, t->step);
+}
+
+/*
+ * A helper thread that runs the item side while the calling thread runs
+ * the user side.  It only touches memory allocated before it started and
+ * never calls into the server; signals stay with the backend's thread.
+ */
+typedef struct SideWorker
+{
+	pthread_t	thread;
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	void		(*job) (SideTask *);
+	SideTask   *task;
+	bool		busy;
+	bool		quit;
+} SideWorker;
+
+static SideWorker *active_worker = NULL;
+
+static void *
+side_worker_main(void *arg)
+{
+	SideWorker *w = (SideWorker *) arg;
+
+	pthread_mutex_lock(&w->mutex);
+	for (;;)
+	{
+		while (!w->busy && !w->quit)
+			pthread_cond_wait(&w->cond, &w->mutex);
+		if (w->quit)
+			break;
+		pthread_mutex_unlock(&w->mutex);
+		w->job(w->task);
+		pthread_mutex_lock(&w->mutex);
+		w->busy = false;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->mutex);
+	return NULL;
+}
+
+static SideWorker *
+side_worker_start(void)
+{
+	sigset_t	all,
+				old;
+	/*
+	 * Not on the stack nor in a memory context: an ERROR unwinds the stack
+	 * and the worker must still find its mutex when it is told to quit.
+	 */
+	SideWorker *w = calloc(1, sizeof(SideWorker));
+
+	if (w == NULL)
+		return NULL;			/* run both sides in this thread */
+	pthread_mutex_init(&w->mutex, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&w->thread, NULL, side_worker_main, w) != 0)
+	{
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->mutex);
+		free(w);
+		return NULL;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	active_worker = w;
+	return w;
+}
+
+void
+dmf_train_stop_threads(void)
+{
+	SideWorker *w = active_worker;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mutex);
+	/* an ERROR can only leave the loop while the worker is idle */
+	while (w->busy)
+		pthread_cond_wait(&w->cond, &w->mutex);
+	w->quit = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->mutex);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->mutex);
+	active_worker = NULL;
+	free(w);
+}
+
+/* job(user) here and job(item) on the worker, if there is one. */
+static void
+run_sides(SideWorker *w, void (*job) (SideTask *), SideTask *user, SideTask *item)
+{
+	if (w == NULL)
+	{
+		job(user);
+		job(item);
+		return;
+	}
+	pthread_mutex_lock(&w->mutex);
+	w->job = job;
+	w->task = item;
+	w->busy = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->mutex);
+
+	job(user);
+
+	pthread_mutex_lock(&w->mutex);
+	while (w->busy)
+		pthread_cond_wait(&w->cond, &w->mutex);
+	pthread_mutex_unlock(&w->mutex);
+}
+
 void
 dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 				DmfTrainResult *res)
@@ -358,6 +542,10 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			   *bm = NULL,
 			   *bv = NULL;
 	double		lambda = cfg->lambda_start;
+	bool		quantizing = false;	/* DMF-D's second phase */
+	SideTask	ut,
+				it;
+	SideWorker *worker;
 	int64_t		ignored;
 	int32_t    *identity_users,
 			   *identity_items;
@@ -428,6 +616,29 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	dmf_branch_work_alloc(&iw, ib, max_block_items, dropout > 0.0f);
 	dmf_branch_work_alloc(&ufw, ub, FACTOR_CHUNK, false);
 	dmf_branch_work_alloc(&ifw, ib, FACTOR_CHUNK, false);
+	unorm = dmf_alloc(sizeof(float) * max_block_users);
+	vnorm = dmf_alloc(sizeof(float) * max_block_items);
+
+	memset(&ut, 0, sizeof(ut));
+	memset(&it, 0, sizeof(it));
+	ut.branch = ub;
+	ut.work = &uw;
+	ut.adam = &ua;
+	ut.x = &xu;
+	ut.skip = skip_u_alloc(&skip_u, train->n);
+	ut.norm = unorm;
+	it.branch = ib;
+	it.work = &iw;
+	it.adam = &ia;
+	it.x = &xi;
+	it.skip = skip_u_alloc(&skip_i, train->n);
+	it.norm = vnorm;
+	ut.input_dropout = it.input_dropout = input_dropout;
+	ut.dropout = it.dropout = dropout;
+	ut.l2 = it.l2 = cfg->l2;
+	dmf_rng_seed(&ut.rng, dmf_rng_next(&rng));
+	dmf_rng_seed(&it.rng, dmf_rng_next(&rng));
+	worker = cfg->threads >= 2 ? side_worker_start() : NULL;
 	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
 	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
 
@@ -477,12 +688,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	block_fill = dmf_alloc(sizeof(int64_t) * (n_blocks + 1));
 	block_order = dmf_alloc(sizeof(int32_t) * n_blocks);
 	order = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
-	skip_u = dmf_alloc0((size_t) train->n + 1);
-	skip_i = dmf_alloc0((size_t) train->n + 1);
 	dU = dmf_alloc(sizeof(float) * (size_t) max_block_users * dim);
 	dV = dmf_alloc(sizeof(float) * (size_t) max_block_items * dim);
-	unorm = dmf_alloc(sizeof(float) * max_block_users);
-	vnorm = dmf_alloc(sizeof(float) * max_block_items);
 	{
 		/* no block holds more ratings than the largest user x item group */
 		size_t		cap = (size_t) train->n + 1;
@@ -491,9 +698,10 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		pair_i = dmf_alloc(sizeof(int32_t) * cap);
 		target = dmf_alloc(sizeof(float) * cap);
 	}
-	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (cfg->epochs + 1));
+	/* DMF-D trains twice as long: the continuous phase, then the quantizer's */
+	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (2 * (size_t) cfg->epochs + 1));
 
-	for (int epoch = 1; epoch <= cfg->epochs; epoch++)
+	for (int epoch = 1, phase_epoch = 1;; epoch++, phase_epoch++)
 	{
 		double		t_epoch = dmf_now_seconds();
 		double		se_sum = 0.0;
@@ -559,36 +767,16 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 				skip_i[pos_i[k]] = 1;
 			}
 
-			/* input dropout: rows must also work with ratings missing */
-			if (input_dropout > 0.0)
-			{
-				drop_inputs(&xu, block_users, nbu, skip_u, input_dropout, &rng);
-				drop_inputs(&xi, block_items, nbi, skip_i, input_dropout, &rng);
-			}
+			ut.rows = block_users;
+			ut.nb = nbu;
+			it.rows = block_items;
+			it.nb = nbi;
+			if (worker)
+				openblas_set_num_threads(1);
+			run_sides(worker, side_forward, &ut, &it);
+			U = ut.out;
+			V = it.out;
 
-			U = dmf_branch_forward(ub, &uw, &xu, block_users, nbu, skip_u,
-								   dropout, &rng);
-			V = dmf_branch_forward(ib, &iw, &xi, block_items, nbi, skip_i,
-								   dropout, &rng);
-
-			for (int r = 0; r < nbu; r++)
-			{
-				const float *x = U + (size_t) r * dim;
-				double		ss = 0.0;
-
-				for (int j = 0; j < dim; j++)
-					ss += (double) x[j] * x[j];
-				unorm[r] = (float) sqrt(ss) + COSINE_EPS;
-			}
-			for (int r = 0; r < nbi; r++)
-			{
-				const float *x = V + (size_t) r * dim;
-				double		ss = 0.0;
-
-				for (int j = 0; j < dim; j++)
-					ss += (double) x[j] * x[j];
-				vnorm[r] = (float) sqrt(ss) + COSINE_EPS;
-			}
 			memset(dU, 0, sizeof(float) * (size_t) nbu * dim);
 			memset(dV, 0, sizeof(float) * (size_t) nbi * dim);
 
@@ -615,7 +803,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 				for (int j = 0; j < dim; j++)
 					dot += u[j] * v[j];
 				pred = dot / nn;
-				if (cfg->discrete)
+				if (quantizing)
 				{
 					/* through G: d loss / d cos = 2 err G'(x) half */
 					double		dgdx,
@@ -644,14 +832,13 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 				}
 			}
 
-			dmf_branch_backward(ub, &uw, &xu, block_users, nbu, skip_u,
-								dU, ua.grad);
-			dmf_branch_backward(ib, &iw, &xi, block_items, nbi, skip_i,
-								dV, ia.grad);
 			step++;
-			adam_step(ub, &ua, lr, cfg->l2, step);
-			adam_step(ib, &ia, lr, cfg->l2, step);
-			if (cfg->discrete)
+			ut.dout = dU;
+			it.dout = dV;
+			ut.lr = it.lr = lr;
+			ut.step = it.step = step;
+			run_sides(worker, side_backward, &ut, &it);
+			if (quantizing)
 				boundary_step(cfg, bounds, uniform, bgrad, bm, bv, lr, step);
 
 			/* undo the block's marks */
@@ -670,10 +857,12 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		st->epoch = epoch;
 		st->learning_rate = lr;
 		st->train_rmse = sqrt(se_sum / (double) (se_n > 0 ? se_n : 1));
-		st->lambda = cfg->discrete ? lambda : 0.0;
+		st->lambda = quantizing ? lambda : 0.0;
 		st->validation_rmse = NAN;
 		res->epochs_run = epoch;
 
+		if (worker)
+			openblas_set_num_threads(cfg->threads);
 		if (data->validation.n > 0)
 		{
 			double		mse;
@@ -682,7 +871,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
 			mse = triples_mse(&data->validation, res->user_factors,
 							  res->item_factors, dim, rmin, rmax,
-							  cfg->discrete ? &quant : NULL);
+							  quantizing ? &quant : NULL);
 			st->validation_rmse = sqrt(mse);
 		}
 		st->seconds = dmf_now_seconds() - t_epoch;
@@ -697,7 +886,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			res->final_train_rmse = st->train_rmse;
 			memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
 			memcpy(best_i, ib->params, sizeof(float) * ib->n_params);
-			if (cfg->discrete)
+			if (quantizing)
 			{
 				memcpy(best_bounds, bounds, sizeof(double) * (cfg->n_levels + 1));
 				res->lambda = lambda;
@@ -705,15 +894,41 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			since_best = 0;
 		}
 		else if (res->best_validation_rmse < 0.99 * res->mean_validation_rmse &&
-				 (!cfg->discrete || lambda >= cfg->lambda_max))
+				 (!quantizing || lambda >= cfg->lambda_max))
 			since_best++;
 
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->on_epoch_arg, st);
-		if (since_best >= cfg->patience)
-			break;
+		if (since_best >= cfg->patience || phase_epoch >= cfg->epochs)
+		{
+			if (!cfg->discrete || quantizing)
+				break;
+			/*
+			 * DMF-D: from the best continuous model and the uniform quantizer
+			 * (rounding), train through the smooth quantizer while its slope
+			 * grows.  Its validation RMSE (hard quantizer) is the one to beat,
+			 * so DMF-D is never worse than rounding on validation.
+			 */
+			memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
+			memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
+			quantizing = true;
+			phase_epoch = 0;
+			since_best = 0;
+			lambda = cfg->lambda_start;
+			quant.lambda = lambda;
+			res->lambda = 0.0;
+			if (data->validation.n > 0)
+			{
+				all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
+				all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
+				res->best_validation_rmse =
+					sqrt(triples_mse(&data->validation, res->user_factors,
+									 res->item_factors, dim, rmin, rmax, &quant));
+			}
+			continue;
+		}
 		lr *= cfg->learning_rate_decay;
-		if (cfg->discrete)
+		if (quantizing)
 		{
 			/* anneal: the smooth quantizer tends to the hard one */
 			lambda *= cfg->lambda_growth;
@@ -723,6 +938,9 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		}
 	}
 
+	dmf_train_stop_threads();
+	if (worker)
+		openblas_set_num_threads(cfg->threads);
 	memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
 	memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
 	res->boundaries = best_bounds;

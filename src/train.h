@@ -49,6 +49,7 @@ typedef struct DmfTrainConfig
 	uint64_t	seed;
 	double		rating_min;
 	double		rating_max;
+	int			threads;		/* 2 or more: the two branches in parallel */
 	int			input_encoding; /* DmfInputEncoding */
 	int			row_scale;		/* see DmfInputCoding */
 
@@ -99,6 +100,12 @@ uint64_t	dmf_train_memory_estimate(const DmfTrainConfig *cfg,
 
 void		dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 							DmfTrainResult *result);
+
+/*
+ * Stops the helper thread of a training that was interrupted by an ERROR
+ * (a no-op otherwise).  Call it before the training's memory is freed.
+ */
+void		dmf_train_stop_threads(void);
 
 /*
  * Builds the input matrices of both branches from triples (the user rows
