@@ -13,6 +13,7 @@ OBJS = \
 	src/network.o \
 	src/train.o \
 	src/quantizer.o \
+	src/fold_in.o \
 	src/rng.o
 
 DATA = sql/dmf--$(EXTVERSION).sql

@@ -586,10 +586,14 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	m.users.ids = in->user_ids;
 	m.users.input = user_input;
 	m.users.factors = res->user_factors;
+	m.users.anchors = res->user_anchors;
 	m.items.n = m.items.n_train = in->n_items;
 	m.items.ids = in->item_ids;
 	m.items.input = item_input;
 	m.items.factors = res->item_factors;
+	m.items.anchors = res->item_anchors;
+	m.fold_in_steps = o->train.fold_in_steps;
+	m.fold_in_rate = o->train.fold_in_rate;
 	m.user_branch = res->user_branch;
 	m.item_branch = res->item_branch;
 	m.meta = meta.data;
@@ -823,6 +827,8 @@ dmf_info(PG_FUNCTION_ARGS)
 					 dmf_activation_names[m->user_branch.activation]);
 	append_shape(&s, "user_branch", &m->user_branch);
 	append_shape(&s, "item_branch", &m->item_branch);
+	appendStringInfo(&s, ", \"fold_in_steps\": %d, \"fold_in_rate\": ", m->fold_in_steps);
+	append_json_number(&s, m->fold_in_rate);
 	appendStringInfoString(&s, ", \"rating_min\": ");
 	append_json_number(&s, m->rating_min);
 	appendStringInfoString(&s, ", \"rating_max\": ");

@@ -32,6 +32,7 @@
 
 #include "dmf.h"
 #include "encoding.h"
+#include "fold_in.h"
 #include "model_cache.h"
 #include "model_format.h"
 #include "platform.h"
@@ -219,6 +220,13 @@ factors_of_rows(const DmfBranch *b, const DmfCsr *x, float *out)
 
 /* ---- dmf_refresh ---- */
 
+static float *
+palloc0_anchors(int32 n, int dim)
+{
+	return palloc_extended(sizeof(float) * ((size_t) n * dim + 1),
+						   MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+}
+
 /* Sorted union of the training ids of a side and the ids in the table. */
 static int32
 merge_ids(const DmfSide *s, const int64 *table_ids, int32 n_table,
@@ -355,7 +363,9 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	float	   *vals_u,
 			   *vals_i,
 			   *ufac,
-			   *ifac;
+			   *ifac,
+			   *uanch,
+			   *ianch;
 	int64		nnz_u = 0,
 				nnz_i = 0,
 				dup = 0;
@@ -463,6 +473,22 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	ifac = palloc_extended(sizeof(float) * (size_t) ni * m->dim, MCXT_ALLOC_HUGE);
 	factors_of_rows(&m->user_branch, &xu, ufac);
 	factors_of_rows(&m->item_branch, &xi, ifac);
+
+	/* anchors: the branch factors of the training entities, by position */
+	uanch = palloc0_anchors(m->users.n_train, m->dim);
+	ianch = palloc0_anchors(m->items.n_train, m->dim);
+	for (int32 k = 0; k < nu; k++)
+		if (uinput[k] >= 0)
+			memcpy(uanch + (size_t) uinput[k] * m->dim, ufac + (size_t) k * m->dim,
+				   sizeof(float) * m->dim);
+	for (int32 k = 0; k < ni; k++)
+		if (iinput[k] >= 0)
+			memcpy(ianch + (size_t) iinput[k] * m->dim, ifac + (size_t) k * m->dim,
+				   sizeof(float) * m->dim);
+	dmf_fold_in(&xu, ufac, ianch, m->dim, m->fold_in_steps, m->fold_in_rate,
+				m->rating_min, m->rating_max);
+	dmf_fold_in(&xi, ifac, uanch, m->dim, m->fold_in_steps, m->fold_in_rate,
+				m->rating_min, m->rating_max);
 	nu = compact_side(uids, uinput, ufac, nu, m->dim, &users_added);
 	ni = compact_side(iids, iinput, ifac, ni, m->dim, &items_added);
 
@@ -481,6 +507,8 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	out.items.ids = iids;
 	out.items.input = iinput;
 	out.items.factors = ifac;
+	out.users.anchors = uanch;
+	out.items.anchors = ianch;
 	out.meta = meta;
 	out.meta_len = strlen(meta);
 
@@ -764,6 +792,8 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 		dmf_branch_work_alloc(&w, b, 1, false);
 		dmf_branch_factors(b, &w, &x, &row, 1, f);
 		dmf_branch_work_free(&w, b);
+		dmf_fold_in(&x, f, side_of(m, !st->user_side)->anchors, m->dim,
+					m->fold_in_steps, m->fold_in_rate, m->rating_min, m->rating_max);
 	}
 	dmf_csr_free(&x);
 	if (factor_is_zero(f, m->dim))

@@ -5,6 +5,8 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "model_cache.h"
@@ -28,6 +30,7 @@ typedef struct CacheEntry
 	uint8		model_id[16];
 	uint64		total_size;
 	uint32		payload_crc;
+	uint8		header[DMF_HEADER_SIZE];	/* a re-sealed header is another model */
 	uint64		generation;		/* changes when the slot is reused */
 	int			pins;			/* aggregate states using this model */
 	uint8	   *bytes;			/* the aligned model bytes */
@@ -82,6 +85,24 @@ toast_key_of(struct varlena *v, ToastKey *key)
 	key->rawsize = ext.va_rawsize;
 	key->extinfo = ext.va_extinfo;
 	return true;
+}
+
+/* The metadata section must be a JSON object in the database encoding. */
+static bool
+meta_is_json_object(const char *meta, uint32 len)
+{
+	JsonLexContext *lex;
+	uint32		k = 0;
+
+	while (k < len && (meta[k] == ' ' || meta[k] == '\n' || meta[k] == '\t' || meta[k] == '\r'))
+		k++;
+	if (k == len || meta[k] != '{')
+		return false;
+	if (memchr(meta, '\0', len) != NULL || !pg_verifymbstr(meta, (int) len, true))
+		return false;
+	lex = makeJsonLexContextCstringLen(unconstify(char *, meta), (int) len,
+									   GetDatabaseEncoding(), true);
+	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 
 static CacheEntry *
@@ -213,10 +234,13 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 		report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
 
 	e = find_by_header(peek.model_id, total, crc);
+	if (e != NULL && memcmp(e->header, data, DMF_HEADER_SIZE) != 0)
+		e = NULL;				/* same id and payload, another header */
 	if (e == NULL)
 	{
 		/* a new model: copy it aligned, validate it whole, keep it */
 		DmfModel	m;
+		CacheEntry *slot = victim();	/* may ERROR: before allocating */
 
 		if (cache_cxt == NULL)
 			cache_cxt = AllocSetContextCreate(TopMemoryContext, "dmf model cache",
@@ -231,13 +255,18 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 			status = dmf_model_decode(bytes, len, &m, detail, sizeof(detail));
 			MemoryContextSwitchTo(old);
 		}
+		if (status == DMF_DECODE_OK && !meta_is_json_object(m.meta, m.meta_len))
+		{
+			status = DMF_DECODE_CORRUPT;
+			snprintf(detail, sizeof(detail), "The metadata is not a JSON object.");
+		}
 		if (status != DMF_DECODE_OK)
 		{
 			MemoryContextDelete(cxt);
 			report_decode_error(status, detail);
 		}
 
-		e = victim();
+		e = slot;
 		if (e->used)
 			MemoryContextDelete(e->cxt);
 		memset(e, 0, sizeof(*e));
@@ -249,6 +278,7 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 		memcpy(e->model_id, m.model_id, 16);
 		e->total_size = total;
 		e->payload_crc = crc;
+		memcpy(e->header, data, DMF_HEADER_SIZE);
 	}
 	if (has_key)
 		remember_toast(e, &key);

@@ -284,7 +284,7 @@ decode_shape(const uint8_t *buf, const SectionRef *shape,
 
 static DmfDecodeStatus
 decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
-			const SectionRef *factors, int32_t dim, int32_t n_input_other,
+			const SectionRef *factors, const SectionRef *anchors, int32_t dim,
 			DmfSide *s, const char *side, char *detail, size_t detail_len)
 {
 	uint8_t    *seen;
@@ -293,13 +293,15 @@ decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 
 	if (!section_has(ids, (uint64_t) s->n, 8) ||
 		!section_has(input, (uint64_t) s->n, 4) ||
-		!section_has(factors, (uint64_t) s->n * (uint64_t) dim, 4))
+		!section_has(factors, (uint64_t) s->n * (uint64_t) dim, 4) ||
+		!section_has(anchors, (uint64_t) s->n_train * (uint64_t) dim, 4))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The %s sections do not match %d %ss of size %d.",
 					side, (int) s->n, side, (int) dim);
 	s->ids = (const int64_t *) (buf + ids->offset);
 	s->input = (const int32_t *) (buf + input->offset);
 	s->factors = (const float *) (buf + factors->offset);
+	s->anchors = (const float *) (buf + anchors->offset);
 
 	for (int32_t k = 1; k < s->n; k++)
 		if (s->ids[k] <= s->ids[k - 1])
@@ -329,7 +331,6 @@ decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 		status = fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					  "%lld %ss have input positions, expected %d.",
 					  (long long) n_inputs, side, (int) s->n_train);
-	(void) n_input_other;
 	return status;
 }
 
@@ -402,13 +403,13 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	m->meta_len = (uint32_t) sec[DMF_SECTION_META].length;
 
 	status = decode_side(buf, &sec[DMF_SECTION_USER_IDS], &sec[DMF_SECTION_USER_INPUT],
-						 &sec[DMF_SECTION_USER_FACTORS], m->dim, m->items.n_train,
-						 &m->users, "user", detail, detail_len);
+						 &sec[DMF_SECTION_USER_FACTORS], &sec[DMF_SECTION_USER_ANCHORS],
+						 m->dim, &m->users, "user", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 	status = decode_side(buf, &sec[DMF_SECTION_ITEM_IDS], &sec[DMF_SECTION_ITEM_INPUT],
-						 &sec[DMF_SECTION_ITEM_FACTORS], m->dim, m->users.n_train,
-						 &m->items, "item", detail, detail_len);
+						 &sec[DMF_SECTION_ITEM_FACTORS], &sec[DMF_SECTION_ITEM_ANCHORS],
+						 m->dim, &m->items, "item", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 
@@ -434,6 +435,20 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 
 		m->user_branch.coding = coding;
 		m->item_branch.coding = coding;
+	}
+
+	if (!section_has(&sec[DMF_SECTION_FOLD_IN], 2, 8))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The fold-in section is missing or has the wrong size.");
+	{
+		double		steps = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset);
+
+		m->fold_in_rate = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset + 8);
+		if (!(steps >= 0 && steps <= DMF_MAX_FOLD_IN_STEPS) || steps != floor(steps) ||
+			!(m->fold_in_rate >= 0 && m->fold_in_rate <= 100))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The fold-in settings are out of range.");
+		m->fold_in_steps = (int32_t) steps;
 	}
 
 	m->n_levels = 0;
@@ -502,6 +517,9 @@ plan_sections(const DmfModel *m, PlannedSection *ps)
 	PLAN(DMF_SECTION_ITEM_IDS, m->items.ids, (uint64_t) m->items.n * 8);
 	PLAN(DMF_SECTION_ITEM_INPUT, m->items.input, (uint64_t) m->items.n * 4);
 	PLAN(DMF_SECTION_ITEM_FACTORS, m->items.factors, (uint64_t) m->items.n * m->dim * 4);
+	PLAN(DMF_SECTION_USER_ANCHORS, m->users.anchors, (uint64_t) m->users.n_train * m->dim * 4);
+	PLAN(DMF_SECTION_ITEM_ANCHORS, m->items.anchors, (uint64_t) m->items.n_train * m->dim * 4);
+	PLAN(DMF_SECTION_FOLD_IN, NULL, 16);
 	for (int s = 0; s < 2; s++)
 	{
 		const DmfBranch *b = br[s];
@@ -568,6 +586,11 @@ dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
 		{
 			for (uint64_t j = 0; j < ps[k].length / 4; j++)
 				put_u32(p + 4 * j, (uint32_t) ps[k].shape[j]);
+		}
+		else if (ps[k].kind == DMF_SECTION_FOLD_IN)
+		{
+			put_f64(p, (double) m->fold_in_steps);
+			put_f64(p + 8, m->fold_in_rate);
 		}
 		else if (ps[k].kind == DMF_SECTION_QUANTIZER)
 		{

@@ -34,6 +34,11 @@
  *                   branch, or -1 for users added after training
  *     USER_FACTORS  float32[users x dim], unit length, or zero if unknown
  *     ITEM_IDS, ITEM_INPUT, ITEM_FACTORS: the same for items
+ *     USER_ANCHORS  float32[training users x dim]: the user branch's factors
+ *                   of the training users, by input position, which fold-in
+ *                   fits new item factors against (see fold_in.h)
+ *     ITEM_ANCHORS  the same for the training items
+ *     FOLD_IN       float64 steps, rate
  *     USER_SHAPE    int32[1 + layers + 1]: layers, then the widths from
  *                   the input to dim
  *     USER_WEIGHTS  float32[]: W0 b0 W1 b1 ... (W_l is in x out, row-major)
@@ -59,6 +64,7 @@
 #define DMF_SECTION_ENTRY_SIZE 24
 #define DMF_MAX_SECTIONS 32
 #define DMF_MAX_LEVELS 1024
+#define DMF_MAX_FOLD_IN_STEPS 10000
 
 #define DMF_FLAG_DISCRETE 0x0001	/* trained as DMF-D */
 #define DMF_FLAG_CENTERED_INPUT 0x0002	/* inputs centred per row */
@@ -81,6 +87,9 @@ typedef enum DmfSectionKind
 	DMF_SECTION_ITEM_SHAPE,
 	DMF_SECTION_ITEM_WEIGHTS,
 	DMF_SECTION_QUANTIZER,
+	DMF_SECTION_USER_ANCHORS,
+	DMF_SECTION_ITEM_ANCHORS,
+	DMF_SECTION_FOLD_IN,
 	DMF_SECTION_KIND_END
 } DmfSectionKind;
 
@@ -92,6 +101,7 @@ typedef struct DmfSide
 	const int64_t *ids;			/* ascending */
 	const int32_t *input;		/* input position or -1 */
 	const float *factors;		/* n x dim */
+	const float *anchors;		/* n_train x dim, by input position */
 } DmfSide;
 
 typedef struct DmfModel
@@ -106,6 +116,8 @@ typedef struct DmfModel
 	DmfSide		items;
 	DmfBranch	user_branch;	/* params point into the model bytes */
 	DmfBranch	item_branch;
+	int32_t		fold_in_steps;
+	double		fold_in_rate;
 	const char *meta;			/* JSON, not NUL-terminated */
 	uint32_t	meta_len;
 	int32_t		n_levels;		/* 0: no quantizer section */

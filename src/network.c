@@ -68,7 +68,11 @@ dmf_branch_init(DmfBranch *b, DmfRng *rng)
 		size_t		n = (size_t) b->sizes[l] * b->sizes[l + 1];
 
 		for (size_t k = 0; k < n; k++)
+		{
 			W[k] = (float) (dmf_rng_normal(rng) * sd);
+			if ((k & 0xFFFFF) == 0)
+				dmf_check_interrupts();
+		}
 		/* biases start at zero */
 	}
 }

@@ -27,6 +27,8 @@
 #define DEFAULT_SEED 42
 #define DEFAULT_VALIDATION_FRACTION 0.05
 
+#define DEFAULT_FOLD_IN_STEPS 25
+#define DEFAULT_FOLD_IN_RATE 0.3
 #define DEFAULT_LAMBDA_START 5.0
 #define DEFAULT_LAMBDA_GROWTH 1.3
 #define DEFAULT_LAMBDA_MAX 100.0
@@ -76,6 +78,8 @@ static const OptionSpec option_specs[] = {
 	{"verbose", OPT_BOOL},
 	{"input_encoding", OPT_STRING},
 	{"row_scale", OPT_STRING},
+	{"fold_in_steps", OPT_INT},
+	{"fold_in_rate", OPT_FLOAT},
 	{"discrete", OPT_BOOL},
 	{"levels", OPT_NUMBERS},
 	{"lambda_start", OPT_FLOAT},
@@ -258,6 +262,8 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 	o->threads = 0;				/* all cores */
 	o->verbose = false;
 	c->discrete = false;
+	c->fold_in_steps = DEFAULT_FOLD_IN_STEPS;
+	c->fold_in_rate = DEFAULT_FOLD_IN_RATE;
 	c->lambda_start = DEFAULT_LAMBDA_START;
 	c->lambda_growth = DEFAULT_LAMBDA_GROWTH;
 	c->lambda_max = DEFAULT_LAMBDA_MAX;
@@ -375,6 +381,10 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 		{
 			c->dropout = float_value(key, &val, 0.0, 0.99, true);
 		}
+		else if (strcmp(key, "fold_in_steps") == 0)
+			c->fold_in_steps = (int) int_value(key, &val, 0, 10000);
+		else if (strcmp(key, "fold_in_rate") == 0)
+			c->fold_in_rate = float_value(key, &val, 0.0, 100.0, false);
 		else if (strcmp(key, "input_dropout") == 0)
 			c->input_dropout = float_value(key, &val, 0.0, 0.99, true);
 		else if (strcmp(key, "validation") == 0)
@@ -487,6 +497,8 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 	appendStringInfo(out, ", \"rating_min\": %s", float8out_internal(c->rating_min));
 	appendStringInfo(out, ", \"rating_max\": %s", float8out_internal(c->rating_max));
 	appendStringInfo(out, ", \"verbose\": %s", o->verbose ? "true" : "false");
+	appendStringInfo(out, ", \"fold_in_steps\": %d", c->fold_in_steps);
+	appendStringInfo(out, ", \"fold_in_rate\": %s", float8out_internal(c->fold_in_rate));
 	appendStringInfo(out, ", \"input_encoding\": \"%s\"", c->input_encoding ? "centered" : "offset");
 	appendStringInfo(out, ", \"row_scale\": \"%s\"",
 					 c->row_scale == 1 ? "none" : c->row_scale == 2 ? "mean" : "sqrt");

@@ -38,6 +38,8 @@ dmf_csr_build(DmfCsr *m, int32_t nrows, int32_t ncols, int64_t n,
 	{
 		int64_t		pos = next[rows[k]]++;
 
+		if ((k & 0xFFFFF) == 0)
+			dmf_check_interrupts();
 		m->col[pos] = cols[k];
 		m->val[pos] = vals[k];
 		origin[pos] = k;

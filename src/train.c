@@ -26,6 +26,7 @@
 #include <cblas.h>
 
 #include "encoding.h"
+#include "fold_in.h"
 #include "quantizer.h"
 #include "train.h"
 
@@ -973,6 +974,16 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	}
 	all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
 	all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
+
+	/* every entity here is a training entity: its branch factor is its anchor */
+	res->user_anchors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
+	res->item_anchors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
+	memcpy(res->user_anchors, res->user_factors, sizeof(float) * (size_t) nu * dim);
+	memcpy(res->item_anchors, res->item_factors, sizeof(float) * (size_t) ni * dim);
+	dmf_fold_in(&xu, res->user_factors, res->item_anchors, dim,
+				cfg->fold_in_steps, cfg->fold_in_rate, rmin, rmax);
+	dmf_fold_in(&xi, res->item_factors, res->user_anchors, dim,
+				cfg->fold_in_steps, cfg->fold_in_rate, rmin, rmax);
 
 	dmf_branch_work_free(&ufw, ub);
 	dmf_branch_work_free(&ifw, ib);

@@ -50,6 +50,8 @@ typedef struct DmfTrainConfig
 	double		rating_min;
 	double		rating_max;
 	int			threads;		/* 2 or more: the two branches in parallel */
+	int			fold_in_steps;	/* see fold_in.h */
+	double		fold_in_rate;
 	int			input_encoding; /* DmfInputEncoding */
 	int			row_scale;		/* see DmfInputCoding */
 
@@ -82,6 +84,8 @@ typedef struct DmfTrainResult
 	DmfBranch	item_branch;
 	float	   *user_factors;	/* n_users x dim, unit length or zero */
 	float	   *item_factors;	/* n_items x dim */
+	float	   *user_anchors;	/* branch factors before fold-in */
+	float	   *item_anchors;
 	int			epochs_run;
 	int			best_epoch;
 	double		mean_validation_rmse;	/* of the global mean predictor */
