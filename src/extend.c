@@ -656,18 +656,14 @@ dmf_factor_serialize(PG_FUNCTION_ARGS)
 {
 	FactorState *st = (FactorState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
-	uint8		id[16];
-	uint64		size;
-	uint32		crc;
+	uint8		header[DMF_HEADER_SIZE];
 	bytea	   *model;
 
-	dmf_model_identity(st->ref, id, &size, &crc);
+	dmf_model_identity(st->ref, header);
 	model = dmf_model_shippable(st->ref);
 	pq_begintypsend(&buf);
 	pq_sendbyte(&buf, st->user_side ? 1 : 0);
-	pq_sendbytes(&buf, (char *) id, 16);
-	pq_sendint64(&buf, (int64) size);
-	pq_sendint32(&buf, crc);
+	pq_sendbytes(&buf, (char *) header, DMF_HEADER_SIZE);
 	pq_sendint32(&buf, st->n);
 	for (int32 k = 0; k < st->n; k++)
 	{
@@ -687,9 +683,7 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	MemoryContext aggcxt;
 	StringInfoData buf;
 	bool		user_side;
-	uint8		id[16];
-	uint64		size;
-	uint32		crc;
+	uint8		header[DMF_HEADER_SIZE];
 	int32		n,
 				mlen,
 				pairs_at;
@@ -704,9 +698,7 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	buf.maxlen = buf.len;
 	buf.cursor = 0;
 	user_side = pq_getmsgbyte(&buf) != 0;
-	pq_copymsgbytes(&buf, (char *) id, 16);
-	size = (uint64) pq_getmsgint64(&buf);
-	crc = (uint32) pq_getmsgint(&buf, 4);
+	pq_copymsgbytes(&buf, (char *) header, DMF_HEADER_SIZE);
 	n = pq_getmsgint(&buf, 4);
 	if (n < 0 || (int64) n * 8 > buf.len - buf.cursor)
 		elog(ERROR, "invalid dmf factor aggregate state");
@@ -719,11 +711,14 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	pq_getmsgend(&buf);
 	buf.cursor = pairs_at;
 
-	m = dmf_model_find(id, size, crc);
+	m = dmf_model_find(header);
 	if (m == NULL)
 	{
+		uint8		found[DMF_HEADER_SIZE];
+
 		m = dmf_model_from_datum(PointerGetDatum(model), NULL);
-		if (memcmp(m->model_id, id, 16) != 0)
+		dmf_model_identity(dmf_model_ref(m), found);
+		if (memcmp(found, header, DMF_HEADER_SIZE) != 0)
 			elog(ERROR, "dmf factor aggregate state names another model");
 	}
 	st = new_state(aggcxt, dmf_model_ref(m), user_side, n);

@@ -18,12 +18,13 @@
 DMF_INLINE void
 fold_in_row_impl(float *u, const DmfCsr *x, int32_t row, const float *anchors,
 				 int dim, int steps, float rate, double rmin, double rmax,
-				 float *g)
+				 float *g, float *u0)
 {
 	int64_t		lo = x->rowptr[row];
 	int64_t		hi = x->rowptr[row + 1];
 	float		inv_n = 2.0f / (float) (hi - lo);
 
+	memcpy(u0, u, sizeof(float) * dim);
 	for (int s = 0; s < steps; s++)
 	{
 		float		norm2 = 0.0f;
@@ -46,8 +47,12 @@ fold_in_row_impl(float *u, const DmfCsr *x, int32_t row, const float *anchors,
 			u[j] -= rate * g[j];
 			norm2 += u[j] * u[j];
 		}
-		if (norm2 <= 0.0f || !isfinite(norm2))
+		if (!(norm2 > 0.0f) || !isfinite(norm2))
+		{
+			/* cannot happen with unit anchors; keep the branch's factor */
+			memcpy(u, u0, sizeof(float) * dim);
 			break;
+		}
 		norm2 = 1.0f / sqrtf(norm2);
 		for (int j = 0; j < dim; j++)
 			u[j] *= norm2;
@@ -56,18 +61,20 @@ fold_in_row_impl(float *u, const DmfCsr *x, int32_t row, const float *anchors,
 
 DMF_KERNEL(fold_in_row,
 		   (float *u, const DmfCsr *x, int32_t row, const float *anchors, int dim,
-			int steps, float rate, double rmin, double rmax, float *g),
-		   (u, x, row, anchors, dim, steps, rate, rmin, rmax, g))
+			int steps, float rate, double rmin, double rmax, float *g, float *u0),
+		   (u, x, row, anchors, dim, steps, rate, rmin, rmax, g, u0))
 
 void
 dmf_fold_in(const DmfCsr *x, float *factors, const float *anchors, int dim,
 			int steps, double rate, double rating_min, double rating_max)
 {
 	float	   *g;
+	float	   *u0;
 
 	if (steps <= 0)
 		return;
 	g = dmf_alloc(sizeof(float) * dim);
+	u0 = dmf_alloc(sizeof(float) * dim);
 	for (int32_t r = 0; r < x->nrows; r++)
 	{
 		float	   *u = factors + (size_t) r * dim;
@@ -82,7 +89,8 @@ dmf_fold_in(const DmfCsr *x, float *factors, const float *anchors, int dim,
 		if ((r & 0xFF) == 0)
 			dmf_check_interrupts();
 		DMF_CALL(fold_in_row, (u, x, r, anchors, dim, steps, (float) rate,
-							   rating_min, rating_max, g));
+							   rating_min, rating_max, g, u0));
 	}
 	dmf_free(g);
+	dmf_free(u0);
 }

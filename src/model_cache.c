@@ -360,23 +360,22 @@ dmf_model_deref(DmfModelRef ref)
 }
 
 void
-dmf_model_identity(DmfModelRef ref, uint8 *id, uint64 *size, uint32 *crc)
+dmf_model_identity(DmfModelRef ref, uint8 *header)
 {
 	CacheEntry *e = entry_of(ref);
 
 	if (e == NULL)
 		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
-	memcpy(id, e->model_id, 16);
-	*size = e->total_size;
-	*crc = e->payload_crc;
+	memcpy(header, e->header, DMF_HEADER_SIZE);
 }
 
 const DmfModel *
-dmf_model_find(const uint8 *id, uint64 size, uint32 crc)
+dmf_model_find(const uint8 *header)
 {
-	CacheEntry *e = find_by_header(id, size, crc);
-
-	return e ? use_entry(e) : NULL;
+	for (int e = 0; e < CACHE_ENTRIES; e++)
+		if (cache[e].used && memcmp(cache[e].header, header, DMF_HEADER_SIZE) == 0)
+			return use_entry(&cache[e]);
+	return NULL;
 }
 
 bytea *

@@ -39,10 +39,10 @@ DmfModelRef dmf_model_ref(const DmfModel *m);
 void		dmf_model_pin(DmfModelRef ref, MemoryContext owner);
 /* The model, or NULL if it is no longer cached. */
 const DmfModel *dmf_model_deref(DmfModelRef ref);
-/* The model's identity: id, size and payload checksum. */
-void		dmf_model_identity(DmfModelRef ref, uint8 *id, uint64 *size, uint32 *crc);
-/* Finds a cached model by identity (NULL if not cached). */
-const DmfModel *dmf_model_find(const uint8 *id, uint64 size, uint32 crc);
+/* The model's identity: its header (DMF_HEADER_SIZE bytes). */
+void		dmf_model_identity(DmfModelRef ref, uint8 *header);
+/* Finds a cached model by its header (NULL if not cached). */
+const DmfModel *dmf_model_find(const uint8 *header);
 /*
  * A datum another process can read the model from: its TOAST pointer when
  * it came from a table, else a copy of its bytes.

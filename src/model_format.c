@@ -282,6 +282,15 @@ decode_shape(const uint8_t *buf, const SectionRef *shape,
 	return DMF_DECODE_OK;
 }
 
+static bool
+unit_components(const float *v, uint64_t n)
+{
+	for (uint64_t k = 0; k < n; k++)
+		if (!(v[k] >= -1.001f && v[k] <= 1.001f))
+			return false;		/* also false for NaN */
+	return true;
+}
+
 static DmfDecodeStatus
 decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 			const SectionRef *factors, const SectionRef *anchors, int32_t dim,
@@ -302,6 +311,12 @@ decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 	s->input = (const int32_t *) (buf + input->offset);
 	s->factors = (const float *) (buf + factors->offset);
 	s->anchors = (const float *) (buf + anchors->offset);
+
+	/* factors and anchors are unit vectors or zero: anything else is forged */
+	if (!unit_components(s->factors, (uint64_t) s->n * dim) ||
+		!unit_components(s->anchors, (uint64_t) s->n_train * dim))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s factors are not unit vectors.", side);
 
 	for (int32_t k = 1; k < s->n; k++)
 		if (s->ids[k] <= s->ids[k - 1])

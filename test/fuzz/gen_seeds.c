@@ -1,0 +1,268 @@
+/*
+ * gen_seeds.c
+ *	  Writes a seed corpus for fuzz_model: small valid models made with
+ *	  dmf_model_encode from synthetic branches, ids, factors, anchors and
+ *	  fold-in settings.
+ *
+ *	  gen_seeds DIR
+ *
+ * Each model is written three times, with the harness's mode byte 0 (raw),
+ * 1 (recompute the CRCs) and 3 (also the total size) in front.  Every model
+ * is decoded back before it is written: a seed that does not decode is an
+ * encoder bug, and the generator fails.
+ */
+#include "postgres_fe.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "platform.h"
+#include "model_format.h"
+#include "network.h"
+#include "rng.h"
+
+/* the core's wall clock lives in train.c, which is not linked here */
+__attribute__((weak)) double
+dmf_now_seconds(void)
+{
+	return 0.0;
+}
+
+typedef struct SeedSpec
+{
+	const char *name;
+	int32_t		users;			/* with a factor */
+	int32_t		train_users;	/* the first train_users have inputs */
+	int32_t		items;
+	int32_t		train_items;
+	int32_t		dim;
+	int			hidden[3];		/* hidden widths, 0-terminated */
+	DmfActivation act;
+	uint32_t	flags;
+	int			n_levels;		/* 0: no quantizer */
+	int32_t		fold_in_steps;	/* 0 .. DMF_MAX_FOLD_IN_STEPS */
+	double		fold_in_rate;	/* 0 .. 100 */
+	const char *meta;
+} SeedSpec;
+
+static const SeedSpec specs[] = {
+	{"tiny", 3, 3, 2, 2, 1, {0}, DMF_ACT_LINEAR, 0, 0, 0, 0.0, "{}"},
+	{"plain", 6, 5, 4, 4, 3, {4, 0}, DMF_ACT_RELU, 0, 0, 25, 0.3,
+	"{\"options\": {\"layers\": [4], \"dim\": 3}}"},
+	{"levels", 5, 5, 6, 4, 2, {3, 0}, DMF_ACT_TANH, 0, 5, 1, 100.0,
+	"{\"options\": {\"layers\": [3]}, \"metrics\": {\"rmse\": 0.9}}"},
+	{"discrete", 7, 4, 5, 5, 4, {5, 3, 0}, DMF_ACT_SIGMOID,
+		DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT, 3, DMF_MAX_FOLD_IN_STEPS, 0.01,
+	"{\"discrete\": true}"},
+	{"empty-meta", 4, 2, 3, 3, 2, {2, 0}, DMF_ACT_RELU, DMF_FLAG_CENTERED_INPUT, 2,
+		3, 0.0, ""},
+};
+
+static void *
+xalloc(size_t n)
+{
+	void	   *p = calloc(1, n ? n : 1);
+
+	if (p == NULL)
+	{
+		fprintf(stderr, "gen_seeds: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+/* n unit vectors of size dim in f (n x dim) */
+static void
+unit_rows(float *f, int32_t n, int32_t dim, DmfRng *rng)
+{
+	for (int32_t k = 0; k < n; k++)
+	{
+		double		ss = 0.0;
+
+		for (int j = 0; j < dim; j++)
+		{
+			f[(size_t) k * dim + j] = (float) dmf_rng_normal(rng);
+			ss += (double) f[(size_t) k * dim + j] * f[(size_t) k * dim + j];
+		}
+		for (int j = 0; j < dim; j++)
+			f[(size_t) k * dim + j] /= (float) sqrt(ss);
+	}
+}
+
+static void
+make_side(DmfSide *s, int32_t n, int32_t n_train, int32_t dim, DmfRng *rng,
+		  int64_t id_base)
+{
+	int64_t    *ids = xalloc(sizeof(int64_t) * n);
+	int32_t    *input = xalloc(sizeof(int32_t) * n);
+	float	   *f = xalloc(sizeof(float) * (size_t) n * dim);
+	float	   *anchors = xalloc(sizeof(float) * (size_t) n_train * dim);
+	int32_t    *perm = xalloc(sizeof(int32_t) * n_train);
+	int64_t		id = id_base;
+
+	for (int32_t k = 0; k < n_train; k++)
+		perm[k] = k;
+	dmf_rng_shuffle(rng, perm, n_train);
+	for (int32_t k = 0; k < n; k++)
+	{
+		id += 1 + (int64_t) dmf_rng_below(rng, 1000);
+		ids[k] = id;
+		input[k] = -1;
+	}
+	/* training entities at random places among the ids, in random order */
+	for (int32_t k = 0, placed = 0; k < n && placed < n_train; k++)
+		if (n - k <= n_train - placed || dmf_rng_below(rng, 2) == 0)
+			input[k] = perm[placed++];
+	unit_rows(f, n, dim, rng);
+	/* the last added entity has no factor: the zero vector */
+	if (n > n_train)
+		memset(f + (size_t) (n - 1) * dim, 0, sizeof(float) * dim);
+	/* anchors by input position: unit vectors, the last one zero when n_train > 2 */
+	unit_rows(anchors, n_train, dim, rng);
+	if (n_train > 2)
+		memset(anchors + (size_t) (n_train - 1) * dim, 0, sizeof(float) * dim);
+	free(perm);
+	s->n = n;
+	s->n_train = n_train;
+	s->ids = ids;
+	s->input = input;
+	s->factors = f;
+	s->anchors = anchors;
+}
+
+static void
+make_branch(DmfBranch *b, int32_t input, int32_t dim, const int *hidden,
+			DmfActivation act, DmfRng *rng)
+{
+	int			sizes[DMF_MAX_LAYERS + 1];
+	int			layers = 0;
+
+	sizes[0] = input;
+	while (hidden[layers] > 0)
+	{
+		sizes[layers + 1] = hidden[layers];
+		layers++;
+	}
+	sizes[++layers] = dim;
+	if (!dmf_branch_layout(b, layers, sizes, act))
+	{
+		fprintf(stderr, "gen_seeds: bad branch layout\n");
+		exit(1);
+	}
+	dmf_branch_init(b, rng);
+}
+
+static void
+write_seed(const char *dir, const char *name, int mode, const uint8_t *bytes,
+		   uint64_t size)
+{
+	char		path[4096];
+	FILE	   *f;
+	uint8_t		m = (uint8_t) mode;
+
+	snprintf(path, sizeof(path), "%s/seed-%s-mode%d", dir, name, mode);
+	f = fopen(path, "wb");
+	if (f == NULL || fwrite(&m, 1, 1, f) != 1 ||
+		fwrite(bytes, 1, (size_t) size, f) != size || fclose(f) != 0)
+	{
+		perror(path);
+		exit(1);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	int			written = 0;
+
+	if (argc != 2)
+	{
+		fprintf(stderr, "usage: %s DIR\n", argv[0]);
+		return 2;
+	}
+	for (size_t s = 0; s < sizeof(specs) / sizeof(specs[0]); s++)
+	{
+		const SeedSpec *sp = &specs[s];
+		DmfRng		rng;
+		DmfModel	m;
+		DmfModel	back;
+		uint64_t	size;
+		uint8_t    *bytes;
+		double	   *levels = NULL,
+				   *bounds = NULL;
+		char		detail[256];
+
+		dmf_rng_seed(&rng, 1000 + s);
+		memset(&m, 0, sizeof(m));
+		m.version = DMF_FORMAT_VERSION;
+		for (int k = 0; k < 16; k++)
+			m.model_id[k] = (uint8_t) dmf_rng_below(&rng, 256);
+		m.flags = sp->flags;
+		m.dim = sp->dim;
+		m.rating_min = 1.0;
+		m.rating_max = sp->n_levels > 0 ? (double) sp->n_levels : 5.0;
+		make_side(&m.users, sp->users, sp->train_users, sp->dim, &rng, -50);
+		make_side(&m.items, sp->items, sp->train_items, sp->dim, &rng, 7);
+		make_branch(&m.user_branch, sp->train_items, sp->dim, sp->hidden, sp->act, &rng);
+		make_branch(&m.item_branch, sp->train_users, sp->dim, sp->hidden, sp->act, &rng);
+		m.fold_in_steps = sp->fold_in_steps;
+		m.fold_in_rate = sp->fold_in_rate;
+		m.meta = sp->meta;
+		m.meta_len = (uint32_t) strlen(sp->meta);
+		if (sp->n_levels > 0)
+		{
+			levels = xalloc(sizeof(double) * sp->n_levels);
+			bounds = xalloc(sizeof(double) * (sp->n_levels + 1));
+			for (int k = 0; k < sp->n_levels; k++)
+				levels[k] = 1.0 + k;
+			bounds[0] = 0.5;
+			for (int k = 1; k <= sp->n_levels; k++)
+				bounds[k] = 0.5 + k;
+			m.n_levels = sp->n_levels;
+			m.lambda = 10.0;
+			m.levels = levels;
+			m.boundaries = bounds;
+		}
+
+		size = dmf_model_encoded_size(&m);
+		bytes = xalloc((size_t) size);
+		dmf_model_encode(&m, bytes, size);
+		if (dmf_model_decode(bytes, (size_t) size, &back, detail, sizeof(detail)) != DMF_DECODE_OK)
+		{
+			fprintf(stderr, "gen_seeds: seed %s does not decode: %s\n", sp->name, detail);
+			return 1;
+		}
+		if (back.fold_in_steps != m.fold_in_steps || back.fold_in_rate != m.fold_in_rate ||
+			memcmp(back.users.anchors, m.users.anchors,
+				   sizeof(float) * (size_t) m.users.n_train * m.dim) != 0 ||
+			memcmp(back.items.anchors, m.items.anchors,
+				   sizeof(float) * (size_t) m.items.n_train * m.dim) != 0)
+		{
+			fprintf(stderr, "gen_seeds: seed %s decodes to other anchors or fold-in settings\n",
+					sp->name);
+			return 1;
+		}
+		write_seed(argv[1], sp->name, 0, bytes, size);
+		write_seed(argv[1], sp->name, 1, bytes, size);
+		write_seed(argv[1], sp->name, 3, bytes, size);
+		written += 3;
+
+		free(bytes);
+		free(levels);
+		free(bounds);
+		free((void *) m.users.ids);
+		free((void *) m.users.input);
+		free((void *) m.users.factors);
+		free((void *) m.users.anchors);
+		free((void *) m.items.ids);
+		free((void *) m.items.input);
+		free((void *) m.items.factors);
+		free((void *) m.items.anchors);
+		free(m.user_branch.params);
+		free(m.item_branch.params);
+	}
+	printf("%d seeds written to %s\n", written, argv[1]);
+	return 0;
+}
