@@ -5,6 +5,7 @@
 #include "platform.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "quantizer.h"
 
@@ -60,4 +61,72 @@ dmf_uniform_boundaries(const double *levels, int n, double *b)
 	for (int v = 1; v < n; v++)
 		b[v] = 0.5 * (levels[v - 1] + levels[v]);
 	b[n] = levels[n - 1] + 0.5 * step;
+}
+
+typedef struct PredRating
+{
+	double		x;
+	double		r;
+} PredRating;
+
+static int
+cmp_pred(const void *a, const void *b)
+{
+	double		x = ((const PredRating *) a)->x;
+	double		y = ((const PredRating *) b)->x;
+
+	return (x > y) - (x < y);
+}
+
+void
+dmf_fit_boundaries(double *x, double *r, int64_t n, const double *levels,
+				   int n_levels, double *b)
+{
+	PredRating *p = dmf_alloc(sizeof(PredRating) * (size_t) (n > 0 ? n : 1));
+	int64_t		k = 0;
+
+	for (int64_t i = 0; i < n; i++)
+	{
+		p[i].x = x[i];
+		p[i].r = r[i];
+	}
+	qsort(p, (size_t) n, sizeof(PredRating), cmp_pred);
+
+	for (int v = 1; v < n_levels; v++)
+	{
+		double		lo = levels[v - 1],
+					hi = levels[v];
+		int64_t		first,
+					last;
+		double		cost = 0.0,
+					best;
+		double		best_b = b[v];
+
+		/* the points of [I_v, I_v+1]; all start above the boundary */
+		while (k < n && p[k].x < lo)
+			k++;
+		first = k;
+		last = first;
+		while (last < n && p[last].x <= hi)
+			last++;
+		if (last == first)
+			continue;
+		for (int64_t i = first; i < last; i++)
+			cost += (hi - p[i].r) * (hi - p[i].r);
+		best = cost;
+		best_b = lo;
+		/* move the boundary up past one point at a time */
+		for (int64_t i = first; i < last; i++)
+		{
+			cost += (lo - p[i].r) * (lo - p[i].r) - (hi - p[i].r) * (hi - p[i].r);
+			if (cost < best - 1e-12)
+			{
+				best = cost;
+				best_b = (i + 1 < last) ? 0.5 * (p[i].x + p[i + 1].x) : hi;
+			}
+		}
+		b[v] = best_b < lo ? lo : (best_b > hi ? hi : best_b);
+		k = first;
+	}
+	dmf_free(p);
 }

@@ -14,6 +14,7 @@
 #define DMF_QUANTIZER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct DmfQuantizer
 {
@@ -36,6 +37,15 @@ double		dmf_quantize_smooth(const DmfQuantizer *q, double x, double *d_dx,
 
 /* Round to the nearest level, clamped: the uniform quantizer. */
 double		dmf_round_to_level(const DmfQuantizer *q, double x);
+
+/*
+ * Sets each inner boundary b_v within [I_v, I_{v+1}] to the value that
+ * minimises the squared error of the hard quantizer over (x_k, r_k): a
+ * point of that interval goes to I_v below b_v and to I_{v+1} from it on.
+ * x is sorted in place (with r).
+ */
+void		dmf_fit_boundaries(double *x, double *r, int64_t n, const double *levels,
+							   int n_levels, double *b);
 
 /* Uniform boundaries: midpoints between levels, b_0/b_d half a step out. */
 void		dmf_uniform_boundaries(const double *levels, int n, double *b);

@@ -240,6 +240,60 @@ all_factors(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 }
 
 /*
+ * DMF-D's boundaries were learned on the branch's factors; predictions use
+ * the factors after fold-in, whose values spread differently.  So the
+ * boundaries are finally set where the hard quantizer's squared error on
+ * the validation ratings is least, with the factors as they will be
+ * predicted from (training inputs only: no validation rating among them).
+ */
+static void
+calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTrainSet *data,
+					 const DmfBranch *ub, const DmfBranch *ib,
+					 DmfBranchWork *ufw, DmfBranchWork *ifw,
+					 const DmfCsr *xu, const DmfCsr *xi,
+					 const int32_t *identity_users, const int32_t *identity_items,
+					 double *bounds)
+{
+	int			dim = cfg->dim;
+	size_t		nu = (size_t) data->n_users,
+				ni = (size_t) data->n_items;
+	float	   *uf = dmf_alloc(sizeof(float) * nu * dim);
+	float	   *vf = dmf_alloc(sizeof(float) * ni * dim);
+	float	   *ua = dmf_alloc(sizeof(float) * nu * dim);
+	float	   *va = dmf_alloc(sizeof(float) * ni * dim);
+	const DmfTriples *val = &data->validation;
+	double	   *x = dmf_alloc(sizeof(double) * (size_t) val->n);
+	double	   *r = dmf_alloc(sizeof(double) * (size_t) val->n);
+
+	dmf_branch_factors(ub, ufw, xu, identity_users, (int) nu, uf);
+	dmf_branch_factors(ib, ifw, xi, identity_items, (int) ni, vf);
+	memcpy(ua, uf, sizeof(float) * nu * dim);
+	memcpy(va, vf, sizeof(float) * ni * dim);
+	dmf_fold_in(xu, uf, va, dim, cfg->fold_in_steps, cfg->fold_in_rate,
+				cfg->rating_min, cfg->rating_max);
+	dmf_fold_in(xi, vf, ua, dim, cfg->fold_in_steps, cfg->fold_in_rate,
+				cfg->rating_min, cfg->rating_max);
+	for (int64_t k = 0; k < val->n; k++)
+	{
+		const float *u = uf + (size_t) val->user[k] * dim;
+		const float *v = vf + (size_t) val->item[k] * dim;
+		double		dot = 0.0;
+
+		for (int j = 0; j < dim; j++)
+			dot += (double) u[j] * v[j];
+		x[k] = dmf_unscale_prediction(dot, cfg->rating_min, cfg->rating_max);
+		r[k] = val->rating[k];
+	}
+	dmf_fit_boundaries(x, r, val->n, cfg->levels, cfg->n_levels, bounds);
+	dmf_free(uf);
+	dmf_free(vf);
+	dmf_free(ua);
+	dmf_free(va);
+	dmf_free(x);
+	dmf_free(r);
+}
+
+/*
  * Adam step on the quantizer's inner boundaries, with the pull towards the
  * uniform quantizer (gamma2 ||b - b~||^2); each b_v then stays within
  * [I_v, I_{v+1}], which also keeps the boundaries sorted.
@@ -961,6 +1015,10 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	dmf_free(pair_u);
 	dmf_free(pair_i);
 	dmf_free(target);
+
+	if (cfg->discrete && data->validation.n > 0)
+		calibrate_boundaries(cfg, data, ub, ib, &ufw, &ifw, &xu, &xi,
+							 identity_users, identity_items, best_bounds);
 
 	/* the stored factors see every rating of the table, held-out ones too */
 	if (data->extra_input.n > 0)

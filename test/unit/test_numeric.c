@@ -244,6 +244,22 @@ test_quantizer(void)
 	}
 }
 
+static void
+test_fit_boundaries(void)
+{
+	double		levels[5] = {1, 2, 3, 4, 5};
+	double		b[6];
+	double		x[7] = {3.1, 3.3, 3.2, 3.7, 3.6, 1.2, 4.9};
+	double		r[7] = {3, 4, 3, 4, 4, 1, 5};
+
+	dmf_uniform_boundaries(levels, 5, b);
+	dmf_fit_boundaries(x, r, 7, levels, 5, b);
+	/* between 3.2 (a 3) and 3.3 (a 4): the midpoint */
+	CHECK(fabs(b[3] - 3.25) < 1e-12, "fitted boundary %g, expected 3.25", b[3]);
+	CHECK(b[1] >= 1 && b[1] <= 2 && b[2] >= 2 && b[2] <= 3 && b[4] >= 4 && b[4] <= 5,
+		  "boundaries stay within their intervals");
+}
+
 int
 main(void)
 {
@@ -255,6 +271,7 @@ main(void)
 	test_skip_equals_absent();
 	test_csr();
 	test_quantizer();
+	test_fit_boundaries();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }
