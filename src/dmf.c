@@ -711,22 +711,30 @@ dmf_train(PG_FUNCTION_ARGS)
 
 /* ---- using a model ---- */
 
+/* The prediction for two ids; false if the model has no factor for either. */
+static bool
+predict_ids(const DmfModel *m, int64 user_id, int64 item_id, double *rating)
+{
+	int32		u = dmf_side_find(&m->users, user_id);
+	int32		i;
+
+	if (u < 0)
+		return false;
+	i = dmf_side_find(&m->items, item_id);
+	if (i < 0)
+		return false;
+	return dmf_score_factors(m, m->users.factors + (size_t) u * m->dim,
+							 m->items.factors + (size_t) i * m->dim, rating);
+}
+
 PG_FUNCTION_INFO_V1(dmf_predict);
 Datum
 dmf_predict(PG_FUNCTION_ARGS)
 {
 	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
-	int32		u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
-	int32		i;
 	double		r;
 
-	if (u < 0)
-		PG_RETURN_NULL();
-	i = dmf_side_find(&m->items, PG_GETARG_INT64(2));
-	if (i < 0)
-		PG_RETURN_NULL();
-	if (!dmf_score_factors(m, m->users.factors + (size_t) u * m->dim,
-						   m->items.factors + (size_t) i * m->dim, &r))
+	if (!predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(r);
 }
@@ -757,17 +765,9 @@ dmf_predict_discrete(PG_FUNCTION_ARGS)
 {
 	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
 	DmfQuantizer q = model_quantizer(m);
-	int32		u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
-	int32		i;
 	double		r;
 
-	if (u < 0)
-		PG_RETURN_NULL();
-	i = dmf_side_find(&m->items, PG_GETARG_INT64(2));
-	if (i < 0)
-		PG_RETURN_NULL();
-	if (!dmf_score_factors(m, m->users.factors + (size_t) u * m->dim,
-						   m->items.factors + (size_t) i * m->dim, &r))
+	if (!predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(dmf_quantize(&q, r));
 }

@@ -162,9 +162,12 @@ dmf_score_factors(const DmfModel *m, const float *u, const float *v, double *rat
 	return true;
 }
 
-PG_FUNCTION_INFO_V1(dmf_score);
-Datum
-dmf_score(PG_FUNCTION_ARGS)
+/*
+ * The model and the prediction from the factor arguments of dmf_score and
+ * dmf_score_discrete; false if either factor is zero (no factor).
+ */
+static bool
+score_args(FunctionCallInfo fcinfo, const DmfModel **model, double *rating)
 {
 	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
 	ArrayType  *ua = PG_GETARG_ARRAYTYPE_P(1);
@@ -173,9 +176,19 @@ dmf_score(PG_FUNCTION_ARGS)
 	int			vn = ArrayGetNItems(ARR_NDIM(va), ARR_DIMS(va));
 	const float *u = factor_arg(ua, "user", vn, m->dim);
 	const float *v = factor_arg(va, "item", un, m->dim);
+
+	*model = m;
+	return dmf_score_factors(m, u, v, rating);
+}
+
+PG_FUNCTION_INFO_V1(dmf_score);
+Datum
+dmf_score(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m;
 	double		r;
 
-	if (!dmf_score_factors(m, u, v, &r))
+	if (!score_args(fcinfo, &m, &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(r);
 }
@@ -184,16 +197,10 @@ PG_FUNCTION_INFO_V1(dmf_score_discrete);
 Datum
 dmf_score_discrete(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
-	ArrayType  *ua = PG_GETARG_ARRAYTYPE_P(1);
-	ArrayType  *va = PG_GETARG_ARRAYTYPE_P(2);
-	int			un = ArrayGetNItems(ARR_NDIM(ua), ARR_DIMS(ua));
-	int			vn = ArrayGetNItems(ARR_NDIM(va), ARR_DIMS(va));
-	const float *u = factor_arg(ua, "user", vn, m->dim);
-	const float *v = factor_arg(va, "item", un, m->dim);
+	const DmfModel *m;
 	double		r;
 
-	if (!dmf_score_factors(m, u, v, &r))
+	if (!score_args(fcinfo, &m, &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(dmf_model_quantize(m, r));
 }
