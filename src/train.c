@@ -349,13 +349,6 @@ shuffle_groups(DmfRng *rng, int32_t *perm, int32_t n, int groups,
 		group_of[perm[k]] = k % groups;
 }
 
-static uint8_t *
-skip_u_alloc(uint8_t **dst, int64_t n)
-{
-	*dst = dmf_alloc0((size_t) n + 1);
-	return *dst;
-}
-
 /*
  * One side of a block: its branch, inputs and buffers.  The two sides of a
  * block are independent until the loss joins them, so with two threads
@@ -382,6 +375,24 @@ typedef struct SideTask
 	double		l2;
 	long		step;
 } SideTask;
+
+static void
+side_task_init(SideTask *t, const DmfTrainConfig *cfg, DmfBranch *branch,
+			   DmfBranchWork *work, Adam *adam, const DmfCsr *x, uint8_t *skip,
+			   float *norm, DmfRng *seeder)
+{
+	memset(t, 0, sizeof(*t));
+	t->branch = branch;
+	t->work = work;
+	t->adam = adam;
+	t->x = x;
+	t->skip = skip;
+	t->norm = norm;
+	t->input_dropout = cfg->input_dropout;
+	t->dropout = (float) cfg->dropout;
+	t->l2 = cfg->l2;
+	dmf_rng_seed(&t->rng, dmf_rng_next(seeder));
+}
 
 static void
 side_forward(SideTask *t)
@@ -586,7 +597,6 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	int			since_best = 0;
 	long		step = 0;
 	float		dropout = (float) cfg->dropout;
-	double		input_dropout = cfg->input_dropout;
 	double		half = 0.5 * (rmax - rmin);
 	double		mid = 0.5 * (rmin + rmax);
 	DmfQuantizer quant;
@@ -674,25 +684,10 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	unorm = dmf_alloc(sizeof(float) * max_block_users);
 	vnorm = dmf_alloc(sizeof(float) * max_block_items);
 
-	memset(&ut, 0, sizeof(ut));
-	memset(&it, 0, sizeof(it));
-	ut.branch = ub;
-	ut.work = &uw;
-	ut.adam = &ua;
-	ut.x = &xu;
-	ut.skip = skip_u_alloc(&skip_u, train->n);
-	ut.norm = unorm;
-	it.branch = ib;
-	it.work = &iw;
-	it.adam = &ia;
-	it.x = &xi;
-	it.skip = skip_u_alloc(&skip_i, train->n);
-	it.norm = vnorm;
-	ut.input_dropout = it.input_dropout = input_dropout;
-	ut.dropout = it.dropout = dropout;
-	ut.l2 = it.l2 = cfg->l2;
-	dmf_rng_seed(&ut.rng, dmf_rng_next(&rng));
-	dmf_rng_seed(&it.rng, dmf_rng_next(&rng));
+	skip_u = dmf_alloc0((size_t) train->n + 1);
+	skip_i = dmf_alloc0((size_t) train->n + 1);
+	side_task_init(&ut, cfg, ub, &uw, &ua, &xu, skip_u, unorm, &rng);
+	side_task_init(&it, cfg, ib, &iw, &ia, &xi, skip_i, vnorm, &rng);
 	worker = cfg->threads >= 2 ? side_worker_start() : NULL;
 	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
 	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
