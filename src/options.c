@@ -167,6 +167,30 @@ string_value(const char *key, JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* names of the values of the string options, by their numeric value */
+static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
+static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfInputCoding */
+
+/* The position of a string option's value among its names; ERROR if none. */
+static int
+choice_value(const char *key, JsonbValue *v, const char *const *names, int n)
+{
+	char	   *name = string_value(key, v);
+	StringInfoData hint;
+
+	for (int k = 0; k < n; k++)
+		if (strcmp(name, names[k]) == 0)
+			return k;
+	initStringInfo(&hint);
+	for (int k = 0; k < n; k++)
+		appendStringInfo(&hint, "%s%s", k == 0 ? "" : k == n - 1 ? " or " : ", ", names[k]);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" has unknown value \"%s\"", key, name),
+			 errhint("Use %s.", hint.data)));
+	return -1;					/* keep the compiler quiet */
+}
+
 /* Reads an array of hidden-layer widths (may be empty: no hidden layer). */
 static void
 layers_value(const char *key, JsonbContainer *container, int *n, int *widths)
@@ -323,50 +347,14 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 		else if (strcmp(key, "dim") == 0)
 			c->dim = (int) int_value(key, &val, 1, DMF_MAX_DIM);
 		else if (strcmp(key, "activation") == 0)
-		{
-			char	   *name = string_value(key, &val);
-			int			found = -1;
-
-			for (int k = 0; k < DMF_ACT_COUNT; k++)
-				if (strcmp(name, dmf_activation_names[k]) == 0)
-					found = k;
-			if (found < 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"activation\" has unknown value \"%s\"", name),
-						 errhint("Use relu, tanh, sigmoid or linear.")));
-			c->activation = (DmfActivation) found;
-		}
+			c->activation = (DmfActivation) choice_value(key, &val, dmf_activation_names,
+														 DMF_ACT_COUNT);
 		else if (strcmp(key, "input_encoding") == 0)
-		{
-			char	   *name = string_value(key, &val);
-
-			if (strcmp(name, "offset") == 0)
-				c->input_encoding = 0;
-			else if (strcmp(name, "centered") == 0)
-				c->input_encoding = 1;
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"input_encoding\" has unknown value \"%s\"", name),
-						 errhint("Use offset or centered.")));
-		}
+			c->input_encoding = choice_value(key, &val, input_encoding_names,
+											 lengthof(input_encoding_names));
 		else if (strcmp(key, "row_scale") == 0)
-		{
-			char	   *name = string_value(key, &val);
-
-			if (strcmp(name, "sqrt") == 0)
-				c->row_scale = 0;
-			else if (strcmp(name, "none") == 0)
-				c->row_scale = 1;
-			else if (strcmp(name, "mean") == 0)
-				c->row_scale = 2;
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"row_scale\" has unknown value \"%s\"", name),
-						 errhint("Use sqrt, none or mean.")));
-		}
+			c->row_scale = choice_value(key, &val, row_scale_names,
+										lengthof(row_scale_names));
 		else if (strcmp(key, "epochs") == 0)
 			c->epochs = (int) int_value(key, &val, 1, MAX_EPOCHS);
 		else if (strcmp(key, "batch_size") == 0)
@@ -499,9 +487,8 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 	appendStringInfo(out, ", \"verbose\": %s", o->verbose ? "true" : "false");
 	appendStringInfo(out, ", \"fold_in_steps\": %d", c->fold_in_steps);
 	appendStringInfo(out, ", \"fold_in_rate\": %s", float8out_internal(c->fold_in_rate));
-	appendStringInfo(out, ", \"input_encoding\": \"%s\"", c->input_encoding ? "centered" : "offset");
-	appendStringInfo(out, ", \"row_scale\": \"%s\"",
-					 c->row_scale == 1 ? "none" : c->row_scale == 2 ? "mean" : "sqrt");
+	appendStringInfo(out, ", \"input_encoding\": \"%s\"", input_encoding_names[c->input_encoding]);
+	appendStringInfo(out, ", \"row_scale\": \"%s\"", row_scale_names[c->row_scale]);
 	appendStringInfo(out, ", \"discrete\": %s", c->discrete ? "true" : "false");
 	appendStringInfoString(out, ", \"levels\": ");
 	if (c->n_levels > 0)

@@ -12,14 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib/cluster.sh
 source "$here/lib/cluster.sh"
 
-if [[ -n "${PGHOST:-}${PGPORT:-}${PGUSER:-}${PGDATABASE:-}" || "${DMF_USE_EXISTING:-}" == 1 ]]; then
-    dmf_log "using the server named by PGHOST=${PGHOST:-} PGPORT=${PGPORT:-} PGUSER=${PGUSER:-} PGDATABASE=${PGDATABASE:-}"
-else
-    dmf_install_deps
-    dmf_build_install
-    # shellcheck disable=SC2119 # the demo needs no extra server settings
-    dmf_cluster_start
-fi
+dmf_use_server
 
 # -X: a user's ~/.psqlrc must not change what the demo prints.
 psql -X -v ON_ERROR_STOP=1 -f "$here/demo.sql" </dev/null

@@ -316,6 +316,20 @@ dmf_cluster_stop() {
 # rather than a trap of your own: the library owns the EXIT trap.
 dmf_at_exit() { DMF__EXIT_HOOKS+=("$*"); }
 
+# dmf_use_server: the server the PG* variables (or DMF_USE_EXISTING=1) name,
+# where dmf is installed; else install, build and start a throwaway cluster.
+dmf_use_server() {
+    if [[ -n "${PGHOST:-}${PGPORT:-}${PGUSER:-}${PGDATABASE:-}" || "${DMF_USE_EXISTING:-}" == 1 ]]; then
+        dmf__use_pg_bindir || true
+        dmf_log "using the server named by PGHOST=${PGHOST:-} PGPORT=${PGPORT:-} PGUSER=${PGUSER:-} PGDATABASE=${PGDATABASE:-}"
+    else
+        dmf_install_deps
+        dmf_build_install
+        # shellcheck disable=SC2119 # no extra server settings
+        dmf_cluster_start
+    fi
+}
+
 dmf__on_exit() {
     local rc=$? hook
     set +e

@@ -38,14 +38,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=../lib/cluster.sh
 source "$here/../lib/cluster.sh"
 
-if [[ -n "${PGHOST:-}${PGPORT:-}${PGUSER:-}${PGDATABASE:-}" || "${DMF_USE_EXISTING:-}" == 1 ]]; then
-    dmf__use_pg_bindir || true
-else
-    dmf_install_deps
-    dmf_build_install
-    # shellcheck disable=SC2119 # no extra server settings
-    dmf_cluster_start
-fi
+dmf_use_server
 
 admin_db=${PGDATABASE:-postgres}
 db="dmf_t020_$$"
