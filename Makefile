@@ -14,7 +14,8 @@ OBJS = \
 	src/train.o \
 	src/quantizer.o \
 	src/fold_in.o \
-	src/rng.o
+	src/rng.o \
+	src/blas.o
 
 DATA = sql/dmf--$(EXTVERSION).sql
 
@@ -23,7 +24,8 @@ REGRESS = setup train predict extend discrete errors model_format
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 PG_CFLAGS = -std=gnu99 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -O3
-SHLIB_LINK = -lopenblas -lm
+# OpenBLAS is loaded on first use in a backend, not linked (see src/blas.h)
+SHLIB_LINK = -lm
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -31,3 +33,12 @@ include $(PGXS)
 
 # every object depends on every header: the structs are shared
 $(OBJS): $(wildcard src/*.h)
+
+# A direct OpenBLAS call would fail only when the library is loaded: fail here.
+all: check-blas-calls
+check-blas-calls: $(shlib)
+	@if nm -D --undefined-only $(shlib) | grep -E ' (cblas_|openblas_)'; then \
+		echo "$(shlib) calls OpenBLAS directly: use dmf_sgemm, dmf_sgemv, ... of src/blas.h" >&2; \
+		exit 1; \
+	fi
+.PHONY: check-blas-calls

@@ -30,12 +30,27 @@ CREATE TEMP TABLE copies AS SELECT model || ''::bytea AS model FROM models WHERE
 SELECT bool_and(dmf_predict(c.model, r.user_id, r.item_id) = dmf_predict(m.model, r.user_id, r.item_id)) AS copy_predicts_the_same
 FROM ratings_test r, copies c, models m WHERE m.name = 'base';
 
--- a retrain inside a rolled-back transaction leaves the old model
-CREATE TEMP TABLE before AS SELECT dmf_info(model)->>'model_id' AS id FROM models WHERE name = 'base';
+-- a retrain inside a rolled-back transaction leaves the old model: the same
+-- bytes, model id and predictions, though this backend's model cache has
+-- decoded the new model inside the transaction
+CREATE TEMP TABLE before AS
+SELECT model, dmf_info(model)->>'model_id' AS id,
+       (SELECT array_agg(dmf_predict(m.model, user_id, item_id) ORDER BY user_id, item_id)
+        FROM wishlist) AS predictions
+FROM models m WHERE name = 'base';
 BEGIN;
 UPDATE models SET model = dmf_train('ratings_train', options => test_options('{"epochs": 1}')) WHERE name = 'base';
+SELECT m.model <> b.model AS bytes_changed,
+       dmf_info(m.model)->>'model_id' <> b.id AS id_changed,
+       (SELECT array_agg(dmf_predict(m.model, user_id, item_id) ORDER BY user_id, item_id)
+        FROM wishlist) <> b.predictions AS predictions_changed
+FROM models m, before b WHERE m.name = 'base';
 ROLLBACK;
-SELECT dmf_info(model)->>'model_id' = (SELECT id FROM before) AS old_model_kept FROM models WHERE name = 'base';
+SELECT m.model = b.model AS same_bytes,
+       dmf_info(m.model)->>'model_id' = b.id AS same_id,
+       (SELECT array_agg(dmf_predict(m.model, user_id, item_id) ORDER BY user_id, item_id)
+        FROM wishlist) = b.predictions AS same_predictions
+FROM models m, before b WHERE m.name = 'base';
 
 -- the top-rated unseen items of a user, in plain SQL
 SELECT count(*) AS top5

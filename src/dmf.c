@@ -11,8 +11,6 @@
 #include <math.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "access/detoast.h"
 #include "catalog/namespace.h"
 #include "fmgr.h"
@@ -29,6 +27,7 @@
 #include "utils/regproc.h"
 #include "utils/varlena.h"
 
+#include "blas.h"
 #include "dmf.h"
 #include "encoding.h"
 #include "platform.h"
@@ -690,7 +689,8 @@ dmf_train(PG_FUNCTION_ARGS)
 	opts.train.on_epoch = report_epoch;
 	opts.train.on_epoch_arg = &opts;
 
-	openblas_set_num_threads(threads);
+	/* loads OpenBLAS before the training starts its helper thread */
+	dmf_blas_set_threads(threads);
 	PG_TRY();
 	{
 		dmf_train_model(&opts.train, &in.set, &res);
@@ -699,7 +699,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	{
 		dmf_train_stop_threads();
 		/* outside training, one BLAS thread: never compete with other backends */
-		openblas_set_num_threads(1);
+		dmf_blas_release_threads();
 	}
 	PG_END_TRY();
 

@@ -7,8 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "blas.h"
 #include "network.h"
 
 const char *const dmf_activation_names[DMF_ACT_COUNT] = {
@@ -228,9 +227,9 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		else
 		{
 			memset(w->pre[l], 0, sizeof(float) * n);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-						nb, out, in, 1.0f, w->act[l - 1], in, W, out,
-						0.0f, w->pre[l], out);
+			dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+					  nb, out, in, 1.0f, w->act[l - 1], in, W, out,
+					  0.0f, w->pre[l], out);
 			add_bias(w->pre[l], bias, nb, out);
 		}
 
@@ -284,13 +283,13 @@ dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			break;
 		}
 		/* dW_l += A_{l-1}^T dpre */
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-					in, out, nb, 1.0f, w->act[l - 1], in, dpre, out,
-					1.0f, gW, out);
+		dmf_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+				  in, out, nb, 1.0f, w->act[l - 1], in, dpre, out,
+				  1.0f, gW, out);
 		/* dA_{l-1} = dpre W_l^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-					nb, in, out, 1.0f, dpre, out, W, out,
-					0.0f, w->dact, in);
+		dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+				  nb, in, out, 1.0f, dpre, out, W, out,
+				  0.0f, w->dact, in);
 		{
 			size_t		n = (size_t) nb * in;
 

@@ -6,7 +6,7 @@
  * A branch maps an input row X_i (a user's ratings over the training items,
  * or an item's ratings by the training users) to a latent factor of size
  * dim.  Hidden layers use the branch's activation; the last layer is
- * linear, as in the paper.  Dense products go through cblas_sgemm.
+ * linear, as in the paper.  Dense products go through dmf_sgemm (blas.h).
  */
 #ifndef DMF_NETWORK_H
 #define DMF_NETWORK_H

@@ -23,8 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <cblas.h>
-
+#include "blas.h"
 #include "encoding.h"
 #include "fold_in.h"
 #include "quantizer.h"
@@ -822,7 +821,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			it.rows = block_items;
 			it.nb = nbi;
 			if (worker)
-				openblas_set_num_threads(1);
+				dmf_blas_set_threads(1);
 			run_sides(worker, side_forward, &ut, &it);
 			U = ut.out;
 			V = it.out;
@@ -912,7 +911,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		res->epochs_run = epoch;
 
 		if (worker)
-			openblas_set_num_threads(cfg->threads);
+			dmf_blas_set_threads(cfg->threads);
 		if (data->validation.n > 0)
 		{
 			double		mse;
@@ -990,7 +989,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 
 	dmf_train_stop_threads();
 	if (worker)
-		openblas_set_num_threads(cfg->threads);
+		dmf_blas_set_threads(cfg->threads);
 	memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
 	memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
 	res->boundaries = best_bounds;

@@ -20,6 +20,7 @@
 #                       PGHOST/PGPORT/... already point at
 #   DMF_PGPORT          first port tried for the throwaway cluster (54329)
 #   DMF_PG_CONF         extra postgresql.conf lines (newline separated)
+#   DMF_SERVER_ENV      array of VAR=value the server starts with (e.g. LD_PRELOAD)
 #   DMF_KEEP_CLUSTER=1  leave the stopped cluster's directory for debugging
 
 # Repository root: this file lives in <root>/test/lib/.
@@ -38,6 +39,7 @@ DMF_APT_PACKAGES=(
     gnuplot-nox
     clang               # PGXS on Debian builds LLVM bitcode with clang-14
     libclang-rt-14-dev  # sanitizer runtimes for clang builds
+    valgrind
 )
 
 dmf_log() { printf '==> %s\n' "$*" >&2; }
@@ -260,8 +262,8 @@ dmf_cluster_start() {
     fi
 
     dmf_log "starting PostgreSQL in $DMF_PGDIR (port $port, user $DMF_PGOWNER)"
-    if ! dmf__as_owner pg_ctl -D "$DMF_PGDIR/data" -l "$DMF_PGDIR/server.log" \
-        -w -t 120 start >/dev/null; then
+    if ! dmf__as_owner env ${DMF_SERVER_ENV[@]+"${DMF_SERVER_ENV[@]}"} \
+        pg_ctl -D "$DMF_PGDIR/data" -l "$DMF_PGDIR/server.log" -w -t 120 start >/dev/null; then
         dmf_err "server did not start"
         return 1
     fi
