@@ -1,5 +1,5 @@
 EXTENSION = dmf
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = dmf
 OBJS = \
@@ -9,6 +9,8 @@ OBJS = \
 	src/model_format.o \
 	src/model_cache.o \
 	src/extend.o \
+	src/recommend.o \
+	src/evaluate.o \
 	src/sparse.o \
 	src/network.o \
 	src/train.o \
@@ -17,10 +19,11 @@ OBJS = \
 	src/rng.o \
 	src/blas.o
 
-DATA = sql/dmf--$(EXTVERSION).sql
+# install scripts of each release and the upgrade scripts between them
+DATA = $(wildcard sql/dmf--*.sql)
 
 # pg_regress suites, in sql/ with results in expected/
-REGRESS = setup train predict extend discrete errors model_format
+REGRESS = setup train predict extend discrete errors model_format recommend
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 PG_CFLAGS = -std=gnu99 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -O3

@@ -284,6 +284,7 @@ typedef struct TrainInput
 	int32		n_users;
 	int32		n_items;
 	DmfTrainSet set;
+	DmfCsr		rated;			/* users x items of every row, for the model */
 	int64		validation_unknown;	/* validation rows with unknown ids */
 	double		load_seconds;
 } TrainInput;
@@ -439,8 +440,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	{
 		DmfTriples	all = {raw->n, u, i, NULL};
 		const DmfTriples *parts[1] = {&all};
-		DmfCsr		a,
-					b;
+		DmfCsr		b;
 		int64		dup = 0;
 		int64		n_dup;
 
@@ -449,7 +449,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 			all.rating[k] = (float) raw->rating[k];
 		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items, 0,
 								 o->train.rating_min, o->train.rating_max,
-								 &a, &b, &dup, NULL, NULL);
+								 &in->rated, &b, &dup, NULL, NULL);
 		if (n_dup > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_CARDINALITY_VIOLATION),
@@ -458,7 +458,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 					 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
 							   raw->user[dup], raw->item[dup]),
 					 errhint("Train on a view with one rating per pair, e.g. SELECT DISTINCT ON (user, item) ... ORDER BY user, item, time DESC.")));
-		dmf_csr_free(&a);
+		/* the user rows are what the model keeps of who rated what */
 		dmf_csr_free(&b);
 		pfree(all.rating);
 	}
@@ -597,6 +597,8 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	m.item_branch = res->item_branch;
 	m.meta = meta.data;
 	m.meta_len = meta.len;
+	m.rated_offsets = in->rated.rowptr;
+	m.rated_items = in->rated.col;
 	if (o->train.n_levels >= 2)
 	{
 		double	   *uniform = palloc(sizeof(double) * (o->train.n_levels + 1));
@@ -712,8 +714,8 @@ dmf_train(PG_FUNCTION_ARGS)
 /* ---- using a model ---- */
 
 /* The prediction for two ids; false if the model has no factor for either. */
-static bool
-predict_ids(const DmfModel *m, int64 user_id, int64 item_id, double *rating)
+bool
+dmf_predict_ids(const DmfModel *m, int64 user_id, int64 item_id, double *rating)
 {
 	int32		u = dmf_side_find(&m->users, user_id);
 	int32		i;
@@ -734,7 +736,7 @@ dmf_predict(PG_FUNCTION_ARGS)
 	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
 	double		r;
 
-	if (!predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
+	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(r);
 }
@@ -767,7 +769,7 @@ dmf_predict_discrete(PG_FUNCTION_ARGS)
 	DmfQuantizer q = model_quantizer(m);
 	double		r;
 
-	if (!predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
+	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(dmf_quantize(&q, r));
 }
@@ -823,6 +825,12 @@ dmf_info(PG_FUNCTION_ARGS)
 	appendStringInfo(&s, ", \"users\": %d, \"items\": %d", m->users.n, m->items.n);
 	appendStringInfo(&s, ", \"training_users\": %d, \"training_items\": %d",
 					 m->users.n_train, m->items.n_train);
+	/* what dmf_recommend's exclude_rated can leave out (null: not stored) */
+	if (m->rated_offsets != NULL)
+		appendStringInfo(&s, ", \"rated_pairs\": " INT64_FORMAT,
+						 (int64) m->rated_offsets[m->users.n]);
+	else
+		appendStringInfoString(&s, ", \"rated_pairs\": null");
 	appendStringInfo(&s, ", \"dim\": %d, \"activation\": \"%s\"", m->dim,
 					 dmf_activation_names[m->user_branch.activation]);
 	append_shape(&s, "user_branch", &m->user_branch);

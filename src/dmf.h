@@ -5,10 +5,11 @@
 #ifndef DMF_H
 #define DMF_H
 
-#define DMF_VERSION "0.1.0"
+#define DMF_VERSION "0.2.0"
 
 extern int	dmf_max_memory_kb;
 
+struct ArrayType;
 struct DmfModel;
 struct StringInfoData;
 
@@ -21,5 +22,20 @@ extern void dmf_append_utc_now(struct StringInfoData *out);
 /* Prediction on the rating scale from two factors; false if either is zero. */
 extern bool dmf_score_factors(const struct DmfModel *m, const float *u,
 							  const float *v, double *rating);
+
+/* True if the factor is all zeros: the model has no factor for it. */
+extern bool dmf_factor_is_zero(const float *f, int dim);
+
+/* The prediction for two ids; false if the model has no factor for either. */
+extern bool dmf_predict_ids(const struct DmfModel *m, int64 user_id,
+							int64 item_id, double *rating);
+
+/*
+ * A real[] argument as a factor of the model; ERROR unless it is 1-D,
+ * NULL-free and of dim elements (which: "user" or "item"; other_len: the
+ * size of the other factor, for the message).
+ */
+extern const float *dmf_factor_arg(struct ArrayType *a, const char *which,
+								   int other_len, int dim);
 
 #endif

@@ -43,8 +43,9 @@
 
 /* ---- shared helpers ---- */
 
-static bool
-factor_is_zero(const float *f, int dim)
+/* A zero factor stands for "no factor" (an entity without ratings). */
+bool
+dmf_factor_is_zero(const float *f, int dim)
 {
 	for (int j = 0; j < dim; j++)
 		if (f[j] != 0.0f)
@@ -88,7 +89,7 @@ stored_factor(FunctionCallInfo fcinfo, bool user_side)
 	if (k < 0)
 		PG_RETURN_NULL();
 	f = s->factors + (size_t) k * m->dim;
-	if (factor_is_zero(f, m->dim))
+	if (dmf_factor_is_zero(f, m->dim))
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(factor_array(f, m->dim));
 }
@@ -108,8 +109,8 @@ dmf_item_factor_stored(PG_FUNCTION_ARGS)
 }
 
 /* Reads a real[] factor; ERROR unless it is 1-D, NULL-free and of size dim. */
-static const float *
-factor_arg(ArrayType *a, const char *which, int other_len, int dim)
+const float *
+dmf_factor_arg(ArrayType *a, const char *which, int other_len, int dim)
 {
 	int			n;
 
@@ -174,8 +175,8 @@ score_args(FunctionCallInfo fcinfo, const DmfModel **model, double *rating)
 	ArrayType  *va = PG_GETARG_ARRAYTYPE_P(2);
 	int			un = ArrayGetNItems(ARR_NDIM(ua), ARR_DIMS(ua));
 	int			vn = ArrayGetNItems(ARR_NDIM(va), ARR_DIMS(va));
-	const float *u = factor_arg(ua, "user", vn, m->dim);
-	const float *v = factor_arg(va, "item", un, m->dim);
+	const float *u = dmf_factor_arg(ua, "user", vn, m->dim);
+	const float *v = dmf_factor_arg(va, "item", un, m->dim);
 
 	*model = m;
 	return dmf_score_factors(m, u, v, rating);
@@ -277,11 +278,12 @@ merge_ids(const DmfSide *s, const int64 *table_ids, int32 n_table,
 
 /*
  * Keeps the training entities and the new ones that got a factor; the
- * others (no rating of a training entity) are dropped.  Returns the count.
+ * others (no rating of a training entity) are dropped.  Returns the count;
+ * new_index[k] is where entity k went, or -1.
  */
 static int32
 compact_side(int64 *ids, int32 *input, float *factors, int32 n, int dim,
-			 int32 *added)
+			 int32 *added, int32 *new_index)
 {
 	int32		out = 0;
 
@@ -290,8 +292,10 @@ compact_side(int64 *ids, int32 *input, float *factors, int32 n, int dim,
 	{
 		const float *f = factors + (size_t) k * dim;
 
-		if (input[k] < 0 && factor_is_zero(f, dim))
+		new_index[k] = -1;
+		if (input[k] < 0 && dmf_factor_is_zero(f, dim))
 			continue;
+		new_index[k] = out;
 		if (input[k] < 0)
 			(*added)++;
 		ids[out] = ids[k];
@@ -301,6 +305,32 @@ compact_side(int64 *ids, int32 *input, float *factors, int32 n, int dim,
 		out++;
 	}
 	return out;
+}
+
+/*
+ * The rated items of the kept users, as item positions after compaction
+ * (order is kept, so each list stays ascending).
+ */
+static void
+compact_rated(const DmfCsr *pairs, const int32 *user_index, const int32 *item_index,
+			  int32 n_users, int64 **offsets_out, int32 **items_out)
+{
+	int64	   *offsets = palloc_extended(sizeof(int64) * ((size_t) n_users + 1), MCXT_ALLOC_HUGE);
+	int32	   *items = palloc_extended(sizeof(int32) * (pairs->nnz + 1), MCXT_ALLOC_HUGE);
+	int64		nnz = 0;
+
+	offsets[0] = 0;
+	for (int32 r = 0; r < pairs->nrows; r++)
+	{
+		if (user_index[r] < 0)
+			continue;
+		for (int64 k = pairs->rowptr[r]; k < pairs->rowptr[r + 1]; k++)
+			if (item_index[pairs->col[k]] >= 0)
+				items[nnz++] = item_index[pairs->col[k]];
+		offsets[user_index[r] + 1] = nnz;
+	}
+	*offsets_out = offsets;
+	*items_out = items;
 }
 
 static char *
@@ -365,6 +395,9 @@ dmf_refresh(PG_FUNCTION_ARGS)
 			   *ri,
 			   *rows_u,
 			   *cols_u,
+			   *user_index,
+			   *item_index,
+			   *rated_items,
 			   *rows_i,
 			   *cols_i;
 	float	   *vals_u,
@@ -373,6 +406,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 			   *ifac,
 			   *uanch,
 			   *ianch;
+	int64	   *rated_offsets;
 	int64		nnz_u = 0,
 				nnz_i = 0,
 				dup = 0;
@@ -444,7 +478,6 @@ dmf_refresh(PG_FUNCTION_ARGS)
 					 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
 							   raw.user[dup], raw.item[dup]),
 					 errhint("Refresh from a view with one rating per pair.")));
-		dmf_csr_free(&pairs);
 		pfree(ones);
 	}
 
@@ -496,8 +529,11 @@ dmf_refresh(PG_FUNCTION_ARGS)
 				m->rating_min, m->rating_max);
 	dmf_fold_in(&xi, ifac, uanch, m->dim, m->fold_in_steps, m->fold_in_rate,
 				m->rating_min, m->rating_max);
-	nu = compact_side(uids, uinput, ufac, nu, m->dim, &users_added);
-	ni = compact_side(iids, iinput, ifac, ni, m->dim, &items_added);
+	user_index = palloc_extended(sizeof(int32) * ((size_t) nu + 1), MCXT_ALLOC_HUGE);
+	item_index = palloc_extended(sizeof(int32) * ((size_t) ni + 1), MCXT_ALLOC_HUGE);
+	nu = compact_side(uids, uinput, ufac, nu, m->dim, &users_added, user_index);
+	ni = compact_side(iids, iinput, ifac, ni, m->dim, &items_added, item_index);
+	compact_rated(&pairs, user_index, item_index, nu, &rated_offsets, &rated_items);
 
 	meta = refreshed_meta(m, users_added, items_added, raw.n, raw.skipped_nulls);
 
@@ -518,6 +554,8 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	out.items.anchors = ianch;
 	out.meta = meta;
 	out.meta_len = strlen(meta);
+	out.rated_offsets = rated_offsets;
+	out.rated_items = rated_items;
 
 	size = dmf_model_encoded_size(&out);
 	if (size > MaxAllocSize - VARHDRSZ)
@@ -798,7 +836,7 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 					m->fold_in_steps, m->fold_in_rate, m->rating_min, m->rating_max);
 	}
 	dmf_csr_free(&x);
-	if (factor_is_zero(f, m->dim))
+	if (dmf_factor_is_zero(f, m->dim))
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(factor_array(f, m->dim));
 }

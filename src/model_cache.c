@@ -119,13 +119,19 @@ find_by_toast(const ToastKey *key)
 	return NULL;
 }
 
+/*
+ * The entry of the model with exactly this header (which holds the id, the
+ * size and the payload checksum).  Values that share id and payload but not
+ * the header (a re-sealed header) are other models, each with its entry:
+ * stopping at the first id match would decode the second again and again.
+ */
 static CacheEntry *
-find_by_header(const uint8 *id, uint64 total, uint32 crc)
+find_by_header(const uint8 *header, uint64 total, uint32 crc)
 {
 	for (int e = 0; e < CACHE_ENTRIES; e++)
 		if (cache[e].used && cache[e].total_size == total &&
 			cache[e].payload_crc == crc &&
-			memcmp(cache[e].model_id, id, 16) == 0)
+			memcmp(cache[e].header, header, DMF_HEADER_SIZE) == 0)
 			return &cache[e];
 	return NULL;
 }
@@ -233,9 +239,7 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 	if (dmf_model_payload_crc(data, len) != crc)
 		report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
 
-	e = find_by_header(peek.model_id, total, crc);
-	if (e != NULL && memcmp(e->header, data, DMF_HEADER_SIZE) != 0)
-		e = NULL;				/* same id and payload, another header */
+	e = find_by_header(data, total, crc);
 	if (e == NULL)
 	{
 		/* a new model: copy it aligned, validate it whole, keep it */

@@ -349,6 +349,44 @@ decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 	return status;
 }
 
+/* USER_RATED: offsets over the users, item indices ascending per user */
+static DmfDecodeStatus
+decode_rated(const uint8_t *buf, const SectionRef *sec, DmfModel *m,
+			 char *detail, size_t detail_len)
+{
+	uint64_t	offsets_len = ((uint64_t) m->users.n + 1) * 8;
+	uint64_t	nnz;
+	const int64_t *off;
+	const int32_t *items;
+
+	if (sec->length < offsets_len || (sec->length - offsets_len) % 4 != 0)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The rated-items section has the wrong size.");
+	nnz = (sec->length - offsets_len) / 4;
+	off = (const int64_t *) (buf + sec->offset);
+	items = (const int32_t *) (buf + sec->offset + offsets_len);
+	if (off[0] != 0 || (uint64_t) off[m->users.n] != nnz)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The rated-items offsets do not match the section size.");
+	/* all offsets first: with off[0] = 0 and off[n] = nnz, ascending keeps them in range */
+	for (int32_t u = 0; u < m->users.n; u++)
+		if (off[u + 1] < off[u])
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The rated-items offsets are not ascending.");
+	for (int32_t u = 0; u < m->users.n; u++)
+	{
+		for (int64_t k = off[u]; k < off[u + 1]; k++)
+			if (items[k] < 0 || items[k] >= m->items.n ||
+				(k > off[u] && items[k] <= items[k - 1]))
+				return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+							"The rated items of user %d are not ascending item positions.",
+							(int) u);
+	}
+	m->rated_offsets = off;
+	m->rated_items = items;
+	return DMF_DECODE_OK;
+}
+
 DmfDecodeStatus
 dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 				 char *detail, size_t detail_len)
@@ -497,6 +535,11 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	else if (m->flags & DMF_FLAG_DISCRETE)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"A discrete model has no quantizer section.");
+
+	m->rated_offsets = NULL;
+	m->rated_items = NULL;
+	if (sec[DMF_SECTION_USER_RATED].present)
+		return decode_rated(buf, &sec[DMF_SECTION_USER_RATED], m, detail, detail_len);
 	return DMF_DECODE_OK;
 }
 
@@ -535,6 +578,9 @@ plan_sections(const DmfModel *m, PlannedSection *ps)
 	PLAN(DMF_SECTION_USER_ANCHORS, m->users.anchors, (uint64_t) m->users.n_train * m->dim * 4);
 	PLAN(DMF_SECTION_ITEM_ANCHORS, m->items.anchors, (uint64_t) m->items.n_train * m->dim * 4);
 	PLAN(DMF_SECTION_FOLD_IN, NULL, 16);
+	if (m->rated_offsets != NULL)
+		PLAN(DMF_SECTION_USER_RATED, NULL,
+			 ((uint64_t) m->users.n + 1) * 8 + (uint64_t) m->rated_offsets[m->users.n] * 4);
 	for (int s = 0; s < 2; s++)
 	{
 		const DmfBranch *b = br[s];
@@ -614,6 +660,13 @@ dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
 			memcpy(p + 16, m->levels, sizeof(double) * m->n_levels);
 			memcpy(p + 16 + 8 * (uint64_t) m->n_levels, m->boundaries,
 				   sizeof(double) * (m->n_levels + 1));
+		}
+		else if (ps[k].kind == DMF_SECTION_USER_RATED)
+		{
+			uint64_t	offsets_len = ((uint64_t) m->users.n + 1) * 8;
+
+			memcpy(p, m->rated_offsets, offsets_len);
+			memcpy(p + offsets_len, m->rated_items, ps[k].length - offsets_len);
 		}
 		else if (ps[k].length > 0)
 			memcpy(p, ps[k].data, ps[k].length);

@@ -45,6 +45,11 @@
  *     ITEM_SHAPE, ITEM_WEIGHTS: the same for the item branch
  *     QUANTIZER     optional: float64 n_levels, lambda, levels[n_levels],
  *                   boundaries[n_levels + 1]
+ *     USER_RATED    optional: the items each user rated in the data the
+ *                   factors came from (training or the last refresh), for
+ *                   recommendations that leave them out: int64[users + 1]
+ *                   offsets, then int32[offsets[users]] item indices
+ *                   (positions in ITEM_IDS), strictly ascending per user
  *
  * Decoding validates every field and size against the length and both
  * checksums; it never reads outside the buffer.
@@ -90,6 +95,7 @@ typedef enum DmfSectionKind
 	DMF_SECTION_USER_ANCHORS,
 	DMF_SECTION_ITEM_ANCHORS,
 	DMF_SECTION_FOLD_IN,
+	DMF_SECTION_USER_RATED,
 	DMF_SECTION_KIND_END
 } DmfSectionKind;
 
@@ -124,6 +130,9 @@ typedef struct DmfModel
 	double		lambda;
 	const double *levels;
 	const double *boundaries;
+	/* USER_RATED; rated_offsets is NULL when the section is absent */
+	const int64_t *rated_offsets;	/* users.n + 1 */
+	const int32_t *rated_items;
 } DmfModel;
 
 typedef enum DmfDecodeStatus

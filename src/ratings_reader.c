@@ -75,23 +75,19 @@ check_column(Oid relid, const char *column, const char *role, bool numeric_ok)
 }
 
 void
-dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
+dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg)
 {
-	MemoryContext caller = CurrentMemoryContext;
 	StringInfoData sql;
 	SPIPlanPtr	plan;
 	Portal		portal;
-	int64		cap = 1024;
 	char	   *relname = dmf_relation_name(cols->relid);
+	int64	   *user = palloc(sizeof(int64) * FETCH_ROWS);
+	int64	   *item = palloc(sizeof(int64) * FETCH_ROWS);
+	double	   *rating = palloc(sizeof(double) * FETCH_ROWS);
 
 	check_column(cols->relid, cols->user_column, "user", false);
 	check_column(cols->relid, cols->item_column, "item", false);
 	check_column(cols->relid, cols->rating_column, "rating", true);
-
-	memset(out, 0, sizeof(*out));
-	out->user = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
-	out->item = palloc_extended(sizeof(int64) * cap, MCXT_ALLOC_HUGE);
-	out->rating = palloc_extended(sizeof(double) * cap, MCXT_ALLOC_HUGE);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT %s::int8, %s::int8, %s::float8 FROM %s",
@@ -112,6 +108,8 @@ dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
 	{
 		SPITupleTable *tt;
 		uint64		got;
+		int			n = 0,
+					nulls = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		SPI_cursor_fetch(portal, true, FETCH_ROWS);
@@ -119,18 +117,6 @@ dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
 		tt = SPI_tuptable;
 		if (got == 0)
 			break;
-
-		if (out->n + (int64) got > cap)
-		{
-			MemoryContext old = MemoryContextSwitchTo(caller);
-
-			while (out->n + (int64) got > cap)
-				cap *= 2;
-			out->user = repalloc_huge(out->user, sizeof(int64) * cap);
-			out->item = repalloc_huge(out->item, sizeof(int64) * cap);
-			out->rating = repalloc_huge(out->rating, sizeof(double) * cap);
-			MemoryContextSwitchTo(old);
-		}
 
 		for (uint64 r = 0; r < got; r++)
 		{
@@ -141,33 +127,79 @@ dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
 			Datum		u = SPI_getbinval(tup, tt->tupdesc, 1, &nu);
 			Datum		i = SPI_getbinval(tup, tt->tupdesc, 2, &ni);
 			Datum		x = SPI_getbinval(tup, tt->tupdesc, 3, &nr);
-			double		rating;
+			double		v;
 
 			if (nu || ni || nr)
 			{
-				out->skipped_nulls++;
+				nulls++;
 				continue;
 			}
-			rating = DatumGetFloat8(x);
-			if (!isfinite(rating))
+			v = DatumGetFloat8(x);
+			if (!isfinite(v))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("rating column \"%s\" of %s holds %s",
 								cols->rating_column, relname,
-								isnan(rating) ? "NaN" : "an infinite value"),
+								isnan(v) ? "NaN" : "an infinite value"),
 						 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
 								   DatumGetInt64(u), DatumGetInt64(i)),
 						 errhint("Filter such rows out with a view.")));
-			out->user[out->n] = DatumGetInt64(u);
-			out->item[out->n] = DatumGetInt64(i);
-			out->rating[out->n] = rating;
-			out->n++;
+			user[n] = DatumGetInt64(u);
+			item[n] = DatumGetInt64(i);
+			rating[n] = v;
+			n++;
 		}
 		SPI_freetuptable(tt);
+		sink(arg, user, item, rating, n, nulls);
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
 	pfree(sql.data);
+	pfree(user);
+	pfree(item);
+	pfree(rating);
+}
+
+typedef struct CollectState
+{
+	DmfRawRatings *out;
+	int64		cap;
+} CollectState;
+
+static void
+collect_rows(void *arg, const int64 *user, const int64 *item,
+			 const double *rating, int n, int skipped_nulls)
+{
+	CollectState *st = arg;
+	DmfRawRatings *out = st->out;
+
+	out->skipped_nulls += skipped_nulls;
+	if (out->n + n > st->cap)
+	{
+		while (out->n + n > st->cap)
+			st->cap *= 2;
+		out->user = repalloc_huge(out->user, sizeof(int64) * st->cap);
+		out->item = repalloc_huge(out->item, sizeof(int64) * st->cap);
+		out->rating = repalloc_huge(out->rating, sizeof(double) * st->cap);
+	}
+	memcpy(out->user + out->n, user, sizeof(int64) * n);
+	memcpy(out->item + out->n, item, sizeof(int64) * n);
+	memcpy(out->rating + out->n, rating, sizeof(double) * n);
+	out->n += n;
+}
+
+void
+dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
+{
+	CollectState st;
+
+	memset(out, 0, sizeof(*out));
+	st.out = out;
+	st.cap = 1024;
+	out->user = palloc_extended(sizeof(int64) * st.cap, MCXT_ALLOC_HUGE);
+	out->item = palloc_extended(sizeof(int64) * st.cap, MCXT_ALLOC_HUGE);
+	out->rating = palloc_extended(sizeof(double) * st.cap, MCXT_ALLOC_HUGE);
+	dmf_scan_ratings(cols, collect_rows, &st);
 }
 
 static int

@@ -26,6 +26,21 @@ typedef struct DmfRawRatings
 } DmfRawRatings;
 
 /*
+ * Called once per fetched batch with the rows that have no NULL (n of them)
+ * and the count of rows skipped for a NULL id or rating.  It runs while
+ * connected to SPI: what it pallocs in CurrentMemoryContext dies with the scan.
+ */
+typedef void (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
+							   const double *rating, int n, int skipped_nulls);
+
+/*
+ * Streams every row of the relation to sink, in batches: memory does not
+ * grow with the relation.  NaN or infinite ratings are an ERROR.
+ */
+void		dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink,
+							 void *arg);
+
+/*
  * Reads every row of the relation.  Rows with a NULL id or rating are
  * skipped and counted; NaN or infinite ratings are an ERROR.
  */

@@ -81,9 +81,14 @@ dmf_build_install || setup_failed build
 # Preload pg_cron when it is installed, so tests can CREATE EXTENSION pg_cron.
 conf=()
 if [[ -f "$("$(dmf_pg_config)" --pkglibdir)/pg_cron.so" ]]; then
-    conf+=("shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'")
+    # the README's pg_cron recipe runs in its own database (test/t/060_readme.sh)
+    conf+=("shared_preload_libraries = 'pg_cron'" "cron.database_name = 'dmf_readme'")
 fi
 dmf_cluster_start "${conf[@]}" || setup_failed cluster
+# pg_cron's launcher retries every second until its database exists
+if ((${#conf[@]} > 0)); then
+    psql -X -q -d postgres -c "CREATE DATABASE dmf_readme" || setup_failed cluster
+fi
 # Scripts and the bench source the same library: make them reuse this server.
 export DMF_USE_EXISTING=1
 

@@ -116,26 +116,23 @@ WHERE m.name = 'demo'
 ORDER BY p.user_id;
 
 \echo
-\echo '== Top 5 recommendations for user 42 (items not rated yet)'
-SELECT t.item_id,
-       round(dmf_predict(m.model, t.user_id, t.item_id)::numeric, 2) AS predicted,
+\echo '== Top 5 recommendations for user 42 (dmf_recommend leaves out what it rated)'
+SELECT r.item_id, round(r.score::numeric, 2) AS predicted,
        round(least(5, greatest(1, t.score))::numeric, 2) AS "hidden truth"
-FROM dmf_demo.truth t, dmf_demo.models m
-WHERE m.name = 'demo' AND t.user_id = 42
-  AND NOT EXISTS (SELECT 1 FROM dmf_demo.ratings r
-                  WHERE r.user_id = t.user_id AND r.item_id = t.item_id)
-ORDER BY dmf_predict(m.model, t.user_id, t.item_id) DESC NULLS LAST, t.item_id
-LIMIT 5;
+FROM dmf_demo.models m,
+     LATERAL dmf_recommend(m.model, 42, 5) r
+     JOIN dmf_demo.truth t ON t.user_id = 42 AND t.item_id = r.item_id
+WHERE m.name = 'demo'
+ORDER BY r.score DESC, r.item_id;
 
 \echo
-\echo '== Fit on the training ratings: RMSE, lower is better'
-WITH g AS (SELECT avg(rating)::float8 AS mean FROM dmf_demo.ratings)
-SELECT round(sqrt(avg((dmf_predict(m.model, r.user_id, r.item_id) - r.rating) ^ 2))::numeric, 3)
-           AS "dmf model",
-       round(sqrt(avg((g.mean - r.rating) ^ 2))::numeric, 3)
-           AS "global mean baseline",
-       count(*) AS ratings
-FROM dmf_demo.ratings r, dmf_demo.models m, g
+\echo '== Fit on the training ratings (dmf_evaluate), against the global mean'
+SELECT e.n AS ratings, round(e.rmse::numeric, 3) AS "dmf RMSE",
+       round(e.mae::numeric, 3) AS "dmf MAE",
+       round((SELECT sqrt(avg((g.mean - r.rating) ^ 2))
+              FROM dmf_demo.ratings r, (SELECT avg(rating)::float8 AS mean FROM dmf_demo.ratings) g)::numeric, 3)
+           AS "global mean RMSE"
+FROM dmf_demo.models m, LATERAL dmf_evaluate(m.model, 'dmf_demo.ratings') e
 WHERE m.name = 'demo';
 
 \echo 'Unknown ids give NULL:'

@@ -88,6 +88,24 @@ report_counts(void)
 		} \
 	} while (0)
 
+/* What dmf_recommend relies on: per user, ascending positions of items. */
+static void
+check_rated(const DmfModel *m)
+{
+	if (m->rated_offsets == NULL)
+		return;
+	CHECK(m->rated_offsets[0] == 0, "rated offsets start at %lld",
+		  (long long) m->rated_offsets[0]);
+	for (int32_t u = 0; u < m->users.n; u++)
+	{
+		CHECK(m->rated_offsets[u + 1] >= m->rated_offsets[u], "rated offsets of user %d", (int) u);
+		for (int64_t k = m->rated_offsets[u]; k < m->rated_offsets[u + 1]; k++)
+			CHECK(m->rated_items[k] >= 0 && m->rated_items[k] < m->items.n &&
+				  (k == m->rated_offsets[u] || m->rated_items[k] > m->rated_items[k - 1]),
+				  "rated item %d of user %d", (int) m->rated_items[k], (int) u);
+	}
+}
+
 static double
 touch_side(const DmfSide *s, int32_t dim)
 {
@@ -305,6 +323,11 @@ check_ranges(const DmfModel *m, const uint8_t *buf, size_t len)
 	ADD(m->items.factors, 4 * (size_t) m->items.n * m->dim, "item factors");
 	ADD(m->users.anchors, 4 * (size_t) m->users.n_train * m->dim, "user anchors");
 	ADD(m->items.anchors, 4 * (size_t) m->items.n_train * m->dim, "item anchors");
+	if (m->rated_offsets != NULL)
+	{
+		ADD(m->rated_offsets, 8 * ((size_t) m->users.n + 1), "rated offsets");
+		ADD(m->rated_items, 4 * (size_t) m->rated_offsets[m->users.n], "rated items");
+	}
 	ADD(m->user_branch.params, 4 * m->user_branch.n_params, "user weights");
 	ADD(m->item_branch.params, 4 * m->item_branch.n_params, "item weights");
 	if (m->n_levels > 0)
@@ -363,6 +386,7 @@ touch_model(const DmfModel *m)
 
 	check_side(&m->users, "user");
 	check_side(&m->items, "item");
+	check_rated(m);
 	sum += touch_side(&m->users, m->dim);
 	sum += touch_side(&m->items, m->dim);
 
@@ -463,6 +487,11 @@ check_roundtrip(const DmfModel *m)
 		  memcmp(again.item_branch.params, m->item_branch.params,
 				 4 * m->item_branch.n_params) == 0 &&
 		  (m->meta_len == 0 || memcmp(again.meta, m->meta, m->meta_len) == 0) &&
+		  ((m->rated_offsets == NULL && again.rated_offsets == NULL) ||
+		   (m->rated_offsets != NULL && again.rated_offsets != NULL &&
+			memcmp(again.rated_offsets, m->rated_offsets, 8 * ((size_t) m->users.n + 1)) == 0 &&
+			memcmp(again.rated_items, m->rated_items,
+				   4 * (size_t) m->rated_offsets[m->users.n]) == 0)) &&
 		  (m->n_levels == 0 ||
 		   (memcmp(&again.lambda, &m->lambda, 8) == 0 &&
 			memcmp(again.levels, m->levels, 8 * (size_t) m->n_levels) == 0 &&

@@ -192,6 +192,8 @@ main(int argc, char **argv)
 		uint8_t    *bytes;
 		double	   *levels = NULL,
 				   *bounds = NULL;
+		int64_t    *rated_offsets;
+		int32_t    *rated_items;
 		char		detail[256];
 
 		dmf_rng_seed(&rng, 1000 + s);
@@ -211,6 +213,19 @@ main(int argc, char **argv)
 		m.fold_in_rate = sp->fold_in_rate;
 		m.meta = sp->meta;
 		m.meta_len = (uint32_t) strlen(sp->meta);
+		/* who rated what: user u rated every item i with (u + i) % 3 == 0 */
+		rated_offsets = xalloc(sizeof(int64_t) * ((size_t) m.users.n + 1));
+		rated_items = xalloc(sizeof(int32_t) * ((size_t) m.users.n * m.items.n + 1));
+		rated_offsets[0] = 0;
+		for (int32_t u = 0, nnz = 0; u < m.users.n; u++)
+		{
+			for (int32_t i = 0; i < m.items.n; i++)
+				if ((u + i) % 3 == 0)
+					rated_items[nnz++] = i;
+			rated_offsets[u + 1] = nnz;
+		}
+		m.rated_offsets = rated_offsets;
+		m.rated_items = rated_items;
 		if (sp->n_levels > 0)
 		{
 			levels = xalloc(sizeof(double) * sp->n_levels);
@@ -238,9 +253,12 @@ main(int argc, char **argv)
 			memcmp(back.users.anchors, m.users.anchors,
 				   sizeof(float) * (size_t) m.users.n_train * m.dim) != 0 ||
 			memcmp(back.items.anchors, m.items.anchors,
-				   sizeof(float) * (size_t) m.items.n_train * m.dim) != 0)
+				   sizeof(float) * (size_t) m.items.n_train * m.dim) != 0 ||
+			back.rated_offsets == NULL ||
+			memcmp(back.rated_offsets, rated_offsets, sizeof(int64_t) * ((size_t) m.users.n + 1)) != 0 ||
+			memcmp(back.rated_items, rated_items, sizeof(int32_t) * (size_t) rated_offsets[m.users.n]) != 0)
 		{
-			fprintf(stderr, "gen_seeds: seed %s decodes to other anchors or fold-in settings\n",
+			fprintf(stderr, "gen_seeds: seed %s decodes to other anchors, fold-in settings or rated items\n",
 					sp->name);
 			return 1;
 		}
@@ -252,6 +270,8 @@ main(int argc, char **argv)
 		free(bytes);
 		free(levels);
 		free(bounds);
+		free(rated_offsets);
+		free(rated_items);
 		free((void *) m.users.ids);
 		free((void *) m.users.input);
 		free((void *) m.users.factors);

@@ -8,8 +8,9 @@
 # bytes, the empty value, other format versions) to dmf_predict,
 # dmf_predict_discrete, dmf_info, dmf_refresh, dmf_user_factor and
 # dmf_item_factor (the stored-factor functions and the aggregates),
-# dmf_score and dmf_score_discrete.  Each must fail with XX001 (invalid dmf
-# model), or 22023 for a format version this build cannot read.
+# dmf_score, dmf_score_discrete, dmf_recommend (both forms) and
+# dmf_evaluate.  Each must fail with XX001 (invalid dmf model), or 22023 for
+# a format version this build cannot read.
 #
 # Then mutations that get past the checksums: a tiny model is changed and its
 # two CRC32C fields recomputed (in SQL), so the structural validation is what
@@ -93,7 +94,8 @@ CREATE FUNCTION fn_names() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
 SELECT ARRAY['dmf_predict', 'dmf_predict_discrete', 'dmf_info', 'dmf_refresh',
              'dmf_user_factor(model,id)', 'dmf_user_factor(agg)',
              'dmf_item_factor(model,id)', 'dmf_item_factor(agg)',
-             'dmf_score', 'dmf_score_discrete']
+             'dmf_score', 'dmf_score_discrete', 'dmf_recommend',
+             'dmf_recommend(factor)', 'dmf_evaluate']
 $$;
 
 -- Calls every model-taking function on v; 'ok' or the SQLSTATE of each.
@@ -131,6 +133,12 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
     BEGIN d := dmf_score_discrete(v, p.uf, p.itf); codes := codes || 'ok'::text;
     EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(score) INTO d FROM dmf_recommend(v, p.user_id, 5); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(score) INTO d FROM dmf_recommend(v, p.uf, 5, ARRAY[p.item_id]); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT rmse INTO d FROM dmf_evaluate(v, p.rel); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
     RETURN codes;
 END $$;
 
@@ -151,14 +159,14 @@ BEGIN
         IF p.uf IS NULL OR p.itf IS NULL THEN
             RAISE EXCEPTION 'model %: no factor for user % or item %', p.name, p.user_id, p.item_id;
         END IF;
-        IF try_all(p.model, p) <> array_fill('ok'::text, ARRAY[10]) THEN
+        IF try_all(p.model, p) <> array_fill('ok'::text, ARRAY[cardinality(fn_names())]) THEN
             RAISE EXCEPTION 'model %: the intact model fails: %', p.name,
                 array_to_string(try_all(p.model, p), ',');
         END IF;
     END LOOP;
 END $$;
 
-\echo == corrupted copies of the 200 x 100 model through all 10 functions
+\echo == corrupted copies of the 200 x 100 model through every model-taking function
 -- every truncation up to 400 bytes (the header is 128), and 200 random longer ones
 DO $$
 DECLARE m bytea := (SELECT model FROM models WHERE name = 'base'); n int; k int := 0;
@@ -336,15 +344,17 @@ DECLARE
     uanch record := sect(t, 13);
     ianch record := sect(t, 14);
     fold record := sect(t, 15);
+    rated record := sect(t, 16);
     e2 int := 128 + 24 * 2;    -- the third section table entry
     last int := 128 + 24 * (ns - 1);    -- the last section table entry
-    kind_end int := 16;        -- the first unknown section kind
+    kind_end int := 17;        -- the first unknown section kind
+    nu int := u32(t, 52);      -- users: USER_RATED has nu + 1 int64 offsets
     nl int;
 BEGIN
-    -- META .. ITEM_FACTORS, USER/ITEM_ANCHORS, FOLD_IN, the two branches'
-    -- shapes and weights, QUANTIZER (the tiny model has levels)
-    IF ns <> 15 THEN
-        RAISE EXCEPTION 'expected 15 sections in the tiny model, found %', ns;
+    -- META .. ITEM_FACTORS, USER/ITEM_ANCHORS, FOLD_IN, USER_RATED, the two
+    -- branches' shapes and weights, QUANTIZER (the tiny model has levels)
+    IF ns <> 16 THEN
+        RAISE EXCEPTION 'expected 16 sections in the tiny model, found %', ns;
     END IF;
     -- the cases below that lower the section count drop the last entry
     IF q.entry <> last THEN
@@ -383,7 +393,7 @@ BEGIN
     ('sealed: invalid', 'reserved byte', set_byte(t, 100, 1)),
     ('sealed: invalid', 'section kind duplicated', put_u32(t, e2, 1)),
     ('sealed: invalid', 'section kind 0', put_u32(t, e2, 0)),
-    ('sealed: invalid', 'section kind 16 (unknown)', put_u32(t, e2, kind_end)),
+    ('sealed: invalid', 'section kind 17 (unknown)', put_u32(t, e2, kind_end)),
     ('sealed: invalid', 'section kind 2^32 - 1', put_u32(t, e2, 4294967295)),
     ('sealed: invalid', 'section kind 13 (user anchors twice)', put_u32(t, e2, 13)),
     ('sealed: invalid', 'section kind 15 (fold-in twice)', put_u32(t, e2, 15)),
@@ -446,12 +456,24 @@ BEGIN
     ('sealed: invalid', 'quantizer boundaries not ascending', put_f64(t, q.off + 16 + 8 * nl + 16, -100)),
     ('sealed: invalid', 'discrete flag without quantizer',
         put_u32(put_u32(t, 68, ns - 1), 40, u32(t, 40) | 1)),
-    ('sealed: invalid', 'metadata section of kind 16 (unknown)', put_u32(t, 128, kind_end)),
+    ('sealed: invalid', 'metadata section of kind 17 (unknown)', put_u32(t, 128, kind_end)),
     ('sealed: invalid', 'metadata section of kind 12 (twice)', put_u32(t, 128, 12)),
     ('sealed: invalid', 'metadata section missing', drop_section(t, 1)),
+    -- USER_RATED: int64 offsets[users + 1], then int32 item positions
+    ('sealed: invalid', 'rated offsets start at 1', put_u64(t, rated.off, 1)),
+    ('sealed: invalid', 'rated offsets descend', put_u64(t, rated.off + 8, 1000000)),
+    ('sealed: invalid', 'rated offsets end past the items', put_u64(t, rated.off + 8 * nu, u32(t, rated.off + 8 * nu) + 1)),
+    ('sealed: invalid', 'rated section length - 4', put_u64(t, rated.entry + 16, rated.len - 4)),
+    ('sealed: invalid', 'rated section length - 2', put_u64(t, rated.entry + 16, rated.len - 2)),
+    ('sealed: invalid', 'rated section shorter than its offsets', put_u64(t, rated.entry + 16, 8)),
+    ('sealed: invalid', 'rated item out of range', put_u32(t, rated.off + 8 * (nu + 1), u32(t, 56))),
+    ('sealed: invalid', 'rated item -1', put_u32(t, rated.off + 8 * (nu + 1), 4294967295)),
+    ('sealed: invalid', 'rated items of a user not ascending',
+        put_u32(t, rated.off + 8 * (nu + 1) + 4, u32(t, rated.off + 8 * (nu + 1)))),
     -- valid models: the checks must let them through
     ('sealed: valid', 'no quantizer section (no levels)', put_u32(t, 68, ns - 1)),
     ('sealed: valid', 'no quantizer section, its table entry dropped', drop_section(t, 12)),
+    ('sealed: valid', 'no rated section (a model from 0.1.0)', drop_section(t, 16)),
     ('sealed: valid', 'fold-in steps 0', put_f64(t, fold.off, 0)),
     ('sealed: valid', 'fold-in steps 10000', put_f64(t, fold.off, 10000)),
     ('sealed: valid', 'fold-in rate 0', put_f64(t, fold.off + 8, 0)),
@@ -629,7 +651,9 @@ BEGIN
                WHERE cat LIKE 'sealed: valid%'
                  AND code <> 'ok'
                  AND NOT (cat LIKE '%no quantizer%' AND fn IN ('dmf_predict_discrete', 'dmf_score_discrete')
-                          AND code = '0A000') LIMIT 5 LOOP
+                          AND code = '0A000')
+                 AND NOT (cat LIKE '%no rated section%' AND fn = 'dmf_recommend' AND code = '0A000')
+                 LIMIT 5 LOOP
         RAISE WARNING 'valid re-sealed model failed: % %: %', bad.cat, bad.fn, bad.code;
     END LOOP;
     IF FOUND THEN
@@ -638,6 +662,10 @@ BEGIN
     IF EXISTS (SELECT FROM results WHERE cat LIKE '%no quantizer%'
                AND fn IN ('dmf_predict_discrete', 'dmf_score_discrete') AND code <> '0A000') THEN
         RAISE EXCEPTION 'a model without levels did not give 0A000 in the discrete functions';
+    END IF;
+    IF NOT EXISTS (SELECT FROM results WHERE cat LIKE '%no rated section%'
+                   AND fn = 'dmf_recommend' AND code = '0A000') THEN
+        RAISE EXCEPTION 'a model without rated items did not give 0A000 in dmf_recommend (exclude_rated)';
     END IF;
     RAISE NOTICE 'ok: valid re-sealed models work (0A000 for discrete predictions without levels)';
 

@@ -1,0 +1,123 @@
+/*
+ * evaluate.c
+ *	  dmf_evaluate: how well a model predicts a held-out ratings relation,
+ *	  in one call.
+ *
+ * The relation is streamed in batches (memory does not grow with it) and
+ * read with the caller's privileges.  Errors are over the rows the model
+ * can predict (both ids have a factor): "covered" says how many that is.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "dmf.h"
+#include "model_cache.h"
+#include "model_format.h"
+#include "ratings_reader.h"
+
+typedef struct EvalSums
+{
+	const DmfModel *m;
+	bool		discrete;		/* the model has rating levels */
+	int64		n;
+	int64		covered;
+	int64		skipped_nulls;
+	double		sq;
+	double		abs;
+	double		sq_discrete;
+	double		abs_discrete;
+} EvalSums;
+
+static void
+add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
+		 int n, int skipped_nulls)
+{
+	EvalSums   *s = arg;
+
+	s->skipped_nulls += skipped_nulls;
+	s->n += n;
+	for (int k = 0; k < n; k++)
+	{
+		double		p,
+					e;
+
+		if (!dmf_predict_ids(s->m, user[k], item[k], &p))
+			continue;
+		s->covered++;
+		e = p - rating[k];
+		s->sq += e * e;
+		s->abs += fabs(e);
+		if (s->discrete)
+		{
+			e = dmf_model_quantize(s->m, p) - rating[k];
+			s->sq_discrete += e * e;
+			s->abs_discrete += fabs(e);
+		}
+	}
+}
+
+PG_FUNCTION_INFO_V1(dmf_evaluate);
+Datum
+dmf_evaluate(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext work,
+				old;
+	DmfRatingColumns cols;
+	EvalSums	s;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, true, true, true, true};
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int a = 0; a < 5; a++)
+		if (PG_ARGISNULL(a))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of dmf_evaluate must not be NULL", a + 1)));
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_evaluate",
+								 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+
+	memset(&s, 0, sizeof(s));
+	s.m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	/* the relation may be a view that calls dmf functions: keep the model */
+	dmf_model_pin(dmf_model_ref(s.m), work);
+	s.discrete = s.m->n_levels >= 2;
+
+	cols.relid = PG_GETARG_OID(1);
+	cols.user_column = NameStr(*PG_GETARG_NAME(2));
+	cols.item_column = NameStr(*PG_GETARG_NAME(3));
+	cols.rating_column = NameStr(*PG_GETARG_NAME(4));
+	dmf_scan_ratings(&cols, add_rows, &s);
+	if (s.skipped_nulls > 0)
+		ereport(NOTICE,
+				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
+						s.skipped_nulls, dmf_relation_name(cols.relid))));
+
+	values[0] = Int64GetDatum(s.n);
+	values[1] = Int64GetDatum(s.covered);
+	if (s.covered > 0)
+	{
+		values[2] = Float8GetDatum(sqrt(s.sq / s.covered));
+		values[3] = Float8GetDatum(s.abs / s.covered);
+		nulls[2] = nulls[3] = false;
+		if (s.discrete)
+		{
+			values[4] = Float8GetDatum(sqrt(s.sq_discrete / s.covered));
+			values[5] = Float8GetDatum(s.abs_discrete / s.covered);
+			nulls[4] = nulls[5] = false;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	MemoryContextDelete(work);
+	PG_RETURN_NULL();
+}
