@@ -7,7 +7,8 @@
 #
 # pg_cron only runs in the database named by cron.database_name: test/check.sh
 # starts the cluster with pg_cron preloaded and cron.database_name =
-# 'dmf_readme'. On another server the pg_cron blocks are skipped (and said so).
+# 'dmf_readme' and creates that database. On another server the pg_cron
+# blocks are skipped (and said so).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +24,15 @@ else
     echo "pg_cron is not set up for database $db on this server: its blocks are skipped"
 fi
 
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+if ((with_cron)); then
+    # pg_cron's launcher stays connected to its database and does not come
+    # back if that database is dropped: empty it instead
+    psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET client_min_messages = warning" \
+        -c "DROP EXTENSION IF EXISTS pg_cron CASCADE" -c "DROP EXTENSION IF EXISTS dmf CASCADE" \
+        -c "DROP SCHEMA public CASCADE" -c "CREATE SCHEMA public"
+else
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+fi
 cleanup() {
     if ((with_cron)); then
         q -c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'dmf-%'" >/dev/null 2>&1 || true
