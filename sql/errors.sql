@@ -89,6 +89,10 @@ SELECT dmf_train('ratings', options => '{"validation": "strangers"}');
 SET dmf.max_memory = '1MB';
 SELECT dmf_train('ratings', options => '{"layers": [4096]}');
 RESET dmf.max_memory;
+-- a model that could not be a bytea (1 GB) is refused before training too
+SET dmf.max_memory = '2147483647kB';
+SELECT dmf_train('ratings', options => '{"layers": [65536, 65536], "dim": 16}');
+RESET dmf.max_memory;
 
 -- privileges: training reads as the caller
 CREATE ROLE dmf_reader;

@@ -478,6 +478,42 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	in->load_seconds = dmf_now_seconds() - t0;
 }
 
+/* Weights of a branch: input -> hidden... -> dim, each layer W and b. */
+static uint64
+branch_params(int input, const int *hidden, int n_hidden, int dim)
+{
+	uint64		n = 0;
+	uint64		from = (uint64) input;
+
+	for (int l = 0; l <= n_hidden; l++)
+	{
+		uint64		to = (uint64) (l < n_hidden ? hidden[l] : dim);
+
+		n += from * to + to;
+		from = to;
+	}
+	return n;
+}
+
+/*
+ * The size of the model dmf_train would return, from the shapes alone: a
+ * model that cannot be a bytea is refused before hours of training, not
+ * after.  Metadata (options, per-epoch history) is bounded by 1 MB here.
+ */
+static uint64
+model_bytes_estimate(const DmfOptions *o, const TrainInput *in)
+{
+	uint64		users = (uint64) in->n_users;
+	uint64		items = (uint64) in->n_items;
+	uint64		dim = (uint64) o->train.dim;
+
+	return 4 * branch_params(in->n_items, o->train.user_hidden, o->train.n_user_hidden, o->train.dim)
+		+ 4 * branch_params(in->n_users, o->train.item_hidden, o->train.n_item_hidden, o->train.dim)
+		+ (users + items) * (8 + 4 + 2 * 4 * dim)	/* ids, inputs, factors, anchors */
+		+ 8 * (users + 1) + 4 * (uint64) in->raw.n	/* who rated what */
+		+ 1024 * 1024;
+}
+
 static void
 check_memory(const DmfOptions *o, const TrainInput *in)
 {
@@ -504,6 +540,24 @@ check_memory(const DmfOptions *o, const TrainInput *in)
 						   o->train.n_item_hidden > 0 ? o->train.item_hidden[0] : o->train.dim),
 				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s'), or use narrower \"layers\".",
 						 need_s.data)));
+	}
+	need = model_bytes_estimate(o, in);
+	if (need > MaxAllocSize - VARHDRSZ)
+	{
+		StringInfoData need_s;
+
+		initStringInfo(&need_s);
+		bytes_pretty(&need_s, need);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the model would be about %s, more than the 1 GB a bytea can hold",
+						need_s.data),
+				 errdetail("%d users, %d items, first layers of %d and %d units, factors of %d.",
+						   in->n_users, in->n_items,
+						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
+						   o->train.n_item_hidden > 0 ? o->train.item_hidden[0] : o->train.dim,
+						   o->train.dim),
+				 errhint("Use narrower \"layers\": the first layers hold (users + items) x width weights.")));
 	}
 }
 
