@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Run every dmf test: the pg_regress suites, the test/t/*.sh scripts and the
-# quick benchmark, against a throwaway cluster. Works on a fresh Debian 12
+# benchmarks' quick modes, against a throwaway cluster. Works on a fresh Debian 12
 # machine as root (installs what is missing) and as a normal user who already
 # has PostgreSQL 15 and its server headers.
 #
 # Ends with the line "N passed, M failed" and exits non-zero if anything
-# failed. pg_regress counts as one suite, as does each script and the bench.
+# failed. pg_regress counts as one suite, as does each script and each bench.
 #
 #   DMF_SUITE_TIMEOUT  seconds one suite may run before it is killed (1800)
 set -euo pipefail
@@ -25,12 +25,11 @@ for t in test/t/*.sh; do
         dmf_log "skipping $t: not executable"
     fi
 done
-bench=""
-if [[ -f test/bench/bench.sh ]]; then
-    bench=test/bench/bench.sh
-fi
-planned=$((1 + ${#t_scripts[@]}))
-[[ -z "$bench" ]] || planned=$((planned + 1))
+benches=()
+for b in test/bench/bench.sh test/bench/perf.sh; do
+    [[ -f "$b" ]] && benches+=("$b")
+done
+planned=$((1 + ${#t_scripts[@]} + ${#benches[@]}))
 
 passed=0
 failed=0
@@ -105,9 +104,10 @@ for t in "${t_scripts[@]}"; do
     run_suite "$t" "$t"
 done
 
-if [[ -n "$bench" ]]; then
-    run_suite "$bench --quick" bash "$bench" --quick
-fi
+# the benchmarks' quick modes: generated data, so the scripts cannot rot
+for b in "${benches[@]}"; do
+    run_suite "$b --quick" bash "$b" --quick
+done
 
 if ((failed > 0)); then
     dmf_cluster_log_tail 50

@@ -33,6 +33,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 SQL_DIR=$BENCH_DIR/sql
+# shellcheck source=test/bench/ratings_file.sh
+source "$BENCH_DIR/ratings_file.sh"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -100,24 +102,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/dmf-bench.XXXXXX")
 export DMF_BENCH_HWMFILE=$tmp/vmhwm
 
 # --- server ------------------------------------------------------------------------------
-trap 'rm -rf "$tmp"' EXIT
-if [[ ${DMF_USE_EXISTING:-0} == 1 || -n ${PGHOST:-}${PGPORT:-}${PGDATABASE:-}${PGSERVICE:-} ]]; then
-    log "using the existing server (${PGHOST:-default host}:${PGPORT:-default port}, database ${PGDATABASE:-default})"
-else
-    [[ -f $ROOT/test/lib/cluster.sh ]] || die "$ROOT/test/lib/cluster.sh not found (or set DMF_USE_EXISTING=1 / PG* variables)"
-    # shellcheck disable=SC1091
-    source "$ROOT/test/lib/cluster.sh"
-    # sourcing replaced our EXIT trap: the library stops and deletes the cluster at exit
-    dmf_at_exit "rm -rf '$tmp'"
-    log "installing dependencies, building and installing the extension"
-    dmf_install_deps >&2
-    dmf_build_install >&2
-    log "starting a throwaway cluster"
-    dmf_cluster_start >&2
-fi
-
-q() { psql -X -v ON_ERROR_STOP=1 -qAt "$@"; }
-qf() { q "$@" >&2; }   # run a SQL file whose output is progress (stderr)
+# shellcheck source=server.sh
+source "$BENCH_DIR/server.sh"
 
 q -c 'SELECT 1' >/dev/null || die "cannot connect to the server"
 [[ $(q -v o="$user_options" <<<"SELECT jsonb_typeof(:'o'::jsonb)" 2>/dev/null) == object ]] \
@@ -192,30 +178,7 @@ if ((quick)); then
     qf -f "$SQL_DIR/synth.sql"
 else
     log "loading $data"
-    first=$(head -n 1 "$data" | tr -d '\r')
-    if [[ $first == *::* ]]; then
-        reader=(sed -e 's/::/\t/g' -e 's/\r$//' "$data"); copy_format=text; sep=$'\t'
-    elif [[ $first == *$'\t'* ]]; then
-        reader=(sed -e 's/\r$//' "$data"); copy_format=text; sep=$'\t'
-    else
-        reader=(sed -e 's/\r$//' "$data"); copy_format=csv; sep=,
-    fi
-    [[ $copy_format == text ]] && first=${first//::/$'\t'}
-    IFS=$sep read -r -a fields <<<"$first"
-    header=false
-    [[ ${fields[0]} =~ ^[[:space:]]*[0-9]+[[:space:]]*$ ]] || header=true
-    case ${#fields[@]} in
-        3) cols='user_id, item_id, rating' ;;
-        4) cols='user_id, item_id, rating, ts' ;;
-        *) die "$data: expected 3 or 4 fields per line (user, item, rating[, timestamp]), found ${#fields[@]}: $first" ;;
-    esac
-    if [[ $copy_format == csv ]]; then
-        "${reader[@]}" | q -c "\\copy dmf_bench.raw ($cols) FROM pstdin WITH (FORMAT csv, HEADER $header)"
-    elif [[ $header == true ]]; then
-        "${reader[@]}" | tail -n +2 | q -c "\\copy dmf_bench.raw ($cols) FROM pstdin"
-    else
-        "${reader[@]}" | q -c "\\copy dmf_bench.raw ($cols) FROM pstdin"
-    fi
+    dmf_bench_copy_ratings "$data" dmf_bench.raw
 fi
 q -f "$SQL_DIR/prepare.sql" | while IFS= read -r line; do log "$line"; done
 
