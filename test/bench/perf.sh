@@ -386,6 +386,9 @@ else
 fi
 
 # --- 3. prediction inside queries ----------------------------------------------------------
+# as the README asks of users: an analyzed models table (else the planner expects hundreds of
+# models, millions of predictions, and JIT-compiles both queries)
+q -c 'ANALYZE dmf_perf.models'
 serial='SET max_parallel_workers_per_gather = 0;'
 time_sql 5 "$serial" \
     sum_rating "SELECT sum(t.rating) FROM dmf_perf.test t, dmf_perf.models m WHERE m.name = '$main'" \
