@@ -61,6 +61,31 @@ FROM (SELECT i.item_id
       ORDER BY dmf_predict(m.model, 42, i.item_id) DESC, i.item_id
       LIMIT 5) s;
 
+-- ids are looked up directly when they are dense (serial keys) and by binary
+-- search when they are spread out: both give the same model and predictions.
+-- The spread ids keep the order of the serial ones and no validation split
+-- is drawn (it hashes the ids), so training is the same.
+CREATE TEMP TABLE ratings_spread AS
+SELECT user_id * 1000000007::bigint - 4611686018427387904 AS user_id,
+       item_id * 7919::bigint AS item_id, rating
+FROM ratings_train;
+CREATE TEMP TABLE spread AS
+SELECT dmf_train('ratings_train', options => test_options('{"validation_fraction": 0, "epochs": 5}')) AS dense,
+       dmf_train('ratings_spread', options => test_options('{"validation_fraction": 0, "epochs": 5}')) AS model;
+SELECT count(*) AS pairs, count(p) AS known,
+       count(*) FILTER (WHERE p IS NOT DISTINCT FROM q) AS same
+FROM (SELECT dmf_predict(s.dense, w.user_id, w.item_id) AS p,
+             dmf_predict(s.model, w.user_id * 1000000007::bigint - 4611686018427387904,
+                         w.item_id * 7919::bigint) AS q
+      FROM (SELECT u AS user_id, i AS item_id
+            FROM generate_series(-1, 302) u, generate_series(-1, 202, 3) i) w, spread s) c;
+-- around and outside the id ranges of both kinds of lookup
+SELECT dmf_predict(m.model, u, 1) IS NULL AS dense_user_null,
+       dmf_predict(s.model, u, 7919) IS NULL AS spread_user_null
+FROM models m, spread s,
+     unnest(ARRAY[-9223372036854775808, -4611686018427387904, -1, 0, 301, 9223372036854775807]::bigint[]) u
+WHERE m.name = 'base';
+
 -- functions are declared for the planner: immutable, strict, parallel safe
 SELECT proname, provolatile, proisstrict, proparallel
 FROM pg_proc WHERE proname LIKE 'dmf\_%' ORDER BY proname, pronargs;

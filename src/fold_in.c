@@ -5,6 +5,8 @@
 #include "platform.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 #include "encoding.h"
@@ -33,12 +35,9 @@ fold_in_row_impl(float *u, const DmfCsr *x, int32_t row, const float *anchors,
 		for (int64_t k = lo; k < hi; k++)
 		{
 			const float *restrict a = anchors + (size_t) x->col[k] * dim;
-			float		p = 0.0f;
 			float		e;
 
-			for (int j = 0; j < dim; j++)
-				p += u[j] * a[j];
-			e = (p - dmf_scale_target(x->val[k], rmin, rmax)) * inv_n;
+			e = (dmf_dot(u, a, dim) - dmf_scale_target(x->val[k], rmin, rmax)) * inv_n;
 			for (int j = 0; j < dim; j++)
 				g[j] += e * a[j];
 		}
@@ -64,33 +63,150 @@ DMF_KERNEL(fold_in_row,
 			int steps, float rate, double rmin, double rmax, float *g, float *u0),
 		   (u, x, row, anchors, dim, steps, rate, rmin, rmax, g, u0))
 
+/*
+ * The rows of all sides, numbered one side after the other, are handed out
+ * in chunks from a shared counter to this thread and at most one helper.
+ * The helper touches only memory allocated before it started and never
+ * calls into the server; it stops between chunks when told to.
+ */
+#define FOLD_IN_CHUNK 64
+
+typedef struct FoldInJob
+{
+	const DmfFoldInSide *sides;
+	int			n_sides;
+	int64_t		total_rows;
+	int			dim;
+	int			steps;
+	float		rate;
+	double		rmin;
+	double		rmax;
+	int64_t		next_row;		/* shared counter (atomic) */
+	int			stop;			/* tells the helper to return (atomic) */
+} FoldInJob;
+
+typedef struct FoldInThread
+{
+	FoldInJob  *job;
+	float	   *g;				/* scratch, dim floats each */
+	float	   *u0;
+} FoldInThread;
+
+static void
+fold_in_one(const FoldInJob *job, int64_t row, float *g, float *u0)
+{
+	const DmfFoldInSide *side = job->sides;
+	int32_t		r;
+	float	   *u;
+	bool		has_factor = false;
+
+	while (row >= side->x->nrows)
+	{
+		row -= side->x->nrows;
+		side++;
+	}
+	r = (int32_t) row;
+	if (side->x->rowptr[r + 1] == side->x->rowptr[r])
+		return;
+	u = side->factors + (size_t) r * job->dim;
+	for (int j = 0; j < job->dim && !has_factor; j++)
+		has_factor = u[j] != 0.0f;
+	if (!has_factor)
+		return;
+	DMF_CALL(fold_in_row, (u, side->x, r, side->anchors, job->dim, job->steps,
+						   job->rate, job->rmin, job->rmax, g, u0));
+}
+
+/* Folds in one chunk of rows; false when there are none left. */
+static bool
+fold_in_chunk(FoldInJob *job, float *g, float *u0)
+{
+	int64_t		lo = __atomic_fetch_add(&job->next_row, FOLD_IN_CHUNK, __ATOMIC_RELAXED);
+	int64_t		hi = lo + FOLD_IN_CHUNK < job->total_rows ? lo + FOLD_IN_CHUNK : job->total_rows;
+
+	for (int64_t row = lo; row < hi; row++)
+		fold_in_one(job, row, g, u0);
+	return lo < job->total_rows;
+}
+
+static void *
+fold_in_helper(void *arg)
+{
+	FoldInThread *t = (FoldInThread *) arg;
+
+	while (!__atomic_load_n(&t->job->stop, __ATOMIC_RELAXED) &&
+		   fold_in_chunk(t->job, t->g, t->u0))
+		;
+	return NULL;
+}
+
+void
+dmf_fold_in_sides(const DmfFoldInSide *sides, int n_sides, int dim, int steps,
+				  double rate, double rating_min, double rating_max, int threads)
+{
+	FoldInJob	job;
+	FoldInThread self,
+				helper;
+	pthread_t	helper_thread;
+	bool		helping = false;
+
+	if (steps <= 0)
+		return;
+	memset(&job, 0, sizeof(job));
+	job.sides = sides;
+	job.n_sides = n_sides;
+	for (int k = 0; k < n_sides; k++)
+		job.total_rows += sides[k].x->nrows;
+	job.dim = dim;
+	job.steps = steps;
+	job.rate = (float) rate;
+	job.rmin = rating_min;
+	job.rmax = rating_max;
+	self.job = helper.job = &job;
+	self.g = dmf_alloc(sizeof(float) * dim);
+	self.u0 = dmf_alloc(sizeof(float) * dim);
+	helper.g = dmf_alloc(sizeof(float) * dim);
+	helper.u0 = dmf_alloc(sizeof(float) * dim);
+
+	if (threads >= 2 && job.total_rows > FOLD_IN_CHUNK)
+	{
+		sigset_t	all,
+					old;
+
+		/* signals stay with the backend's thread */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		helping = pthread_create(&helper_thread, NULL, fold_in_helper, &helper) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+
+	for (;;)
+	{
+		if (helping && dmf_interrupt_pending())
+		{
+			/* an ERROR must not leave the helper running: stop it first */
+			__atomic_store_n(&job.stop, 1, __ATOMIC_RELAXED);
+			pthread_join(helper_thread, NULL);
+			helping = false;
+		}
+		if (!helping)
+			dmf_check_interrupts();
+		if (!fold_in_chunk(&job, self.g, self.u0))
+			break;
+	}
+	if (helping)
+		pthread_join(helper_thread, NULL);
+	dmf_free(self.g);
+	dmf_free(self.u0);
+	dmf_free(helper.g);
+	dmf_free(helper.u0);
+}
+
 void
 dmf_fold_in(const DmfCsr *x, float *factors, const float *anchors, int dim,
 			int steps, double rate, double rating_min, double rating_max)
 {
-	float	   *g;
-	float	   *u0;
+	DmfFoldInSide side = {x, factors, anchors};
 
-	if (steps <= 0)
-		return;
-	g = dmf_alloc(sizeof(float) * dim);
-	u0 = dmf_alloc(sizeof(float) * dim);
-	for (int32_t r = 0; r < x->nrows; r++)
-	{
-		float	   *u = factors + (size_t) r * dim;
-		bool		has_factor = false;
-
-		if (x->rowptr[r + 1] == x->rowptr[r])
-			continue;
-		for (int j = 0; j < dim && !has_factor; j++)
-			has_factor = u[j] != 0.0f;
-		if (!has_factor)
-			continue;
-		if ((r & 0xFF) == 0)
-			dmf_check_interrupts();
-		DMF_CALL(fold_in_row, (u, x, r, anchors, dim, steps, (float) rate,
-							   rating_min, rating_max, g, u0));
-	}
-	dmf_free(g);
-	dmf_free(u0);
+	dmf_fold_in_sides(&side, 1, dim, steps, rate, rating_min, rating_max, 1);
 }

@@ -16,11 +16,25 @@
 
 #include "sparse.h"
 
+/* One side of a model to fold in: its rows, factors and the anchors. */
+typedef struct DmfFoldInSide
+{
+	const DmfCsr *x;			/* raw ratings of the other side's training
+								 * entities, by position */
+	float	   *factors;		/* x->nrows x dim */
+	const float *anchors;		/* n_positions x dim */
+} DmfFoldInSide;
+
 /*
  * Refines factors[r] (unit length, or zero = no factor, left alone) of
- * every row r of x, whose entries are raw ratings of the other side's
- * training entities by position; anchors is n_positions x dim.
+ * every row r of each side.  With threads >= 2 a helper thread shares the
+ * rows; the result does not depend on the number of threads.
  */
+void		dmf_fold_in_sides(const DmfFoldInSide *sides, int n_sides, int dim,
+							  int steps, double rate, double rating_min,
+							  double rating_max, int threads);
+
+/* One side, in this thread. */
 void		dmf_fold_in(const DmfCsr *x, float *factors, const float *anchors,
 						int dim, int steps, double rate,
 						double rating_min, double rating_max);

@@ -186,6 +186,17 @@ typedef struct CallSiteMemo
 	uint64		generation;
 } CallSiteMemo;
 
+/* Gives a cached side a direct id index when its ids are dense. */
+static void
+add_side_index(DmfSide *s, MemoryContext cxt)
+{
+	int64		len = dmf_side_index_len(s);
+
+	if (len > 0)
+		dmf_side_index_build(s, MemoryContextAllocExtended(cxt, sizeof(int32) * len,
+														   MCXT_ALLOC_HUGE));
+}
+
 static const DmfModel *
 use_entry(CacheEntry *e)
 {
@@ -278,6 +289,8 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 		e->generation = ++generation_clock;
 		e->cxt = cxt;
 		e->model = m;
+		add_side_index(&e->model.users, cxt);
+		add_side_index(&e->model.items, cxt);
 		e->bytes = bytes;
 		memcpy(e->model_id, m.model_id, 16);
 		e->total_size = total;

@@ -291,6 +291,34 @@ unit_components(const float *v, uint64_t n)
 	return true;
 }
 
+int64_t
+dmf_side_index_len(const DmfSide *s)
+{
+	uint64_t	span;
+
+	if (s->n <= 0)
+		return 0;
+	/* ids ascend, so the unsigned difference is the span even across 0 */
+	span = (uint64_t) s->ids[s->n - 1] - (uint64_t) s->ids[0] + 1;
+	if (span == 0 || span > 2 * (uint64_t) s->n + 1024)
+		return 0;
+	return (int64_t) span;
+}
+
+void
+dmf_side_index_build(DmfSide *s, int32_t *index)
+{
+	int64_t		len = dmf_side_index_len(s);
+
+	for (int64_t k = 0; k < len; k++)
+		index[k] = -1;
+	for (int32_t k = 0; k < s->n; k++)
+		index[(uint64_t) s->ids[k] - (uint64_t) s->ids[0]] = k;
+	s->index = index;
+	s->index_lo = s->ids[0];
+	s->index_len = len;
+}
+
 static DmfDecodeStatus
 decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 			const SectionRef *factors, const SectionRef *anchors, int32_t dim,

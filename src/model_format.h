@@ -108,6 +108,15 @@ typedef struct DmfSide
 	const int32_t *input;		/* input position or -1 */
 	const float *factors;		/* n x dim */
 	const float *anchors;		/* n_train x dim, by input position */
+
+	/*
+	 * Optional direct index over the id range, set by the model cache when
+	 * the ids are dense (serial keys): index[id - index_lo] is the entity or
+	 * -1.  A lookup is then one load instead of a binary search.
+	 */
+	const int32_t *index;
+	int64_t		index_lo;
+	int64_t		index_len;
 } DmfSide;
 
 typedef struct DmfModel
@@ -169,12 +178,29 @@ uint64_t	dmf_model_encoded_size(const DmfModel *m);
 /* Writes m into dst (size bytes, from dmf_model_encoded_size). */
 void		dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size);
 
-/* Index of id in a side, or -1 (binary search). */
+/*
+ * Entries of a direct index for s (0 when its ids are too sparse for one:
+ * the index costs at most 4 bytes per id of the range, which is kept within
+ * twice the entities plus a page).
+ */
+int64_t		dmf_side_index_len(const DmfSide *s);
+/* Fills index (dmf_side_index_len entries) and attaches it to s. */
+void		dmf_side_index_build(DmfSide *s, int32_t *index);
+
+/* Index of id in a side, or -1. */
 static inline int32_t
 dmf_side_find(const DmfSide *s, int64_t id)
 {
 	int32_t		lo = 0,
 				hi = s->n;
+
+	if (s->index != NULL)
+	{
+		/* unsigned: ids below index_lo wrap to large offsets */
+		uint64_t	off = (uint64_t) id - (uint64_t) s->index_lo;
+
+		return off < (uint64_t) s->index_len ? s->index[off] : -1;
+	}
 
 	while (lo < hi)
 	{

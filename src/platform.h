@@ -37,6 +37,7 @@ dmf_malloc_or_die(size_t size, bool zero)
 #define dmf_alloc0(size)		dmf_malloc_or_die((size), true)
 #define dmf_free(ptr)			free(ptr)
 #define dmf_check_interrupts()	((void) 0)
+#define dmf_interrupt_pending()	false
 
 #else							/* inside the server */
 
@@ -48,6 +49,8 @@ dmf_malloc_or_die(size_t size, bool zero)
 #define dmf_alloc0(size)		palloc_extended((size), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO)
 #define dmf_free(ptr)			pfree(ptr)
 #define dmf_check_interrupts()	CHECK_FOR_INTERRUPTS()
+/* whether dmf_check_interrupts() has work; does not process it */
+#define dmf_interrupt_pending()	(InterruptPending != 0)
 
 #endif
 
@@ -86,6 +89,38 @@ dmf_malloc_or_die(size_t size, bool zero)
 	typedef void (*name##_fn) params; \
 	static name##_fn name##_pick(void) { return name##_generic; }
 #endif
+
+/*
+ * Dot product of floats with sixteen lanes of partial sums.  The order of
+ * the additions is fixed by the lanes, so the loop runs as vector
+ * instructions on every instruction set without reassociating anything; a
+ * plain loop is one chain of dependent adds, which the compiler may not
+ * vectorize.  Use it inside DMF_KERNELs.
+ */
+typedef float DmfFloat16 __attribute__((vector_size(64)));
+
+DMF_INLINE float
+dmf_dot(const float *a, const float *b, int n)
+{
+	DmfFloat16	acc = {0};
+	float		sum = 0.0f;
+	int			j = 0;
+
+	for (; j + 16 <= n; j += 16)
+	{
+		DmfFloat16	x,
+					y;
+
+		memcpy(&x, a + j, sizeof(x));
+		memcpy(&y, b + j, sizeof(y));
+		acc += x * y;
+	}
+	for (; j < n; j++)
+		sum += a[j] * b[j];
+	for (int l = 0; l < 16; l++)
+		sum += acc[l];
+	return sum;
+}
 
 /* Calls the best variant of a DMF_KERNEL, picking it once (thread-safe). */
 #define DMF_CALL(name, args) \

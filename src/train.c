@@ -268,10 +268,12 @@ calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	dmf_branch_factors(ib, ifw, xi, identity_items, (int) ni, vf);
 	memcpy(ua, uf, sizeof(float) * nu * dim);
 	memcpy(va, vf, sizeof(float) * ni * dim);
-	dmf_fold_in(xu, uf, va, dim, cfg->fold_in_steps, cfg->fold_in_rate,
-				cfg->rating_min, cfg->rating_max);
-	dmf_fold_in(xi, vf, ua, dim, cfg->fold_in_steps, cfg->fold_in_rate,
-				cfg->rating_min, cfg->rating_max);
+	{
+		DmfFoldInSide sides[2] = {{xu, uf, va}, {xi, vf, ua}};
+
+		dmf_fold_in_sides(sides, 2, dim, cfg->fold_in_steps, cfg->fold_in_rate,
+						  cfg->rating_min, cfg->rating_max, cfg->threads);
+	}
 	for (int64_t k = 0; k < val->n; k++)
 	{
 		const float *u = uf + (size_t) val->user[k] * dim;
@@ -1032,10 +1034,13 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	res->item_anchors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
 	memcpy(res->user_anchors, res->user_factors, sizeof(float) * (size_t) nu * dim);
 	memcpy(res->item_anchors, res->item_factors, sizeof(float) * (size_t) ni * dim);
-	dmf_fold_in(&xu, res->user_factors, res->item_anchors, dim,
-				cfg->fold_in_steps, cfg->fold_in_rate, rmin, rmax);
-	dmf_fold_in(&xi, res->item_factors, res->user_anchors, dim,
-				cfg->fold_in_steps, cfg->fold_in_rate, rmin, rmax);
+	{
+		DmfFoldInSide sides[2] = {{&xu, res->user_factors, res->item_anchors},
+								  {&xi, res->item_factors, res->user_anchors}};
+
+		dmf_fold_in_sides(sides, 2, dim, cfg->fold_in_steps, cfg->fold_in_rate,
+						  rmin, rmax, cfg->threads);
+	}
 
 	dmf_branch_work_free(&ufw, ub);
 	dmf_branch_work_free(&ifw, ib);

@@ -1,7 +1,8 @@
 /*
  * test_numeric.c
  *	  Unit tests of the numeric core, outside the server: gradients of a
- *	  branch against finite differences, the quantizers, CSR building.
+ *	  branch against finite differences, the quantizers, CSR building,
+ *	  fold-in and the vector dot product.
  *
  * Built with -DDMF_STANDALONE by test/t/001_unit.sh.
  */
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fold_in.h"
 #include "network.h"
 #include "quantizer.h"
 #include "rng.h"
@@ -260,6 +262,121 @@ test_fit_boundaries(void)
 		  "boundaries stay within their intervals");
 }
 
+/* dmf_dot against a double-precision sum, at lengths around the lanes */
+static void
+test_dot(void)
+{
+	float		a[67],
+				b[67];
+
+	for (int k = 0; k < 67; k++)
+	{
+		a[k] = sinf(k * 0.37f);
+		b[k] = cosf(k * 0.11f) - 0.2f;
+	}
+	for (int n = 0; n <= 67; n += (n < 20 ? 1 : 7))
+	{
+		double		want = 0.0;
+
+		for (int k = 0; k < n; k++)
+			want += (double) a[k] * b[k];
+		CHECK(fabs(dmf_dot(a, b, n) - want) < 1e-5, "dot of length %d: %g, expected %g",
+			  n, dmf_dot(a, b, n), want);
+	}
+}
+
+/*
+ * Fold-in: the result does not depend on the number of threads, factors
+ * stay unit vectors, zero factors and empty rows are left alone, and the
+ * fit to the row improves.
+ */
+static void
+test_fold_in(void)
+{
+	enum
+	{
+		ROWS = 300, COLS = 40, DIM = 12
+	};
+	int32_t		r[ROWS * 8],
+				c[ROWS * 8];
+	float		v[ROWS * 8];
+	float		anchors[COLS * DIM],
+				one[ROWS * DIM],
+				two[ROWS * DIM],
+				start[ROWS * DIM];
+	int64_t		n = 0,
+				dup;
+	DmfCsr		x;
+	DmfRng		rng;
+	double		before = 0.0,
+				after = 0.0;
+
+	dmf_rng_seed(&rng, 5);
+	for (int k = 0; k < COLS; k++)
+	{
+		double		ss = 0.0;
+
+		for (int j = 0; j < DIM; j++)
+		{
+			anchors[k * DIM + j] = (float) dmf_rng_normal(&rng);
+			ss += anchors[k * DIM + j] * anchors[k * DIM + j];
+		}
+		for (int j = 0; j < DIM; j++)
+			anchors[k * DIM + j] /= (float) sqrt(ss);
+	}
+	for (int i = 0; i < ROWS; i++)
+	{
+		double		ss = 0.0;
+
+		/* row 7 is empty */
+		for (int e = 0; e < 8 && i != 7; e++, n++)
+		{
+			r[n] = i;
+			c[n] = (i * 7 + e * 5) % COLS;
+			v[n] = (float) (1 + (i + e) % 5);
+		}
+		for (int j = 0; j < DIM; j++)
+		{
+			start[i * DIM + j] = (float) dmf_rng_normal(&rng);
+			ss += start[i * DIM + j] * start[i * DIM + j];
+		}
+		for (int j = 0; j < DIM; j++)
+			start[i * DIM + j] = i == 11 ? 0.0f : start[i * DIM + j] / (float) sqrt(ss);
+	}
+	CHECK(dmf_csr_build(&x, ROWS, COLS, n, r, c, v, &dup, NULL) == 0, "fold-in rows");
+	memcpy(one, start, sizeof(start));
+	memcpy(two, start, sizeof(start));
+	{
+		DmfFoldInSide side1 = {&x, one, anchors};
+		DmfFoldInSide side2 = {&x, two, anchors};
+
+		dmf_fold_in_sides(&side1, 1, DIM, 10, 0.3, 1.0, 5.0, 1);
+		dmf_fold_in_sides(&side2, 1, DIM, 10, 0.3, 1.0, 5.0, 2);
+	}
+	CHECK(memcmp(one, two, sizeof(one)) == 0, "fold-in depends on the number of threads");
+	CHECK(memcmp(one + 7 * DIM, start + 7 * DIM, sizeof(float) * DIM) == 0, "empty row changed");
+	CHECK(memcmp(one + 11 * DIM, start + 11 * DIM, sizeof(float) * DIM) == 0, "zero factor changed");
+	for (int i = 0; i < ROWS; i++)
+	{
+		double		ss = 0.0;
+
+		if (i == 7 || i == 11)
+			continue;
+		for (int j = 0; j < DIM; j++)
+			ss += (double) one[i * DIM + j] * one[i * DIM + j];
+		CHECK(fabs(ss - 1.0) < 1e-5, "row %d: |u|^2 = %g after fold-in", i, ss);
+		for (int64_t k = x.rowptr[i]; k < x.rowptr[i + 1]; k++)
+		{
+			double		t = (x.val[k] - 3.0) / 2.0;
+
+			before += pow(dmf_dot(start + i * DIM, anchors + x.col[k] * DIM, DIM) - t, 2);
+			after += pow(dmf_dot(one + i * DIM, anchors + x.col[k] * DIM, DIM) - t, 2);
+		}
+	}
+	CHECK(after < 0.5 * before, "fold-in fit %g, before %g", after, before);
+	dmf_csr_free(&x);
+}
+
 int
 main(void)
 {
@@ -272,6 +389,8 @@ main(void)
 	test_csr();
 	test_quantizer();
 	test_fit_boundaries();
+	test_dot();
+	test_fold_in();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }
