@@ -738,6 +738,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(work);
 
 	load_training_input(&in, &opts, &cols);
+	dmf_resolve_batch_size(&opts.train, in.set.train.n);
 	check_memory(&opts, &in);
 
 	threads = resolve_threads(opts.threads);

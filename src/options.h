@@ -29,6 +29,9 @@ typedef struct DmfOptions
 /* Fills opts from the defaults and the given object; ERROR on a bad option. */
 void		dmf_parse_options(Jsonb *json, DmfOptions *opts);
 
+/* Resolves batch_size 0 (automatic) for n_train training ratings. */
+void		dmf_resolve_batch_size(DmfTrainConfig *c, int64 n_train);
+
 /* Appends the resolved options as a JSON object. */
 void		dmf_options_to_json(const DmfOptions *opts, StringInfo out);
 

@@ -668,7 +668,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 
 	/* block grid: about batch_size ratings per block */
 	{
-		double		g = sqrt((double) train->n / (double) cfg->batch_size);
+		/* the caller resolves the automatic size (0); never divide by it */
+		double		g = sqrt((double) train->n / (double) (cfg->batch_size > 0 ? cfg->batch_size : 1));
 		int			G = g < 1.0 ? 1 : (int) (g + 0.5);
 
 		gu = G < nu ? G : nu;

@@ -39,7 +39,7 @@ typedef struct DmfTrainConfig
 	int			dim;
 	DmfActivation activation;
 	int			epochs;
-	int			batch_size;		/* ratings per block, on average */
+	int			batch_size;		/* ratings per block, on average (> 0) */
 	int			patience;
 	double		learning_rate;
 	double		learning_rate_decay;	/* multiplied in after each epoch */

@@ -7,7 +7,8 @@
 #
 # Needs the splits of bench.sh in schema dmf_bench on the server the PG* variables name:
 #   DMF_USE_EXISTING=1 test/bench/bench.sh --seeds N --protocols p1 --baselines-only
-# Without candidates it runs the list below, each a change of one default.
+# Without candidates it runs the list below, each a change of one default (the rounds that
+# chose the defaults, with their candidate lists, are in docs/bench/search.md).
 set -euo pipefail
 
 seed=1
@@ -16,12 +17,12 @@ candidates=("$@")
 if ((${#candidates[@]} == 0)); then
     candidates=(
         '{}'
-        '{"learning_rate_decay": 0.95}'
-        '{"dropout": 0.2}'
-        '{"layers": [1024]}'
-        '{"dim": 256}'
-        '{"batch_size": 2048}'
+        '{"dropout": 0}'
         '{"learning_rate": 0.002}'
+        '{"learning_rate": 0.004}'
+        '{"batch_size": 16384}'
+        '{"layers": [512]}'
+        '{"dim": 64}'
         '{"l2": 0.00001}'
     )
 fi
