@@ -6,7 +6,9 @@
 # sgemm.csv, runs.csv, history.csv and dmf_info JSON go to the output directory.
 #
 #   test/bench/perf.sh [--data PATH] [--quick] [--options JSON] [--out DIR]
-#                      [--scale] [--scale-factor F] [--pairs N] [--sgemm-seconds S]
+#                      [--scale] [--scale-factor F] [--scale-options JSON]
+#                      [--pairs N] [--sgemm-seconds S]
+#                      [--torch] [--torch-epochs N]
 #
 # --data PATH        ratings file, parsed as bench.sh does (ratings.dat, u.data or CSV).
 #                    Default: $DMF_BENCH_DATA, else ../shared/data/ml-1m/ratings.csv beside
@@ -19,8 +21,15 @@
 # --scale            also train on a MovieLens-10M-shaped data set (gen_ratings.c: 70,000
 #                    users x 10,000 items x 10M ratings); slow: tens of minutes and GBs
 # --scale-factor F   users, items and ratings of --scale times F (default 1; 0.05 to try it)
+# --scale-options J  dmf_train options merged into the --scale training only, e.g.
+#                    '{"epochs": 5}' to measure its epochs, memory and model without
+#                    training to convergence (default: none)
 # --pairs N          rows of the parallel scoring table (default 10,000,000; --quick 1,000,000)
 # --sgemm-seconds S  time per sgemm shape and thread count (default 1; --quick 0.3)
+# --torch            also time test/bench/torch_dmf.py, the same training in PyTorch on the
+#                    CPU (Debian's python3-torch, run by /usr/bin/python3), on the same rows
+#                    with the options dmf_train resolved; per-epoch ratio to dmf's
+# --torch-epochs N   epochs of the PyTorch run (default 3: its seconds per epoch is the figure)
 #
 # Server: with DMF_USE_EXISTING=1, or PGHOST / PGPORT / PGDATABASE / PGSERVICE set, the
 # server those name is used (the extension must be installed there). Otherwise
@@ -51,8 +60,11 @@ user_options='{}'
 out=
 scale=0
 scale_factor=1
+scale_options='{}'
 pairs=
 sgemm_seconds=
+torch=0
+torch_epochs=3
 while (($#)); do
     case $1 in
         --data) data=${2:?--data needs a path}; shift 2 ;;
@@ -65,10 +77,15 @@ while (($#)); do
         --scale) scale=1; shift ;;
         --scale-factor) scale_factor=${2:?--scale-factor needs a number}; shift 2 ;;
         --scale-factor=*) scale_factor=${1#*=}; shift ;;
+        --scale-options) scale_options=${2:?--scale-options needs JSON}; shift 2 ;;
+        --scale-options=*) scale_options=${1#*=}; shift ;;
         --pairs) pairs=${2:?--pairs needs a number}; shift 2 ;;
         --pairs=*) pairs=${1#*=}; shift ;;
         --sgemm-seconds) sgemm_seconds=${2:?--sgemm-seconds needs a number}; shift 2 ;;
         --sgemm-seconds=*) sgemm_seconds=${1#*=}; shift ;;
+        --torch) torch=1; shift ;;
+        --torch-epochs) torch_epochs=${2:?--torch-epochs needs a number}; shift 2 ;;
+        --torch-epochs=*) torch_epochs=${1#*=}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -91,6 +108,11 @@ else
     : "${pairs:=10000000}" "${sgemm_seconds:=1}"
 fi
 [[ $pairs =~ ^[1-9][0-9]*$ ]] || die "--pairs must be a positive integer: $pairs"
+[[ $torch_epochs =~ ^[1-9][0-9]*$ ]] || die "--torch-epochs must be a positive integer: $torch_epochs"
+if ((torch)); then
+    /usr/bin/python3 -c 'import torch' 2>/dev/null ||
+        die "--torch needs PyTorch for /usr/bin/python3: apt-get install python3-torch"
+fi
 [[ $sgemm_seconds =~ ^[0-9]*[.]?[0-9]+$ ]] || die "--sgemm-seconds must be a number: $sgemm_seconds"
 if ! [[ $scale_factor =~ ^[0-9]*[.]?[0-9]+$ ]] || ! awk -v f="$scale_factor" 'BEGIN {exit !(f > 0 && f <= 1)}'; then
     die "--scale-factor must be a number in (0, 1]: $scale_factor"
@@ -280,6 +302,32 @@ SELECT dmf_perf.note(2, 'With 2 threads the user and the item branch of each blo
 SQL
 if ! run_ok threads_1; then
     note 2 "threads 1: $(q -c "SELECT error FROM dmf_perf.runs WHERE name = 'threads_1'")"
+fi
+
+# PyTorch on the CPU, the same rows and the options dmf_train resolved (threads 2)
+if ((torch)); then
+    q -c "\\copy (SELECT user_id, item_id, rating FROM dmf_perf.ratings) TO '$tmp/torch_train.csv' WITH (FORMAT csv)"
+    IFS='|' read -r t_lr t_drop t_batch t_layers t_dim t_seed t_vf < <(q -c "
+        SELECT concat_ws('|', o ->> 'learning_rate', o ->> 'dropout', o ->> 'batch_size',
+                         (SELECT string_agg(x, ',') FROM jsonb_array_elements_text(o -> 'user_layers') x),
+                         o ->> 'dim', o ->> 'seed', o ->> 'validation_fraction')
+        FROM (SELECT info -> 'options' AS o FROM dmf_perf.runs WHERE name = '$main') r")
+    log "PyTorch: $torch_epochs epochs, lr $t_lr, dropout $t_drop, batch $t_batch, layers $t_layers, dim $t_dim"
+    if /usr/bin/python3 "$BENCH_DIR/torch_dmf.py" --train "$tmp/torch_train.csv" \
+            --validation-fraction "$t_vf" --epochs "$torch_epochs" --lr "$t_lr" --dropout "$t_drop" \
+            --batch-size "$t_batch" --layers "$t_layers" --dim "$t_dim" --seed "$t_seed" --threads 2 \
+            >"$out/torch.json" 2>"$tmp/torch.log"; then
+        q -v j="$(cat "$out/torch.json")" -v m="$main" >/dev/null <<'SQL'
+SELECT dmf_perf.fig(2, 'torch_seconds_per_epoch', (:'j'::jsonb ->> 'seconds_per_epoch')::float8, 's',
+                    format('PyTorch %s on the CPU (test/bench/torch_dmf.py, %s threads), same rows and options, mean of %s epochs',
+                           :'j'::jsonb ->> 'torch_version', :'j'::jsonb ->> 'threads', :'j'::jsonb ->> 'epochs')),
+       dmf_perf.fig(2, 'torch_ratio_epoch', (:'j'::jsonb ->> 'seconds_per_epoch')::float8 / dmf_perf.jnum(r.info, 'seconds_per_epoch'),
+                    'x', 'PyTorch seconds per epoch / dmf_train seconds per epoch (threads 2)')
+FROM dmf_perf.runs r WHERE r.name = :'m';
+SQL
+    else
+        note 2 "PyTorch run failed: $(tail -n 3 "$tmp/torch.log" | tr '\n' ' ')"
+    fi
 fi
 
 # --- 1. epoch throughput vs sgemm ----------------------------------------------------------
@@ -560,7 +608,8 @@ SELECT dmf_perf.fig(8, 'ratings', (SELECT count(*) FROM dmf_perf.scale_ratings),
        dmf_perf.fig(8, 'items', (SELECT count(*) FROM i), '', 'items (median ' || (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY n) FROM i) || ' ratings, most ' || (SELECT max(n) FROM i) || ', least ' || (SELECT min(n) FROM i) || ')'),
        dmf_perf.fig(8, 'mean_rating', (SELECT avg(rating) FROM dmf_perf.scale_ratings), '', 'mean rating (sd ' || (SELECT round(stddev(rating)::numeric, 2) FROM dmf_perf.scale_ratings) || ')');
 SQL
-    scale_opts=$(opts_for 2)
+    scale_opts=$(q -v a="$(opts_for 2)" -v b="$scale_options" <<<"SELECT (:'a'::jsonb || :'b'::jsonb)::text")
+    [[ $scale_options == '{}' ]] || note 8 "The --scale training adds the options $scale_options to those of section 2."
     scale_setup=
     [[ -n ${DMF_PERF_SCALE_MAX_MEMORY:-} ]] && scale_setup="SET dmf.max_memory = '$DMF_PERF_SCALE_MAX_MEMORY';"
     train scale dmf_perf.scale_ratings "$scale_opts" "$scale_setup"
@@ -586,7 +635,7 @@ FROM dmf_perf.runs s, dmf_perf.runs b,
      LATERAL (SELECT flops FROM dmf_perf.flops WHERE run = 'scale' AND component = 'total') fs,
      LATERAL (SELECT flops FROM dmf_perf.flops WHERE run = 'threads_2' AND component = 'total') fb,
      LATERAL (VALUES
-        (1, 'wall_seconds', s.wall_seconds, 's', 'dmf_train wall clock, threads 2 (same options as section 2)'),
+        (1, 'wall_seconds', s.wall_seconds, 's', 'dmf_train wall clock, threads 2 (options of section 2, plus --scale-options)'),
         (2, 'load_seconds', dmf_perf.jnum(s.info, 'load_seconds'), 's', 'reading the ratings'),
         (3, 'epochs', dmf_perf.jnum(s.info, 'epochs_run'), '', 'epochs run (best ' || coalesce(s.info ->> 'best_epoch', '?') || ')'),
         (4, 'seconds_per_epoch', dmf_perf.jnum(s.info, 'seconds_per_epoch'), 's', 'mean epoch'),
