@@ -319,7 +319,7 @@ if ((torch)); then
             >"$out/torch.json" 2>"$tmp/torch.log"; then
         q -v j="$(cat "$out/torch.json")" -v m="$main" >/dev/null <<'SQL'
 SELECT dmf_perf.fig(2, 'torch_seconds_per_epoch', (:'j'::jsonb ->> 'seconds_per_epoch')::float8, 's',
-                    format('PyTorch %s on the CPU (test/bench/torch_dmf.py, %s threads), same rows and options, mean of %s epochs',
+                    format('PyTorch %s on the CPU (test/bench/torch_dmf.py, %s threads), same rows and options, mean over %s epoch(s)',
                            :'j'::jsonb ->> 'torch_version', :'j'::jsonb ->> 'threads', :'j'::jsonb ->> 'epochs')),
        dmf_perf.fig(2, 'torch_ratio_epoch', (:'j'::jsonb ->> 'seconds_per_epoch')::float8 / dmf_perf.jnum(r.info, 'seconds_per_epoch'),
                     'x', 'PyTorch seconds per epoch / dmf_train seconds per epoch (threads 2)')
