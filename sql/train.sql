@@ -101,3 +101,12 @@ SELECT (dmf_info(dmf_train('ratings_nulls', options => test_options('{"epochs": 
 SELECT (info->'options'->>'batch_size')::int AS auto_batch_size, info->>'train_rows' AS train_rows
 FROM (SELECT dmf_info(dmf_train('ratings_train',
           options => test_options('{"epochs": 1, "batch_size": 0}'))) AS info) s;
+
+-- the order rows are stored in does not matter: the same rows give the same model
+CREATE TABLE ratings_shuffled AS
+SELECT * FROM ratings_train ORDER BY hashtext(item_id || '/' || user_id);
+SELECT bool_and(a IS NOT DISTINCT FROM b) AS same_predictions, count(a) AS predictions
+FROM (SELECT dmf_predict(m1, r.user_id, r.item_id) AS a, dmf_predict(m2, r.user_id, r.item_id) AS b
+      FROM ratings_test r,
+           (SELECT dmf_train('ratings_train', options => test_options('{"epochs": 3}')) AS m1,
+                   dmf_train('ratings_shuffled', options => test_options('{"epochs": 3}')) AS m2) m) s;

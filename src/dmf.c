@@ -289,11 +289,22 @@ typedef struct TrainInput
 	double		load_seconds;
 } TrainInput;
 
+/*
+ * The training triples, in (user, item) order whatever the order the
+ * relation was read in (rank[k] is triple k's place in that order): the same
+ * rows give the same model after a VACUUM FULL, a dump and restore or a
+ * parallel CREATE TABLE AS.
+ */
 static void
-split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i)
+split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i,
+			  const int64 *rank)
 {
 	DmfTrainSet *set = &in->set;
 	int64		n = in->raw.n;
+	int64	   *by_rank = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE);
+
+	for (int64 k = 0; k < n; k++)
+		by_rank[rank[k]] = k;
 
 	/* training rows first, held-out rows at the end of the same arrays */
 	set->train.user = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
@@ -304,8 +315,9 @@ split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i)
 					h = n;
 		uint64		threshold = (uint64) (o->validation_fraction * 18446744073709551615.0);
 
-		for (int64 k = 0; k < n; k++)
+		for (int64 r = 0; r < n; r++)
 		{
+			int64		k = by_rank[r];
 			uint64		hsh = dmf_mix64(dmf_mix64(o->train.seed ^ (uint64) in->raw.user[k]) ^
 										(uint64) in->raw.item[k]);
 			bool		held = o->validation == NULL && o->validation_fraction > 0 &&
@@ -324,6 +336,7 @@ split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i)
 		if (o->validation == NULL)
 			set->validation = set->extra_input;
 	}
+	pfree(by_rank);
 }
 
 static void
@@ -380,6 +393,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	DmfRawRatings *raw = &in->raw;
 	int32	   *u,
 			   *i;
+	int64	   *rank;			/* each row's place in (user, item) order */
 
 	memset(in, 0, sizeof(*in));
 	dmf_read_ratings(cols, raw);
@@ -447,9 +461,10 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 		all.rating = palloc_extended(sizeof(float) * raw->n, MCXT_ALLOC_HUGE);
 		for (int64 k = 0; k < raw->n; k++)
 			all.rating[k] = (float) raw->rating[k];
+		rank = palloc_extended(sizeof(int64) * (raw->n + 1), MCXT_ALLOC_HUGE);
 		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items, 0,
 								 o->train.rating_min, o->train.rating_max,
-								 &in->rated, &b, &dup, NULL, NULL);
+								 &in->rated, &b, &dup, rank, NULL);
 		if (n_dup > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_CARDINALITY_VIOLATION),
@@ -465,7 +480,8 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 
 	in->set.n_users = in->n_users;
 	in->set.n_items = in->n_items;
-	split_triples(in, o, u, i);
+	split_triples(in, o, u, i, rank);
+	pfree(rank);
 	pfree(u);
 	pfree(i);
 	if (o->validation)
