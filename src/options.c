@@ -512,22 +512,26 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 }
 
 /*
- * batch_size 0 (the default): at least AUTO_BATCH_MIN ratings per block and
- * at most about AUTO_BLOCKS blocks per epoch.  An epoch embeds every row
- * once per block of the other side and takes one Adam step over all
- * weights per block, so with a fixed block size its cost would grow with
- * the square of the data; a fixed number of blocks keeps it linear.
+ * batch_size 0 (the default): blocks of AUTO_BATCH ratings, but at most
+ * about AUTO_MAX_BLOCKS blocks per epoch on large data and at least
+ * AUTO_MIN_BLOCKS on small data.  An epoch embeds every row once per block
+ * of the other side and takes one Adam step over all weights per block, so
+ * with a fixed block size its cost would grow with the square of the data;
+ * a bounded number of blocks keeps it linear.  Small data still gets enough
+ * steps per epoch.
  */
-#define AUTO_BATCH_MIN 8192
-#define AUTO_BLOCKS 100
+#define AUTO_BATCH 8192
+#define AUTO_MAX_BLOCKS 100
+#define AUTO_MIN_BLOCKS 16
 
 void
 dmf_resolve_batch_size(DmfTrainConfig *c, int64 n_train)
 {
-	int64		per_block;
+	int64		size;
 
 	if (c->batch_size > 0)
 		return;
-	per_block = (n_train + AUTO_BLOCKS - 1) / AUTO_BLOCKS;
-	c->batch_size = (int) Min(Max(per_block, AUTO_BATCH_MIN), MAX_BATCH);
+	size = Min(AUTO_BATCH, n_train / AUTO_MIN_BLOCKS);
+	size = Max(size, (n_train + AUTO_MAX_BLOCKS - 1) / AUTO_MAX_BLOCKS);
+	c->batch_size = (int) Min(Max(size, 1), MAX_BATCH);
 }

@@ -250,8 +250,8 @@ def main():
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=0,
-                   help="ratings per block; 0: dmf's automatic size (at least 8192, "
-                        "at most about 100 blocks per epoch)")
+                   help="ratings per block; 0: dmf's automatic size (8192, but at most "
+                        "about 100 and at least 16 blocks per epoch)")
     p.add_argument("--layers", default="256", help="hidden widths, comma-separated")
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--patience", type=int, default=3)
@@ -320,7 +320,7 @@ def main():
     optimizer = torch.optim.Adam(params, lr=args.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
 
     if args.batch_size <= 0:
-        args.batch_size = max(8192, -(-n_train // 100))
+        args.batch_size = max(min(8192, n_train // 16), -(-n_train // 100), 1)
     g = math.sqrt(n_train / args.batch_size)
     groups = 1 if g < 1.0 else int(g + 0.5)
     gu, gi = min(groups, n_users), min(groups, n_items)
