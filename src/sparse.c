@@ -112,6 +112,18 @@ dmf_csr_free(DmfCsr *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/*
+ * The width of the first layer goes in chunks of SPARSE_CHUNK floats held in
+ * vector registers (8 AVX-512 registers): the forward pass sums a row's
+ * output chunk in registers over all the row's entries instead of loading
+ * and storing it at each entry, and the backward pass keeps the row's
+ * gradient chunk in registers while it adds it to each entry's row of dW.
+ * Every element adds the same terms in the same order as one at a time, so
+ * the results are the same to the bit.
+ */
+#define SPARSE_VECTORS 8
+#define SPARSE_CHUNK (16 * SPARSE_VECTORS)
+
 DMF_INLINE void
 sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 					const uint8_t *skip, const DmfInputCoding *coding,
@@ -125,6 +137,7 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 		int64_t		hi = x->rowptr[row + 1];
 		float	   *restrict o = out + (size_t) r * width;
 		int64_t		kept = 0;
+		int			j0;
 		double		sum = 0.0;
 		float		s,
 					a,
@@ -153,18 +166,46 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 		enc_a[r] = a;
 		enc_c[r] = c;
 
-		memset(o, 0, sizeof(float) * width);
-		for (int64_t k = lo; k < hi; k++)
+		for (j0 = 0; j0 + SPARSE_CHUNK <= width; j0 += SPARSE_CHUNK)
 		{
-			const float *restrict w;
-			float		v;
+			DmfFloat16	acc[SPARSE_VECTORS];
 
-			if (skip && skip[k])
-				continue;
-			w = W + (size_t) x->col[k] * width;
-			v = a * x->val[k] + c;
-			for (int j = 0; j < width; j++)
-				o[j] += v * w[j];
+			memset(acc, 0, sizeof(acc));
+			for (int64_t k = lo; k < hi; k++)
+			{
+				const float *w;
+				float		v;
+
+				if (skip && skip[k])
+					continue;
+				w = W + (size_t) x->col[k] * width + j0;
+				v = a * x->val[k] + c;
+				for (int q = 0; q < SPARSE_VECTORS; q++)
+				{
+					DmfFloat16	wq;
+
+					memcpy(&wq, w + 16 * q, sizeof(wq));
+					acc[q] += v * wq;
+				}
+			}
+			memcpy(o + j0, acc, sizeof(acc));
+		}
+		if (j0 < width)
+		{
+			/* the rest of the width, element by element */
+			memset(o + j0, 0, sizeof(float) * (width - j0));
+			for (int64_t k = lo; k < hi; k++)
+			{
+				const float *restrict w;
+				float		v;
+
+				if (skip && skip[k])
+					continue;
+				w = W + (size_t) x->col[k] * width;
+				v = a * x->val[k] + c;
+				for (int j = j0; j < width; j++)
+					o[j] += v * w[j];
+			}
 		}
 		for (int j = 0; j < width; j++)
 			o[j] = o[j] * s + bias[j];
@@ -184,19 +225,45 @@ sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 		int64_t		hi = x->rowptr[row + 1];
 		const float *restrict d = dout + (size_t) r * width;
 		float		s = scale[r];
+		int			j0;
 
 		if (s == 0.0f)
 			continue;
-		for (int64_t k = lo; k < hi; k++)
+		for (j0 = 0; j0 + SPARSE_CHUNK <= width; j0 += SPARSE_CHUNK)
+		{
+			DmfFloat16	dq[SPARSE_VECTORS];
+
+			memcpy(dq, d + j0, sizeof(dq));
+			for (int64_t k = lo; k < hi; k++)
+			{
+				float	   *g;
+				float		v;
+
+				if (skip && skip[k])
+					continue;
+				g = dW + (size_t) x->col[k] * width + j0;
+				v = s * (enc_a[r] * x->val[k] + enc_c[r]);
+				for (int q = 0; q < SPARSE_VECTORS; q++)
+				{
+					DmfFloat16	gq;
+
+					memcpy(&gq, g + 16 * q, sizeof(gq));
+					gq += v * dq[q];
+					memcpy(g + 16 * q, &gq, sizeof(gq));
+				}
+			}
+		}
+		for (int64_t k = lo; k < hi && j0 < width; k++)
 		{
 			float	   *restrict g;
 			float		v;
 
+			/* the rest of the width, element by element */
 			if (skip && skip[k])
 				continue;
 			g = dW + (size_t) x->col[k] * width;
 			v = s * (enc_a[r] * x->val[k] + enc_c[r]);
-			for (int j = 0; j < width; j++)
+			for (int j = j0; j < width; j++)
 				g[j] += v * d[j];
 		}
 	}

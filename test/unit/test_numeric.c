@@ -173,6 +173,92 @@ test_skip_equals_absent(void)
 	dmf_csr_free(&b);
 }
 
+/*
+ * The sparse kernels against a plain double-precision reference, at widths
+ * below, at and above their register chunk (128 floats) with a remainder,
+ * with a skipped entry and an empty row.
+ */
+static void
+test_sparse_kernels(void)
+{
+	enum
+	{
+		ROWS = 5, COLS = 9
+	};
+	static const int widths[] = {7, 128, 200, 256};
+	int32_t		r[ROWS * COLS],
+				c[ROWS * COLS];
+	float		v[ROWS * COLS];
+	int64_t		n = 0,
+				dup;
+	DmfCsr		x;
+	uint8_t		skip[ROWS * COLS] = {0};
+	int32_t		rows[3] = {3, 0, 2};	/* row 2 is empty */
+	DmfInputCoding coding = {0, 0, 1.0, 5.0};
+
+	for (int i = 0; i < ROWS; i++)
+		for (int j = 0; j < COLS; j++)
+			if (i != 2 && (i * 7 + j * 3) % 4 != 0)
+			{
+				r[n] = i;
+				c[n] = j;
+				v[n] = (float) (1 + (i + 2 * j) % 5);
+				n++;
+			}
+	CHECK(dmf_csr_build(&x, ROWS, COLS, n, r, c, v, &dup, NULL) == 0, "kernel rows");
+	skip[x.rowptr[3] + 1] = 1;
+	for (int t = 0; t < (int) (sizeof(widths) / sizeof(widths[0])); t++)
+	{
+		int			width = widths[t];
+		float	   *W = dmf_alloc(sizeof(float) * COLS * width);
+		float	   *bias = dmf_alloc(sizeof(float) * width);
+		float	   *out = dmf_alloc(sizeof(float) * 3 * width);
+		float	   *dW = dmf_alloc0(sizeof(float) * COLS * width);
+		float		scale[3],
+					enc_a[3],
+					enc_c[3];
+		double		worst_f = 0.0,
+					worst_b = 0.0;
+
+		for (int k = 0; k < COLS * width; k++)
+			W[k] = sinf(k * 0.37f);
+		for (int j = 0; j < width; j++)
+			bias[j] = 0.01f * j;
+		dmf_sparse_forward(&x, rows, 3, skip, &coding, W, bias, width, out, scale, enc_a, enc_c);
+		dmf_sparse_backward(&x, rows, 3, skip, scale, enc_a, enc_c, out, width, dW);
+		for (int q = 0; q < 3; q++)
+			for (int j = 0; j < width; j++)
+			{
+				double		want = 0.0;
+
+				for (int64_t k = x.rowptr[rows[q]]; k < x.rowptr[rows[q] + 1]; k++)
+					if (!skip[k])
+						want += ((double) enc_a[q] * x.val[k] + enc_c[q]) * W[x.col[k] * width + j];
+				want = want * scale[q] + bias[j];
+				worst_f = fmax(worst_f, fabs(out[q * width + j] - want));
+			}
+		for (int col = 0; col < COLS; col++)
+			for (int j = 0; j < width; j++)
+			{
+				double		want = 0.0;
+
+				for (int q = 0; q < 3; q++)
+					for (int64_t k = x.rowptr[rows[q]]; k < x.rowptr[rows[q] + 1]; k++)
+						if (!skip[k] && x.col[k] == col)
+							want += (double) scale[q] * (enc_a[q] * x.val[k] + enc_c[q]) * out[q * width + j];
+				worst_b = fmax(worst_b, fabs(dW[col * width + j] - want));
+			}
+		CHECK(scale[2] == 0.0f, "width %d: an empty row has scale %g", width, scale[2]);
+		CHECK(worst_f < 1e-4, "width %d: forward off by %g", width, worst_f);
+		CHECK(worst_b < 1e-4, "width %d: backward off by %g", width, worst_b);
+		dmf_free(W);
+		dmf_free(bias);
+		dmf_free(out);
+		dmf_free(dW);
+	}
+	dmf_csr_free(&x);
+}
+
 static void
 test_csr(void)
 {
@@ -386,6 +472,7 @@ main(void)
 	test_branch_gradient(DMF_ACT_TANH, 0, 1);
 	test_branch_gradient(DMF_ACT_TANH, 1, 2);
 	test_skip_equals_absent();
+	test_sparse_kernels();
 	test_csr();
 	test_quantizer();
 	test_fit_boundaries();
