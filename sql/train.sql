@@ -111,3 +111,9 @@ FROM (SELECT dmf_predict(m1, r.user_id, r.item_id) AS a, dmf_predict(m2, r.user_
       FROM ratings_test r,
            (SELECT dmf_train('ratings_train', options => test_options('{"epochs": 3}')) AS m1,
                    dmf_train('ratings_shuffled', options => test_options('{"epochs": 3}')) AS m2) m) s;
+
+-- plateau_drops: when validation stalls, training goes back to the best weights
+-- with the learning rate times plateau_factor, so the history shows the cuts
+SELECT array_agg(DISTINCT (h->>'learning_rate')::float8 ORDER BY (h->>'learning_rate')::float8 DESC) AS rates
+FROM jsonb_array_elements(dmf_info(dmf_train('ratings_train',
+         options => test_options('{"plateau_drops": 2, "plateau_factor": 0.5, "patience": 1, "epochs": 60}')))->'history') h;

@@ -618,6 +618,8 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 		append_json_number(meta, s->validation_rmse);
 		appendStringInfoString(meta, ", \"seconds\": ");
 		append_json_number(meta, s->seconds);
+		appendStringInfoString(meta, ", \"learning_rate\": ");
+		append_json_number(meta, s->learning_rate);
 		appendStringInfoChar(meta, '}');
 	}
 	appendStringInfoString(meta, "], \"created_at\": ");

@@ -25,6 +25,8 @@
 #define DEFAULT_BATCH 0			/* auto: see dmf_resolve_batch_size */
 #define DEFAULT_LR 0.003
 #define DEFAULT_LR_DECAY 1.0
+#define DEFAULT_PLATEAU_DROPS 1
+#define DEFAULT_PLATEAU_FACTOR 0.3
 #define DEFAULT_L2 0.0
 #define DEFAULT_DROPOUT 0.2
 #define DEFAULT_PATIENCE 6
@@ -69,6 +71,8 @@ static const OptionSpec option_specs[] = {
 	{"batch_size", OPT_INT},
 	{"learning_rate", OPT_FLOAT},
 	{"learning_rate_decay", OPT_FLOAT},
+	{"plateau_drops", OPT_INT},
+	{"plateau_factor", OPT_FLOAT},
 	{"l2", OPT_FLOAT},
 	{"dropout", OPT_FLOAT},
 	{"input_dropout", OPT_FLOAT},
@@ -282,6 +286,8 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 	c->batch_size = DEFAULT_BATCH;
 	c->learning_rate = DEFAULT_LR;
 	c->learning_rate_decay = DEFAULT_LR_DECAY;
+	c->plateau_drops = DEFAULT_PLATEAU_DROPS;
+	c->plateau_factor = DEFAULT_PLATEAU_FACTOR;
 	c->l2 = DEFAULT_L2;
 	c->dropout = DEFAULT_DROPOUT;
 	c->patience = DEFAULT_PATIENCE;
@@ -367,6 +373,10 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 			c->learning_rate = float_value(key, &val, 0.0, 10.0, false);
 		else if (strcmp(key, "learning_rate_decay") == 0)
 			c->learning_rate_decay = float_value(key, &val, 0.0, 1.0, false);
+		else if (strcmp(key, "plateau_drops") == 0)
+			c->plateau_drops = (int) int_value(key, &val, 0, 100);
+		else if (strcmp(key, "plateau_factor") == 0)
+			c->plateau_factor = float_value(key, &val, 0.0, 1.0, false);
 		else if (strcmp(key, "l2") == 0)
 			c->l2 = float_value(key, &val, 0.0, 1e3, true);
 		else if (strcmp(key, "dropout") == 0)
@@ -473,6 +483,8 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 	appendStringInfo(out, ", \"batch_size\": %d", c->batch_size);
 	appendStringInfo(out, ", \"learning_rate\": %s", float8out_internal(c->learning_rate));
 	appendStringInfo(out, ", \"learning_rate_decay\": %s", float8out_internal(c->learning_rate_decay));
+	appendStringInfo(out, ", \"plateau_drops\": %d", c->plateau_drops);
+	appendStringInfo(out, ", \"plateau_factor\": %s", float8out_internal(c->plateau_factor));
 	appendStringInfo(out, ", \"l2\": %s", float8out_internal(c->l2));
 	appendStringInfo(out, ", \"dropout\": %s", float8out_internal(c->dropout));
 	appendStringInfo(out, ", \"input_dropout\": %s", float8out_internal(c->input_dropout));

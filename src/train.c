@@ -596,6 +596,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	const DmfTriples *tparts[2];
 	double		lr = cfg->learning_rate;
 	int			since_best = 0;
+	int			drops_done = 0;
 	long		step = 0;
 	float		dropout = (float) cfg->dropout;
 	double		half = 0.5 * (rmax - rmin);
@@ -951,6 +952,17 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->on_epoch_arg, st);
+		if (since_best >= cfg->patience && drops_done < cfg->plateau_drops &&
+			phase_epoch < cfg->epochs && !quantizing)
+		{
+			/* validation stalled: back to the best weights with a smaller step */
+			memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
+			memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
+			lr *= cfg->plateau_factor;
+			drops_done++;
+			since_best = 0;
+			continue;
+		}
 		if (since_best >= cfg->patience || phase_epoch >= cfg->epochs)
 		{
 			if (!cfg->discrete || quantizing)

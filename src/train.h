@@ -43,6 +43,8 @@ typedef struct DmfTrainConfig
 	int			patience;
 	double		learning_rate;
 	double		learning_rate_decay;	/* multiplied in after each epoch */
+	int			plateau_drops;	/* times the rate is cut when validation stalls */
+	double		plateau_factor; /* the cut: lr *= plateau_factor */
 	double		l2;
 	double		dropout;		/* hidden units */
 	double		input_dropout;	/* input ratings of a row */
