@@ -51,12 +51,12 @@ FROM (SELECT *, CASE WHEN sqrt(t / batch) < 1 THEN 1 ELSE floor(sqrt(t / batch) 
 
 CREATE TEMP TABLE perf_rows AS
 SELECT sum(b) AS r, sum(b * len) - (SELECT t FROM perf_grid) AS inputs, 'user' AS side
-FROM (SELECT len, CASE WHEN gi = 1 THEN 1 ELSE gi * (1 - (1 - 1 / gi) ^ len) END AS b
+FROM (SELECT len, CASE WHEN gi = 1 THEN 1 ELSE gi * (1 - exp(greatest(len * ln(1 - 1 / gi), -700))) END AS b
       FROM (SELECT count(*) * (SELECT t / nrows FROM perf_grid) AS len FROM :tbl GROUP BY user_id) u,
            perf_grid) x
 UNION ALL
 SELECT sum(b), sum(b * len) - (SELECT t FROM perf_grid), 'item'
-FROM (SELECT len, CASE WHEN gu = 1 THEN 1 ELSE gu * (1 - (1 - 1 / gu) ^ len) END AS b
+FROM (SELECT len, CASE WHEN gu = 1 THEN 1 ELSE gu * (1 - exp(greatest(len * ln(1 - 1 / gu), -700))) END AS b
       FROM (SELECT count(*) * (SELECT t / nrows FROM perf_grid) AS len FROM :tbl GROUP BY item_id) i,
            perf_grid) x;
 
