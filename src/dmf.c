@@ -713,8 +713,8 @@ name_arg(FunctionCallInfo fcinfo, int n, const char *what)
 	return NameStr(*PG_GETARG_NAME(n));
 }
 
-static int
-resolve_threads(int threads)
+int
+dmf_resolve_threads(int threads)
 {
 	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -759,7 +759,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	dmf_resolve_batch_size(&opts.train, in.set.train.n);
 	check_memory(&opts, &in);
 
-	threads = resolve_threads(opts.threads);
+	threads = dmf_resolve_threads(opts.threads);
 	opts.train.threads = threads;
 	opts.train.on_epoch = report_epoch;
 	opts.train.on_epoch_arg = &opts;

@@ -19,6 +19,9 @@ extern double dmf_model_quantize(const struct DmfModel *m, double rating);
 /* Appends the current time as a quoted ISO 8601 UTC string (JSON). */
 extern void dmf_append_utc_now(struct StringInfoData *out);
 
+/* Threads for a training: the option's number, or all cores (at most 64) for 0. */
+extern int	dmf_resolve_threads(int threads);
+
 /* Prediction on the rating scale from two factors; false if either is zero. */
 extern bool dmf_score_factors(const struct DmfModel *m, const float *u,
 							  const float *v, double *rating);

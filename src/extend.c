@@ -19,7 +19,6 @@
 #include "postgres.h"
 
 #include <math.h>
-#include <unistd.h>
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -578,11 +577,10 @@ dmf_refresh(PG_FUNCTION_ARGS)
 				   sizeof(float) * m->dim);
 	{
 		/* a refresh, like a training, uses the machine's cores (two at most) */
-		long		cores = sysconf(_SC_NPROCESSORS_ONLN);
 		DmfFoldInSide sides[2] = {{&xu, ufac, ianch}, {&xi, ifac, uanch}};
 
 		dmf_fold_in_sides(sides, 2, m->dim, m->fold_in_steps, m->fold_in_rate,
-						  m->rating_min, m->rating_max, cores >= 2 ? 2 : 1);
+						  m->rating_min, m->rating_max, Min(dmf_resolve_threads(0), 2));
 	}
 	user_index = palloc_extended(sizeof(int32) * ((size_t) nu + 1), MCXT_ALLOC_HUGE);
 	item_index = palloc_extended(sizeof(int32) * ((size_t) ni + 1), MCXT_ALLOC_HUGE);

@@ -73,8 +73,7 @@ DMF_KERNEL(fold_in_row,
 
 typedef struct FoldInJob
 {
-	const DmfFoldInSide *sides;
-	int			n_sides;
+	const DmfFoldInSide *sides;	/* their rows are numbered one after the other */
 	int64_t		total_rows;
 	int			dim;
 	int			steps;
@@ -154,7 +153,6 @@ dmf_fold_in_sides(const DmfFoldInSide *sides, int n_sides, int dim, int steps,
 		return;
 	memset(&job, 0, sizeof(job));
 	job.sides = sides;
-	job.n_sides = n_sides;
 	for (int k = 0; k < n_sides; k++)
 		job.total_rows += sides[k].x->nrows;
 	job.dim = dim;
