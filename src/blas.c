@@ -5,6 +5,8 @@
 #include "postgres.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "blas.h"
@@ -16,6 +18,22 @@
 
 static DmfBlas blas;
 static bool blas_loaded = false;
+bool		dmf_blas_multithreaded = false;
+
+void
+dmf_block_signals(sigset_t *saved)
+{
+	sigset_t	all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, saved);
+}
+
+void
+dmf_restore_signals(const sigset_t *saved)
+{
+	pthread_sigmask(SIG_SETMASK, saved, NULL);
+}
 
 static void *
 blas_symbol(void *lib, const char *name, bool required)
@@ -88,6 +106,7 @@ blas_load(void)
 	EnvOverride threads,
 				coretype;
 	void	   *lib;
+	sigset_t	saved;
 
 	/*
 	 * OpenBLAS starts its pool while loading, with OPENBLAS_NUM_THREADS
@@ -99,7 +118,9 @@ blas_load(void)
 	env_override(&threads, "OPENBLAS_NUM_THREADS", "1");
 	env_override(&coretype, "OPENBLAS_CORETYPE",
 				 getenv("OPENBLAS_CORETYPE") ? NULL : coretype_for_cpu());
+	dmf_block_signals(&saved);
 	lib = dlopen(DMF_OPENBLAS_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+	dmf_restore_signals(&saved);
 	env_restore(&coretype);
 	env_restore(&threads);
 	if (lib == NULL)
@@ -127,16 +148,27 @@ dmf_blas(void)
 void
 dmf_blas_set_threads(int threads)
 {
-	dmf_blas()->set_num_threads(threads);
+	const DmfBlas *b = dmf_blas();
+	sigset_t	saved;
+
+	dmf_block_signals(&saved);
+	b->set_num_threads(threads);
+	dmf_restore_signals(&saved);
+	dmf_blas_multithreaded = threads > 1;
 }
 
 void
 dmf_blas_release_threads(void)
 {
+	sigset_t	saved;
+
 	if (!blas_loaded)
 		return;
+	dmf_block_signals(&saved);
 	blas.set_num_threads(1);
 	/* stopped threads are started again by the next multithreaded call */
 	if (blas.shutdown_threads)
 		blas.shutdown_threads();
+	dmf_restore_signals(&saved);
+	dmf_blas_multithreaded = false;
 }

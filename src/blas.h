@@ -11,6 +11,13 @@
  * called anything.  Loaded here, the pool starts with no extra thread; only
  * a training asks for more, and gives them back when it ends.
  *
+ * OpenBLAS starts its pool threads inside whatever call finds them missing
+ * (loading, openblas_set_num_threads, or a multithreaded sgemm after the
+ * pool was shut down), and a thread inherits the signal mask of the thread
+ * that created it.  A pool thread with signals unblocked could run the
+ * backend's handlers (cancel, timeouts, die) off the backend's thread, so
+ * every call that may create one runs with all signals blocked.
+ *
  * Call BLAS through these macros, never cblas_* or openblas_* directly: the
  * build fails if dmf.so has an undefined OpenBLAS symbol, which could not be
  * resolved at load time.  Standalone builds (unit tests, fuzzing) link
@@ -20,6 +27,7 @@
 #define DMF_BLAS_H
 
 #include <cblas.h>
+#include <signal.h>
 
 #ifdef DMF_STANDALONE
 
@@ -44,8 +52,30 @@ typedef struct DmfBlas
  */
 const DmfBlas *dmf_blas(void);
 
-#define dmf_sgemm(...) (dmf_blas()->sgemm(__VA_ARGS__))
-#define dmf_sgemv(...) (dmf_blas()->sgemv(__VA_ARGS__))
+/*
+ * While a pool of more than one thread is asked for, a BLAS call may start
+ * threads: block signals around it (they are handled right after).
+ */
+extern bool dmf_blas_multithreaded;
+void		dmf_block_signals(sigset_t *saved);
+void		dmf_restore_signals(const sigset_t *saved);
+
+#define DMF_BLAS_CALL(fn, ...) \
+	do { \
+		const DmfBlas *dmf_blas_ = dmf_blas(); \
+		if (dmf_blas_multithreaded) \
+		{ \
+			sigset_t	dmf_saved_; \
+			dmf_block_signals(&dmf_saved_); \
+			dmf_blas_->fn(__VA_ARGS__); \
+			dmf_restore_signals(&dmf_saved_); \
+		} \
+		else \
+			dmf_blas_->fn(__VA_ARGS__); \
+	} while (0)
+
+#define dmf_sgemm(...) DMF_BLAS_CALL(sgemm, __VA_ARGS__)
+#define dmf_sgemv(...) DMF_BLAS_CALL(sgemv, __VA_ARGS__)
 
 /* Threads of the BLAS calls that follow (a training's). */
 void		dmf_blas_set_threads(int threads);

@@ -7,6 +7,10 @@
 #       run for hours: 57014, and the statement ends soon after the timeout
 #   (b) pg_cancel_backend from a second session, found by application_name:
 #       the training session gets 57014 soon after the cancel
+#       and while it runs, every thread dmf started in that backend (its
+#       helper thread, OpenBLAS's pool) has the signals PostgreSQL handles
+#       blocked: a cancel or a timeout must be handled on the backend's own
+#       thread, never on one of them
 #   (c) after (b), in the same session: the next statements work (including
 #       a small training), no 'dmf training' memory context is left and the
 #       backend's memory (pg_backend_memory_contexts) is what it was before
@@ -143,6 +147,24 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 [[ -n "$running_for" ]] || { cat "$work/b.out"; fail "(b) the training never showed up in pg_stat_activity"; }
+
+# Signals PostgreSQL's backends handle: SIGHUP 1, SIGINT 2, SIGQUIT 3,
+# SIGUSR1 10, SIGUSR2 12, SIGALRM 14, SIGTERM 15.  SigBlk is a hex mask,
+# bit (signal - 1).
+handled_mask=$(( (1 << 0) | (1 << 1) | (1 << 2) | (1 << 9) | (1 << 11) | (1 << 13) | (1 << 14) ))
+threads_seen=0
+for task in /proc/"$train_pid"/task/*; do
+    tid=${task##*/}
+    [[ "$tid" == "$train_pid" ]] && continue
+    blocked=$(sed -n 's/^SigBlk:[[:space:]]*//p' "$task/status" 2>/dev/null || true)
+    [[ -n "$blocked" ]] || continue     # the thread ended meanwhile
+    threads_seen=$((threads_seen + 1))
+    if (( (16#$blocked & handled_mask) != handled_mask )); then
+        fail "(b) thread $tid of the training backend has signals unblocked (SigBlk $blocked): it could run the backend's signal handlers"
+    fi
+done
+((threads_seen >= 2)) || fail "(b) expected the helper thread and an OpenBLAS thread, saw $threads_seen threads besides the backend's"
+echo "(b) $threads_seen threads besides the backend's, each with the backend's signals blocked"
 
 cancel=$(psql -X -q -A -t -F ' ' -d "$db" -c "
     SELECT pg_cancel_backend($train_pid), extract(epoch FROM clock_timestamp())")
