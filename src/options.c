@@ -4,6 +4,7 @@
  */
 #include "postgres.h"
 
+#include <errno.h>
 #include <math.h>
 
 #include "utils/builtins.h"
@@ -136,20 +137,59 @@ numeric_value(const char *key, JsonbValue *v, OptionType type)
 	return d;
 }
 
+bool
+dmf_numeric_to_int64(Numeric num, int64 *out)
+{
+	/* numeric's text is digits, an optional point and digits: no exponent */
+	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	char	   *end;
+	int64		v;
+
+	errno = 0;
+	v = strtoi64(text, &end, 10);
+	if (errno != 0 || end == text)
+		return false;
+	if (*end == '.')
+		while (*++end == '0')
+			;
+	if (*end != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+/*
+ * An integer option: the JSON number must be an integer exactly (64.0 is,
+ * 64.0000000000000001 is not), compared in range without a detour through
+ * double, which would take 9007199254740993 for 2^53.
+ */
 static int64
 int_value(const char *key, JsonbValue *v, int64 min, int64 max)
 {
-	double		d = numeric_value(key, v, OPT_INT);
+	int64		i;
+	char	   *given;
 
-	if (d != floor(d))
+	if (v->type != jbvNumeric)
 		wrong_type(key, OPT_INT);
-	if (d < (double) min || d > (double) max)
+	given = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (!dmf_numeric_to_int64(v->val.numeric, &i))
+	{
+		if (strchr(given, '.') != NULL || strcmp(given, "NaN") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" must be an integer", key),
+					 errdetail("The value given is %s.", given)));
+		i = given[0] == '-' ? PG_INT64_MIN : PG_INT64_MAX;	/* beyond int64 */
+		if (strlen(given) > 24)
+			given = psprintf("%.20s... (%d digits)", given, (int) strlen(given));
+	}
+	if (i < min || i > max)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
 						key, min, max),
-				 errdetail("The value given is %g.", d)));
-	return (int64) d;
+				 errdetail("The value given is %s.", given)));
+	return i;
 }
 
 static double

@@ -10,6 +10,7 @@
 
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "train.h"
 
@@ -31,6 +32,12 @@ void		dmf_parse_options(Jsonb *json, DmfOptions *opts);
 
 /* Resolves batch_size 0 (automatic) for n_train training ratings. */
 void		dmf_resolve_batch_size(DmfTrainConfig *c, int64 n_train);
+
+/*
+ * The value of a numeric that is an integer exactly and fits int64 (a
+ * fraction of zeros, as in 64.0, is allowed); false otherwise.
+ */
+bool		dmf_numeric_to_int64(Numeric num, int64 *out);
 
 /* Appends the resolved options as a JSON object. */
 void		dmf_options_to_json(const DmfOptions *opts, StringInfo out);
