@@ -23,7 +23,7 @@ OBJS = \
 DATA = $(wildcard sql/dmf--*.sql)
 
 # pg_regress suites, in sql/ with results in expected/
-REGRESS = setup train predict extend discrete errors model_format recommend
+REGRESS = setup train predict extend discrete errors model_format recommend security
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 # -fno-math-errno: sqrtf and friends need not set errno, so loops calling

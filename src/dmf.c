@@ -41,36 +41,94 @@
 
 PG_MODULE_MAGIC;
 
-/* dmf.max_memory, in kB: the most a training may allocate */
+/* dmf.max_memory, in kB: the most a training or refresh may allocate */
 int			dmf_max_memory_kb = 1024 * 1024;
+#define MAX_MEMORY_MIN_KB 1024
+
+/*
+ * A value of dmf.max_memory set before this library was loaded (SET in a
+ * session that had not called dmf yet) is only checked when the library
+ * defines the setting.  PostgreSQL then rejects a bad one with a WARNING and
+ * keeps the default: a cap the user did not ask for.  The rejected text is
+ * kept here, and training refuses to run until a valid value is set.
+ */
+static char *max_memory_rejected = NULL;
+static bool defining_settings = false;
+
+static void
+assign_max_memory(int newval, void *extra)
+{
+	/* any value assigned after loading is one the user now has */
+	if (!defining_settings)
+		max_memory_rejected = NULL;
+}
 
 void		_PG_init(void);
 
 void
 _PG_init(void)
 {
+	const char *preset = GetConfigOption("dmf.max_memory", true, false);
+	char	   *preset_copy = preset ? MemoryContextStrdup(TopMemoryContext, preset) : NULL;
+
+	defining_settings = true;
 	DefineCustomIntVariable("dmf.max_memory",
-							"Largest amount of memory one dmf_train call may use.",
-							"A training whose estimated memory exceeds this fails before allocating.",
+							"Largest amount of memory one dmf_train or dmf_refresh call may use.",
+							"Checked as the ratings are read and again before training allocates.",
 							&dmf_max_memory_kb,
 							1024 * 1024,
-							1024,
+							MAX_MEMORY_MIN_KB,
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_KB,
-							NULL, NULL, NULL);
+							NULL, assign_max_memory, NULL);
+	defining_settings = false;
+	if (preset_copy != NULL)
+	{
+		int			kb;
+
+		if (!parse_int(preset_copy, &kb, GUC_UNIT_KB, NULL) || kb < MAX_MEMORY_MIN_KB)
+			max_memory_rejected = preset_copy;
+	}
 	MarkGUCPrefixReserved("dmf");
+}
+
+uint64
+dmf_max_memory_bytes(void)
+{
+	if (max_memory_rejected != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dmf.max_memory was set to \"%s\" before dmf was loaded, which is not a valid value",
+						max_memory_rejected),
+				 errdetail("PostgreSQL ignored the value and kept the default of 1GB."),
+				 errhint("Set dmf.max_memory again, to at least 1MB (e.g. SET dmf.max_memory = '2GB'), or RESET it.")));
+	return (uint64) dmf_max_memory_kb * 1024;
 }
 
 /* ---- dmf_train ---- */
 
-static void
-report_epoch(void *arg, const DmfEpochStats *s)
+/* What the epoch report needs: the options and the working scale. */
+typedef struct EpochReport
 {
-	const DmfOptions *o = (const DmfOptions *) arg;
+	const DmfOptions *options;
+	const DmfRatingScale *scale;
+} EpochReport;
+
+static void
+report_epoch(void *arg, const DmfEpochStats *working)
+{
+	const EpochReport *r = (const EpochReport *) arg;
+	const DmfOptions *o = r->options;
+	DmfEpochStats rated = *working;
+	const DmfEpochStats *s = &rated;
 
 	if (!o->verbose)
 		return;
+	/* errors on the working scale are errors in rating units times factor */
+	rated.train_rmse /= r->scale->factor;
+	rated.validation_rmse /= r->scale->factor;
+	rated.lambda *= r->scale->factor;
 	if (s->lambda > 0.0)
 		ereport(NOTICE,
 				(errmsg("epoch %d (quantizer, lambda %.3g): train RMSE %.4f, validation RMSE %.4f (discrete), %.2f s",
@@ -160,17 +218,6 @@ check_rating_range(const DmfRawRatings *r, const char *column, const char *rel,
 					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
 							   r->user[k], r->item[k]),
 					 errhint("Set the options \"rating_min\" and \"rating_max\" to the scale of the ratings, or filter the rows out with a view.")));
-}
-
-static void
-bytes_pretty(StringInfo out, uint64 bytes)
-{
-	if (bytes >= (uint64) 10 * 1024 * 1024 * 1024)
-		appendStringInfo(out, UINT64_FORMAT " GB", bytes >> 30);
-	else if (bytes >= (uint64) 10 * 1024 * 1024)
-		appendStringInfo(out, UINT64_FORMAT " MB", bytes >> 20);
-	else
-		appendStringInfo(out, UINT64_FORMAT " kB", bytes >> 10);
 }
 
 /*
@@ -279,6 +326,7 @@ resolve_levels(DmfOptions *o, const DmfRawRatings *raw, const char *column,
 typedef struct TrainInput
 {
 	DmfRawRatings raw;
+	DmfRatingScale scale;		/* how ratings enter the core (encoding.h) */
 	int64	   *user_ids;
 	int64	   *item_ids;
 	int32		n_users;
@@ -286,6 +334,7 @@ typedef struct TrainInput
 	DmfTrainSet set;
 	DmfCsr		rated;			/* users x items of every row, for the model */
 	int64		validation_unknown;	/* validation rows with unknown ids */
+	DmfReadBudget budget;		/* dmf.max_memory while reading */
 	double		load_seconds;
 } TrainInput;
 
@@ -326,7 +375,7 @@ split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i,
 
 			set->train.user[pos] = u[k];
 			set->train.item[pos] = i[k];
-			set->train.rating[pos] = (float) in->raw.rating[k];
+			set->train.rating[pos] = (float) dmf_to_working(&in->scale, in->raw.rating[k]);
 		}
 		set->train.n = t;
 		set->extra_input.n = n - t;
@@ -353,7 +402,7 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 	DmfTriples *t = &in->set.validation;
 
 	vcols.relid = relid;
-	dmf_read_ratings(&vcols, &v);
+	dmf_read_ratings(&vcols, &v, &in->budget);
 	check_rating_range(&v, cols->rating_column, dmf_relation_name(relid),
 					   o->train.rating_min, o->train.rating_max);
 	u = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
@@ -374,7 +423,7 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 		}
 		t->user[t->n] = u[k];
 		t->item[t->n] = i[k];
-		t->rating[t->n] = (float) v.rating[k];
+		t->rating[t->n] = (float) dmf_to_working(&in->scale, v.rating[k]);
 		t->n++;
 	}
 	if (t->n == 0)
@@ -383,6 +432,21 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 				 errmsg("validation relation %s has no rating of a known user and item",
 						dmf_relation_name(relid)),
 				 errhint("Validation rows must be ratings of users and items that also appear in the training relation.")));
+}
+
+/* A rating as read: two ids and the value, until the model is encoded. */
+#define RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
+
+/*
+ * The least a training needs per rating, whatever the number of users and
+ * items: the rows as read, the inputs and who rated what.  Reading stops
+ * when the rows read need more than dmf.max_memory at this rate.
+ */
+static uint64
+train_bytes_per_row(const DmfTrainConfig *c)
+{
+	return dmf_train_memory_estimate(c, 0, 0, 0, 1) - dmf_train_memory_estimate(c, 0, 0, 0, 0)
+		+ RAW_ROW_BYTES + sizeof(int32);
 }
 
 static void
@@ -396,7 +460,11 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	int64	   *rank;			/* each row's place in (user, item) order */
 
 	memset(in, 0, sizeof(*in));
-	dmf_read_ratings(cols, raw);
+	in->budget.max_bytes = dmf_max_memory_bytes();
+	in->budget.bytes_per_row = train_bytes_per_row(&o->train);
+	in->budget.operation = "training";
+	dmf_read_ratings(cols, raw, &in->budget);
+	in->budget.rows_held = raw->n;
 	if (raw->skipped_nulls > 0)
 		ereport(NOTICE,
 				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
@@ -431,6 +499,15 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 					 errmsg("all ratings in column \"%s\" of %s are %g",
 							cols->rating_column, rel, lo),
 					 errhint("Set the options \"rating_min\" and \"rating_max\" to the rating scale.")));
+		if (!dmf_rating_scale_init(&in->scale, o->train.rating_min, o->train.rating_max))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("the rating range [%g, %g] of column \"%s\" of %s cannot be represented",
+							o->train.rating_min, o->train.rating_max, cols->rating_column, rel),
+					 errdetail("Its width is %s in double precision.",
+							   isfinite(o->train.rating_max - o->train.rating_min) ?
+							   "too small to be told apart from zero" : "infinite"),
+					 errhint("Rescale the ratings in a view, e.g. to [1, 5].")));
 		check_rating_range(raw, cols->rating_column, rel,
 						   o->train.rating_min, o->train.rating_max);
 	}
@@ -460,10 +537,10 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 
 		all.rating = palloc_extended(sizeof(float) * raw->n, MCXT_ALLOC_HUGE);
 		for (int64 k = 0; k < raw->n; k++)
-			all.rating[k] = (float) raw->rating[k];
+			all.rating[k] = (float) dmf_to_working(&in->scale, raw->rating[k]);
 		rank = palloc_extended(sizeof(int64) * (raw->n + 1), MCXT_ALLOC_HUGE);
 		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items, 0,
-								 o->train.rating_min, o->train.rating_max,
+								 0.0, in->scale.working_max,
 								 &in->rated, &b, &dup, rank, NULL);
 		if (n_dup > 0)
 			ereport(ERROR,
@@ -533,41 +610,35 @@ model_bytes_estimate(const DmfOptions *o, const TrainInput *in)
 static void
 check_memory(const DmfOptions *o, const TrainInput *in)
 {
+	/* the training's own, plus the rows as read and who rated what */
 	uint64		need = dmf_train_memory_estimate(&o->train, in->n_users, in->n_items,
-												 in->set.train.n, in->raw.n);
-	uint64		limit = (uint64) dmf_max_memory_kb * 1024;
+												 in->set.train.n, in->raw.n)
+		+ (uint64) in->raw.n * (RAW_ROW_BYTES + sizeof(int32))
+		+ ((uint64) in->n_users + in->n_items) * sizeof(int64);
+	uint64		limit = dmf_max_memory_bytes();
 
 	if (need > limit)
 	{
-		StringInfoData need_s,
-					limit_s;
+		char	   *need_s = dmf_pretty_bytes(need);
 
-		initStringInfo(&need_s);
-		initStringInfo(&limit_s);
-		bytes_pretty(&need_s, need);
-		bytes_pretty(&limit_s, limit);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("training would need about %s of memory, more than dmf.max_memory (%s)",
-						need_s.data, limit_s.data),
+						need_s, dmf_pretty_bytes(limit)),
 				 errdetail("%d users, %d items, first layers of %d and %d units.",
 						   in->n_users, in->n_items,
 						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
 						   o->train.n_item_hidden > 0 ? o->train.item_hidden[0] : o->train.dim),
 				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s'), or use narrower \"layers\".",
-						 need_s.data)));
+						 need_s)));
 	}
 	need = model_bytes_estimate(o, in);
 	if (need > MaxAllocSize - VARHDRSZ)
 	{
-		StringInfoData need_s;
-
-		initStringInfo(&need_s);
-		bytes_pretty(&need_s, need);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("the model would be about %s, more than the 1 GB a bytea can hold",
-						need_s.data),
+						dmf_pretty_bytes(need)),
 				 errdetail("%d users, %d items, first layers of %d and %d units, factors of %d.",
 						   in->n_users, in->n_items,
 						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
@@ -637,8 +708,6 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	StringInfoData meta;
 	int32	   *user_input = palloc(sizeof(int32) * in->n_users);
 	int32	   *item_input = palloc(sizeof(int32) * in->n_items);
-	uint64		size;
-	bytea	   *out;
 
 	for (int32 k = 0; k < in->n_users; k++)
 		user_input[k] = k;
@@ -691,16 +760,112 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	else if (o->train.row_scale == 2)
 		m.flags |= DMF_FLAG_ROW_SCALE_MEAN;
 
-	size = dmf_model_encoded_size(&m);
+	return dmf_model_to_bytea(&m, result_cxt);
+}
+
+bytea *
+dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
+{
+	uint64		size = dmf_model_encoded_size(m);
+	uint8	   *aligned;
+	DmfModel	check;
+	char		detail[256];
+	bytea	   *out;
+
 	if (size > MaxAllocSize - VARHDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the model would be " UINT64_FORMAT " bytes, more than a bytea can hold", size),
+				 errmsg("the model would be %s, more than the 1 GB a bytea can hold",
+						dmf_pretty_bytes(size)),
 				 errhint("Use narrower \"layers\" or a smaller \"dim\".")));
-	out = MemoryContextAlloc(result_cxt, VARHDRSZ + size);
+	/* the decoder reads 8-byte aligned bytes; a varlena's data is not */
+	aligned = palloc_extended(size, MCXT_ALLOC_HUGE);
+	dmf_model_encode(m, aligned, size);
+
+	/* never hand out a model that dmf itself would refuse to read */
+	if (dmf_model_decode(aligned, size, &check, detail, sizeof(detail)) != DMF_DECODE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("the new dmf model is not valid"),
+				 errdetail("%s", detail),
+				 errhint("The weights it came from may be corrupt or diverged: retrain the model.")));
+
+	out = MemoryContextAllocExtended(result_cxt, VARHDRSZ + size, MCXT_ALLOC_HUGE);
 	SET_VARSIZE(out, VARHDRSZ + size);
-	dmf_model_encode(&m, (uint8 *) VARDATA(out), size);
+	memcpy(VARDATA(out), aligned, size);
+	pfree(aligned);
 	return out;
+}
+
+/* The training configuration for the core: ratings on the working scale. */
+static DmfTrainConfig
+working_config(const DmfTrainConfig *c, const DmfRatingScale *scale)
+{
+	DmfTrainConfig w = *c;
+
+	w.rating_min = 0.0;
+	w.rating_max = scale->working_max;
+	if (c->n_levels > 0)
+	{
+		double	   *levels = palloc(sizeof(double) * c->n_levels);
+
+		for (int k = 0; k < c->n_levels; k++)
+			levels[k] = dmf_to_working(scale, c->levels[k]);
+		w.levels = levels;
+	}
+	return w;
+}
+
+/* The result's errors and quantizer back on the rating scale. */
+static void
+result_to_rating_scale(DmfTrainResult *res, const DmfTrainConfig *core,
+					   const DmfRatingScale *scale)
+{
+	res->mean_validation_rmse /= scale->factor;
+	res->best_validation_rmse /= scale->factor;
+	res->final_train_rmse /= scale->factor;
+	for (int e = 0; e < res->epochs_run; e++)
+	{
+		res->history[e].train_rmse /= scale->factor;
+		res->history[e].validation_rmse /= scale->factor;
+		res->history[e].lambda *= scale->factor;
+	}
+	if (res->boundaries)
+		for (int k = 0; k <= core->n_levels; k++)
+			res->boundaries[k] = dmf_from_working(scale, res->boundaries[k]);
+	res->lambda *= scale->factor;
+}
+
+static bool
+all_finite(const float *v, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (!isfinite(v[k]))
+			return false;
+	return true;
+}
+
+/* A training whose numbers overflowed is an ERROR, never a stored model. */
+static void
+check_result_finite(const DmfTrainResult *res, const DmfTrainConfig *core,
+					int32 n_users, int32 n_items)
+{
+	size_t		dim = core->dim;
+
+	if (isfinite(res->final_train_rmse) &&
+		all_finite(res->user_branch.params, res->user_branch.n_params) &&
+		all_finite(res->item_branch.params, res->item_branch.n_params) &&
+		all_finite(res->user_factors, (size_t) n_users * dim) &&
+		all_finite(res->item_factors, (size_t) n_items * dim) &&
+		all_finite(res->user_anchors, (size_t) n_users * dim) &&
+		all_finite(res->item_anchors, (size_t) n_items * dim))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("training diverged: its weights are no longer finite numbers"),
+			 errdetail("The training RMSE after %d epochs is %g.",
+					   res->epochs_run, res->final_train_rmse),
+			 errhint("Lower \"learning_rate\", or check the ratings for extreme values.")));
 }
 
 static const char *
@@ -732,6 +897,8 @@ dmf_train(PG_FUNCTION_ARGS)
 	DmfRatingColumns cols;
 	DmfOptions	opts;
 	TrainInput	in;
+	DmfTrainConfig core;		/* opts.train on the working scale */
+	EpochReport report;
 	DmfTrainResult res;
 	bytea	   *model;
 	int			threads;
@@ -761,14 +928,17 @@ dmf_train(PG_FUNCTION_ARGS)
 
 	threads = dmf_resolve_threads(opts.threads);
 	opts.train.threads = threads;
-	opts.train.on_epoch = report_epoch;
-	opts.train.on_epoch_arg = &opts;
+	report.options = &opts;
+	report.scale = &in.scale;
+	core = working_config(&opts.train, &in.scale);
+	core.on_epoch = report_epoch;
+	core.on_epoch_arg = &report;
 
 	/* loads OpenBLAS before the training starts its helper thread */
 	dmf_blas_set_threads(threads);
 	PG_TRY();
 	{
-		dmf_train_model(&opts.train, &in.set, &res);
+		dmf_train_model(&core, &in.set, &res);
 	}
 	PG_FINALLY();
 	{
@@ -778,6 +948,8 @@ dmf_train(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
+	check_result_finite(&res, &core, in.n_users, in.n_items);
+	result_to_rating_scale(&res, &core, &in.scale);
 	model = encode_trained_model(&opts, &in, &res, threads, caller);
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(work);
@@ -806,7 +978,7 @@ PG_FUNCTION_INFO_V1(dmf_predict);
 Datum
 dmf_predict(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	double		r;
 
 	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
@@ -838,7 +1010,7 @@ PG_FUNCTION_INFO_V1(dmf_predict_discrete);
 Datum
 dmf_predict_discrete(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	DmfQuantizer q = model_quantizer(m);
 	double		r;
 
@@ -882,7 +1054,7 @@ PG_FUNCTION_INFO_V1(dmf_info);
 Datum
 dmf_info(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	StringInfoData s;
 	Datum		facts;
 	Datum		meta;

@@ -9,12 +9,24 @@
 
 extern int	dmf_max_memory_kb;
 
+/*
+ * dmf.max_memory in bytes, the cap of a training or refresh; ERROR if the
+ * value the user set was rejected (set before the library was loaded).
+ */
+extern uint64 dmf_max_memory_bytes(void);
+
 struct ArrayType;
 struct DmfModel;
 struct StringInfoData;
 
 /* A continuous prediction through the model's quantizer (ERROR if none). */
 extern double dmf_model_quantize(const struct DmfModel *m, double rating);
+
+/*
+ * The model's bytes as a bytea in result_cxt; ERROR if too large for one,
+ * or if they would not decode (dmf never returns a model it cannot read).
+ */
+extern bytea *dmf_model_to_bytea(const struct DmfModel *m, MemoryContext result_cxt);
 
 /* Appends the current time as a quoted ISO 8601 UTC string (JSON). */
 extern void dmf_append_utc_now(struct StringInfoData *out);

@@ -16,6 +16,63 @@
 #ifndef DMF_ENCODING_H
 #define DMF_ENCODING_H
 
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+
+/*
+ * The working scale.  The numeric core holds ratings as float, which cannot
+ * hold 100000004 apart from 100000005, nor 1e-300 at all.  So a rating
+ * enters the core as w = (r - rating_min) * 2^k, computed in double: the
+ * shift keeps the digits that tell ratings apart, and k (a power of two, so
+ * the product is exact) brings a very large or very small range near 1.
+ * For every ordinary scale k is 0 and w is r - rating_min, which keeps
+ * DMF-D's quantizer parameters (lambda, boundaries) in rating units.  In
+ * the working scale the range is [0, working_max].
+ */
+typedef struct DmfRatingScale
+{
+	double		rating_min;
+	double		rating_max;
+	double		factor;			/* 2^k */
+	double		working_max;	/* (rating_max - rating_min) * factor */
+} DmfRatingScale;
+
+/* false if the range is empty, not finite, or too narrow for a double */
+static inline bool
+dmf_rating_scale_init(DmfRatingScale *s, double rating_min, double rating_max)
+{
+	double		range = rating_max - rating_min;
+	int			e;
+
+	if (!isfinite(rating_min) || !isfinite(rating_max) || !isfinite(range) ||
+		!(range >= DBL_MIN))
+		return false;
+	s->rating_min = rating_min;
+	s->rating_max = rating_max;
+	s->factor = 1.0;
+	if (range < 0x1p-16 || range > 0x1p16)
+	{
+		/* range = f * 2^e with f in [0.5, 1): scale it to 2f, in [1, 2) */
+		(void) frexp(range, &e);
+		s->factor = ldexp(1.0, 1 - e);
+	}
+	s->working_max = range * s->factor;
+	return isfinite(s->working_max) && s->working_max > 0.0;
+}
+
+static inline double
+dmf_to_working(const DmfRatingScale *s, double rating)
+{
+	return (rating - s->rating_min) * s->factor;
+}
+
+static inline double
+dmf_from_working(const DmfRatingScale *s, double w)
+{
+	return s->rating_min + w / s->factor;
+}
+
 typedef enum DmfInputEncoding
 {
 	DMF_INPUT_OFFSET = 0,

@@ -6,6 +6,9 @@
  * The relation is streamed in batches (memory does not grow with it) and
  * read with the caller's privileges.  Errors are over the rows the model
  * can predict (both ids have a factor): "covered" says how many that is.
+ * Errors are summed on the model's working scale (encoding.h), times an
+ * exact power of two, so that squares of errors of ratings near 1e-300 do
+ * not underflow to zero (or near 1e300 overflow).
  */
 #include "postgres.h"
 
@@ -29,6 +32,7 @@ typedef struct EvalSums
 	int64		n;
 	int64		covered;
 	int64		skipped_nulls;
+	double		factor;			/* the working scale's: errors are summed times it */
 	double		sq;
 	double		abs;
 	double		sq_discrete;
@@ -51,12 +55,12 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 		if (!dmf_predict_ids(s->m, user[k], item[k], &p))
 			continue;
 		s->covered++;
-		e = p - rating[k];
+		e = (p - rating[k]) * s->factor;
 		s->sq += e * e;
 		s->abs += fabs(e);
 		if (s->discrete)
 		{
-			e = dmf_model_quantize(s->m, p) - rating[k];
+			e = (dmf_model_quantize(s->m, p) - rating[k]) * s->factor;
 			s->sq_discrete += e * e;
 			s->abs_discrete += fabs(e);
 		}
@@ -87,16 +91,17 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(work);
 
 	memset(&s, 0, sizeof(s));
-	s.m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	s.m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	/* the relation may be a view that calls dmf functions: keep the model */
 	dmf_model_pin(dmf_model_ref(s.m), work);
 	s.discrete = s.m->n_levels >= 2;
+	s.factor = s.m->scale.factor;
 
 	cols.relid = PG_GETARG_OID(1);
 	cols.user_column = NameStr(*PG_GETARG_NAME(2));
 	cols.item_column = NameStr(*PG_GETARG_NAME(3));
 	cols.rating_column = NameStr(*PG_GETARG_NAME(4));
-	dmf_scan_ratings(&cols, add_rows, &s);
+	dmf_scan_ratings(&cols, add_rows, &s, 0);
 	if (s.skipped_nulls > 0)
 		ereport(NOTICE,
 				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
@@ -106,13 +111,13 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(s.covered);
 	if (s.covered > 0)
 	{
-		values[2] = Float8GetDatum(sqrt(s.sq / s.covered));
-		values[3] = Float8GetDatum(s.abs / s.covered);
+		values[2] = Float8GetDatum(sqrt(s.sq / s.covered) / s.factor);
+		values[3] = Float8GetDatum(s.abs / s.covered / s.factor);
 		nulls[2] = nulls[3] = false;
 		if (s.discrete)
 		{
-			values[4] = Float8GetDatum(sqrt(s.sq_discrete / s.covered));
-			values[5] = Float8GetDatum(s.abs_discrete / s.covered);
+			values[4] = Float8GetDatum(sqrt(s.sq_discrete / s.covered) / s.factor);
+			values[5] = Float8GetDatum(s.abs_discrete / s.covered / s.factor);
 			nulls[4] = nulls[5] = false;
 		}
 	}

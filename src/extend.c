@@ -29,12 +29,14 @@
 #include "utils/float.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "dmf.h"
 #include "encoding.h"
 #include "fold_in.h"
 #include "model_cache.h"
 #include "model_format.h"
+#include "options.h"
 #include "platform.h"
 #include "ratings_reader.h"
 #include "sparse.h"
@@ -81,7 +83,7 @@ side_of(const DmfModel *m, bool user_side)
 static Datum
 stored_factor(FunctionCallInfo fcinfo, bool user_side)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	const DmfSide *s = side_of(m, user_side);
 	int32		k = dmf_side_find(s, PG_GETARG_INT64(1));
 	const float *f;
@@ -220,7 +222,7 @@ dmf_score_factors(const DmfModel *m, const float *u, const float *v, double *rat
 static bool
 score_args(FunctionCallInfo fcinfo, const DmfModel **model, double *rating)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	ArrayType  *ua = PG_GETARG_ARRAYTYPE_P(1);
 	ArrayType  *va = PG_GETARG_ARRAYTYPE_P(2);
 	int			un = ArrayGetNItems(ARR_NDIM(ua), ARR_DIMS(ua));
@@ -278,6 +280,14 @@ factors_of_rows(const DmfBranch *b, const DmfCsr *x, float *out)
 
 /* ---- dmf_refresh ---- */
 
+/*
+ * The least a refresh needs per rating: the row as read, its two positions,
+ * who rated what and the inputs of both branches.
+ */
+#define REFRESH_BYTES_PER_ROW \
+	(2 * sizeof(int64) + sizeof(double) + 2 * sizeof(int32) + \
+	 3 * (sizeof(int32) + sizeof(float)))
+
 static float *
 palloc0_anchors(int32 n, int dim)
 {
@@ -285,13 +295,17 @@ palloc0_anchors(int32 n, int dim)
 						   MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 }
 
-/* Sorted union of the training ids of a side and the ids in the table. */
+/*
+ * Sorted union of the training ids of a side and the ids in the table;
+ * stored_out[k] is where entity k sits in the model, or -1 if new.
+ */
 static int32
 merge_ids(const DmfSide *s, const int64 *table_ids, int32 n_table,
-		  int64 **ids_out, int32 **input_out)
+		  int64 **ids_out, int32 **input_out, int32 **stored_out)
 {
 	int64	   *ids = palloc_extended(sizeof(int64) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
 	int32	   *input = palloc_extended(sizeof(int32) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
+	int32	   *stored = palloc_extended(sizeof(int32) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
 	int32		a = 0,
 				b = 0,
 				n = 0;
@@ -307,23 +321,61 @@ merge_ids(const DmfSide *s, const int64 *table_ids, int32 n_table,
 		if (b >= n_table || (a < s->n && s->ids[a] < table_ids[b]))
 		{
 			ids[n] = s->ids[a];
+			stored[n] = a;
 			input[n++] = s->input[a++];
 		}
 		else if (a >= s->n || table_ids[b] < s->ids[a])
 		{
 			ids[n] = table_ids[b++];
+			stored[n] = -1;
 			input[n++] = -1;
 		}
 		else
 		{
 			ids[n] = s->ids[a];
+			stored[n] = a;
 			input[n++] = s->input[a++];
 			b++;
 		}
 	}
 	*ids_out = ids;
 	*input_out = input;
+	*stored_out = stored;
 	return n;
+}
+
+/*
+ * Training entities the relation gives no usable row (no rating of a
+ * training entity of the other side) keep the factor and anchor they had:
+ * a refresh from a relation that lacks some training users must not take
+ * their predictions away.
+ */
+static void
+keep_stored_factors(const DmfSide *s, int dim, const DmfCsr *x, const int32 *input,
+					const int32 *stored, int32 n, float *factors, float *anchors)
+{
+	for (int32 k = 0; k < n; k++)
+	{
+		if (input[k] < 0 || x->rowptr[k + 1] > x->rowptr[k])
+			continue;
+		memcpy(factors + (size_t) k * dim, s->factors + (size_t) stored[k] * dim,
+			   sizeof(float) * dim);
+		memcpy(anchors + (size_t) input[k] * dim, s->anchors + (size_t) input[k] * dim,
+			   sizeof(float) * dim);
+	}
+}
+
+/* ERROR if a branch gave a factor that is not a finite number. */
+static void
+check_factors_finite(const float *f, size_t n, const char *side)
+{
+	for (size_t k = 0; k < n; k++)
+		if (!isfinite(f[k]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the model's %s branch gives factors that are not finite numbers", side),
+					 errdetail("Its weights are too large for the ratings given: the model is corrupt or its training diverged."),
+					 errhint("Retrain the model.")));
 }
 
 /*
@@ -403,8 +455,19 @@ refreshed_meta(const DmfModel *m, int32 users_added, int32 items_added,
 		JsonbValue *v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &key);
 
 		if (v && v->type == jbvNumeric)
-			refreshes = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-														  NumericGetDatum(v->val.numeric)));
+		{
+			bool		bad = false;
+
+			bad = !dmf_numeric_to_int64(v->val.numeric, &refreshes);
+			if (bad || refreshes < 0 || refreshes == PG_INT64_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("the model's refresh count is not a count dmf can add to"),
+						 errdetail("Its metadata says \"refreshes\": %s.",
+								   DatumGetCString(DirectFunctionCall1(numeric_out,
+																	   NumericGetDatum(v->val.numeric)))),
+						 errhint("Pass a value returned by dmf_train or dmf_refresh, unchanged.")));
+		}
 	}
 
 	initStringInfo(&s);
@@ -441,6 +504,8 @@ dmf_refresh(PG_FUNCTION_ARGS)
 			   *iids;
 	int32	   *uinput,
 			   *iinput,
+			   *ustored,
+			   *istored,
 			   *ru,
 			   *ri,
 			   *rows_u,
@@ -464,7 +529,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 				xi,
 				pairs;
 	DmfModel	out;
-	uint64		size;
+	DmfReadBudget budget;
 	bytea	   *result;
 	char	   *meta;
 
@@ -477,7 +542,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	work = AllocSetContextCreate(caller, "dmf refresh", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
 
-	m = dmf_model_from_datum(PG_GETARG_DATUM(0), fcinfo->flinfo);
+	m = dmf_model_from_datum(PG_GETARG_DATUM(0));
 	/* reading the table may run other dmf calls (a view); keep the model */
 	dmf_model_pin(dmf_model_ref(m), work);
 
@@ -486,7 +551,11 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	cols.item_column = NameStr(*PG_GETARG_NAME(3));
 	cols.rating_column = NameStr(*PG_GETARG_NAME(4));
 	rel = dmf_relation_name(cols.relid);
-	dmf_read_ratings(&cols, &raw);
+	budget.max_bytes = dmf_max_memory_bytes();
+	budget.bytes_per_row = REFRESH_BYTES_PER_ROW;
+	budget.rows_held = 0;
+	budget.operation = "refreshing the model";
+	dmf_read_ratings(&cols, &raw, &budget);
 	if (raw.skipped_nulls > 0)
 		ereport(NOTICE,
 				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
@@ -502,8 +571,8 @@ dmf_refresh(PG_FUNCTION_ARGS)
 
 	ntu = dmf_distinct_ids(raw.user, raw.n, &tu);
 	nti = dmf_distinct_ids(raw.item, raw.n, &ti);
-	nu = merge_ids(&m->users, tu, ntu, &uids, &uinput);
-	ni = merge_ids(&m->items, ti, nti, &iids, &iinput);
+	nu = merge_ids(&m->users, tu, ntu, &uids, &uinput, &ustored);
+	ni = merge_ids(&m->items, ti, nti, &iids, &iinput, &istored);
 
 	/* each rating by its row in the merged lists; one rating per pair */
 	ru = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
@@ -540,7 +609,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	vals_i = palloc_extended(sizeof(float) * (raw.n + 1), MCXT_ALLOC_HUGE);
 	for (int64 k = 0; k < raw.n; k++)
 	{
-		float		x = (float) raw.rating[k];
+		float		x = (float) dmf_to_working(&m->scale, raw.rating[k]);
 
 		if (iinput[ri[k]] >= 0)
 		{
@@ -580,8 +649,12 @@ dmf_refresh(PG_FUNCTION_ARGS)
 		DmfFoldInSide sides[2] = {{&xu, ufac, ianch}, {&xi, ifac, uanch}};
 
 		dmf_fold_in_sides(sides, 2, m->dim, m->fold_in_steps, m->fold_in_rate,
-						  m->rating_min, m->rating_max, Min(dmf_resolve_threads(0), 2));
+						  0.0, m->scale.working_max, Min(dmf_resolve_threads(0), 2));
 	}
+	check_factors_finite(ufac, (size_t) nu * m->dim, "user");
+	check_factors_finite(ifac, (size_t) ni * m->dim, "item");
+	keep_stored_factors(&m->users, m->dim, &xu, uinput, ustored, nu, ufac, uanch);
+	keep_stored_factors(&m->items, m->dim, &xi, iinput, istored, ni, ifac, ianch);
 	user_index = palloc_extended(sizeof(int32) * ((size_t) nu + 1), MCXT_ALLOC_HUGE);
 	item_index = palloc_extended(sizeof(int32) * ((size_t) ni + 1), MCXT_ALLOC_HUGE);
 	nu = compact_side(uids, uinput, ufac, nu, m->dim, &users_added, user_index);
@@ -612,14 +685,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	out.rated_offsets = rated_offsets;
 	out.rated_items = rated_items;
 
-	size = dmf_model_encoded_size(&out);
-	if (size > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the refreshed model would be " UINT64_FORMAT " bytes, more than a bytea can hold", size)));
-	result = MemoryContextAlloc(caller, VARHDRSZ + size);
-	SET_VARSIZE(result, VARHDRSZ + size);
-	dmf_model_encode(&out, (uint8 *) VARDATA(result), size);
+	result = dmf_model_to_bytea(&out, caller);
 
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(work);
@@ -635,7 +701,7 @@ typedef struct FactorState
 	int32		n;
 	int32		cap;
 	int32	   *pos;			/* input positions (training entities) */
-	float	   *val;			/* raw ratings, encoded at the end */
+	float	   *val;			/* ratings on the working scale (encoding.h) */
 } FactorState;
 
 static FactorState *
@@ -683,7 +749,7 @@ factor_step(FunctionCallInfo fcinfo, bool user_side)
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(st);
 
-	m = dmf_model_from_datum(PG_GETARG_DATUM(1), fcinfo->flinfo);
+	m = dmf_model_from_datum(PG_GETARG_DATUM(1));
 	ref = dmf_model_ref(m);
 	if (st == NULL)
 		st = new_state(aggcxt, ref, user_side, 16);
@@ -705,7 +771,7 @@ factor_step(FunctionCallInfo fcinfo, bool user_side)
 	other = side_of(m, !user_side);
 	k = dmf_side_find(other, PG_GETARG_INT64(2));
 	if (k >= 0 && other->input[k] >= 0)
-		state_add(st, aggcxt, other->input[k], (float) rating);
+		state_add(st, aggcxt, other->input[k], (float) dmf_to_working(&m->scale, rating));
 	PG_RETURN_POINTER(st);
 }
 
@@ -811,12 +877,11 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	pq_getmsgend(&buf);
 	buf.cursor = pairs_at;
 
-	m = dmf_model_find(header);
-	if (m == NULL)
+	/* the shipped datum, not the header, says which model: see model_cache.c */
+	m = dmf_model_from_datum(PointerGetDatum(model));
 	{
 		uint8		found[DMF_HEADER_SIZE];
 
-		m = dmf_model_from_datum(PointerGetDatum(model), NULL);
 		dmf_model_identity(dmf_model_ref(m), found);
 		if (memcmp(found, header, DMF_HEADER_SIZE) != 0)
 			elog(ERROR, "dmf factor aggregate state names another model");
@@ -888,9 +953,10 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 		dmf_branch_factors(b, &w, &x, &row, 1, f);
 		dmf_branch_work_free(&w, b);
 		dmf_fold_in(&x, f, side_of(m, !st->user_side)->anchors, m->dim,
-					m->fold_in_steps, m->fold_in_rate, m->rating_min, m->rating_max);
+					m->fold_in_steps, m->fold_in_rate, 0.0, m->scale.working_max);
 	}
 	dmf_csr_free(&x);
+	check_factors_finite(f, m->dim, st->user_side ? "user" : "item");
 	if (dmf_factor_is_zero(f, m->dim))
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(factor_array(f, m->dim));

@@ -1,6 +1,13 @@
 /*
  * model_cache.c
  *	  Decode each model once per backend.
+ *
+ * One backend serves many roles (SET ROLE, SECURITY DEFINER functions,
+ * connection pools), so the cache must never answer for a value with
+ * another value's decoding.  It answers only on proof that the bytes are
+ * the ones it decoded: the same TOAST pointer (a stored value never changes
+ * under it), or a full comparison with the cached bytes.  A header match
+ * or a checksum match is no proof: CRC32C collisions are easy to make.
  */
 #include "postgres.h"
 
@@ -30,7 +37,7 @@ typedef struct CacheEntry
 	uint8		model_id[16];
 	uint64		total_size;
 	uint32		payload_crc;
-	uint8		header[DMF_HEADER_SIZE];	/* a re-sealed header is another model */
+	uint8		header[DMF_HEADER_SIZE];
 	uint64		generation;		/* changes when the slot is reused */
 	int			pins;			/* aggregate states using this model */
 	uint8	   *bytes;			/* the aligned model bytes */
@@ -120,18 +127,17 @@ find_by_toast(const ToastKey *key)
 }
 
 /*
- * The entry of the model with exactly this header (which holds the id, the
- * size and the payload checksum).  Values that share id and payload but not
- * the header (a re-sealed header) are other models, each with its entry:
- * stopping at the first id match would decode the second again and again.
+ * The entry whose bytes are exactly data[0..len).  Entries may share a
+ * header (a forged payload with a colliding checksum, a re-sealed header):
+ * each is compared whole, and a different value gets its own entry.
  */
 static CacheEntry *
-find_by_header(const uint8 *header, uint64 total, uint32 crc)
+find_by_bytes(const uint8 *data, Size len)
 {
 	for (int e = 0; e < CACHE_ENTRIES; e++)
-		if (cache[e].used && cache[e].total_size == total &&
-			cache[e].payload_crc == crc &&
-			memcmp(cache[e].header, header, DMF_HEADER_SIZE) == 0)
+		if (cache[e].used && cache[e].total_size == len &&
+			memcmp(cache[e].header, data, DMF_HEADER_SIZE) == 0 &&
+			memcmp(cache[e].bytes, data, len) == 0)
 			return &cache[e];
 	return NULL;
 }
@@ -171,21 +177,6 @@ victim(void)
 	return best;
 }
 
-/*
- * Per call site (fn_extra): the last in-memory value seen and its entry.
- * Lets a query that passes the same detoasted model on every row skip the
- * checksum, while a different value at the same address is still caught
- * by its header and length.
- */
-typedef struct CallSiteMemo
-{
-	Pointer		ptr;
-	Size		len;
-	uint8		header[DMF_HEADER_SIZE];
-	int			entry;
-	uint64		generation;
-} CallSiteMemo;
-
 /* Gives a cached side a direct id index when its ids are dense. */
 static void
 add_side_index(DmfSide *s, MemoryContext cxt)
@@ -205,13 +196,12 @@ use_entry(CacheEntry *e)
 }
 
 const DmfModel *
-dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
+dmf_model_from_datum(Datum datum)
 {
 	struct varlena *raw = (struct varlena *) DatumGetPointer(datum);
 	ToastKey	key;
 	bool		has_key = toast_key_of(raw, &key);
 	CacheEntry *e;
-	CallSiteMemo *memo = flinfo ? (CallSiteMemo *) flinfo->fn_extra : NULL;
 	DmfModel	peek;
 	uint64		total;
 	uint32		crc;
@@ -231,31 +221,24 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 	data = (const uint8 *) VARDATA_ANY(full);
 	len = VARSIZE_ANY_EXHDR(full);
 
-	if (!has_key && memo && memo->ptr == (Pointer) full && memo->len == len &&
-		len >= DMF_HEADER_SIZE &&
-		memcmp(memo->header, data, DMF_HEADER_SIZE) == 0 &&
-		cache[memo->entry].used && cache[memo->entry].generation == memo->generation)
-		return use_entry(&cache[memo->entry]);
-
-	/*
-	 * The header names the model; the payload checksum proves the bytes are
-	 * the ones the header describes, so a cached decoding can serve them.
-	 */
 	status = dmf_model_peek(data, len, &peek, &total, &crc, detail, sizeof(detail));
 	report_decode_error(status, detail);
 	if (total != len)
 		report_decode_error(DMF_DECODE_CORRUPT,
 							psprintf("The model has %zu bytes but its header says " UINT64_FORMAT ".",
 									 (size_t) len, total));
-	if (dmf_model_payload_crc(data, len) != crc)
-		report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
 
-	e = find_by_header(data, total, crc);
+	/* bytes identical to validated ones need no checksum or validation */
+	e = find_by_bytes(data, len);
 	if (e == NULL)
 	{
 		/* a new model: copy it aligned, validate it whole, keep it */
 		DmfModel	m;
-		CacheEntry *slot = victim();	/* may ERROR: before allocating */
+		CacheEntry *slot;
+
+		if (dmf_model_payload_crc(data, len) != crc)
+			report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
+		slot = victim();		/* may ERROR: before allocating */
 
 		if (cache_cxt == NULL)
 			cache_cxt = AllocSetContextCreate(TopMemoryContext, "dmf model cache",
@@ -299,16 +282,6 @@ dmf_model_from_datum(Datum datum, FmgrInfo *flinfo)
 	}
 	if (has_key)
 		remember_toast(e, &key);
-	else if (flinfo)
-	{
-		if (memo == NULL)
-			memo = flinfo->fn_extra = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(CallSiteMemo));
-		memo->ptr = (Pointer) full;
-		memo->len = len;
-		memcpy(memo->header, data, DMF_HEADER_SIZE);
-		memo->entry = (int) (e - cache);
-		memo->generation = e->generation;
-	}
 	if ((Pointer) full != (Pointer) raw)
 		pfree(full);
 	return use_entry(e);
@@ -384,15 +357,6 @@ dmf_model_identity(DmfModelRef ref, uint8 *header)
 	if (e == NULL)
 		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
 	memcpy(header, e->header, DMF_HEADER_SIZE);
-}
-
-const DmfModel *
-dmf_model_find(const uint8 *header)
-{
-	for (int e = 0; e < CACHE_ENTRIES; e++)
-		if (cache[e].used && memcmp(cache[e].header, header, DMF_HEADER_SIZE) == 0)
-			return use_entry(&cache[e]);
-	return NULL;
 }
 
 bytea *

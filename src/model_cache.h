@@ -4,9 +4,10 @@
  *
  * A model is megabytes; a query calling dmf_predict on a million rows
  * passes the same model a million times.  The cache recognises a model it
- * has decoded from its header (model id, size and payload checksum), or,
- * for a value stored out of line, from its TOAST pointer alone, so a call
- * costs a lookup, not a detoast and a validation.
+ * has decoded only on proof that the bytes are the same: for a value stored
+ * out of line, its TOAST pointer (a call costs a lookup), else a comparison
+ * of every byte with the cached copy (a memcmp, still far cheaper than a
+ * detoast, a checksum and a validation).
  */
 #ifndef DMF_MODEL_CACHE_H
 #define DMF_MODEL_CACHE_H
@@ -19,10 +20,9 @@
 
 /*
  * The decoded, validated model held in datum.  ERROR if it is not a valid
- * model.  flinfo (may be NULL) remembers the last value per call site.
- * The result stays valid until the next call into the cache.
+ * model.  The result stays valid until the next call into the cache.
  */
-const DmfModel *dmf_model_from_datum(Datum datum, FmgrInfo *flinfo);
+const DmfModel *dmf_model_from_datum(Datum datum);
 
 /*
  * A reference to a cached model that survives across calls, for aggregate
@@ -39,10 +39,8 @@ DmfModelRef dmf_model_ref(const DmfModel *m);
 void		dmf_model_pin(DmfModelRef ref, MemoryContext owner);
 /* The model, or NULL if it is no longer cached. */
 const DmfModel *dmf_model_deref(DmfModelRef ref);
-/* The model's identity: its header (DMF_HEADER_SIZE bytes). */
+/* The model's header (DMF_HEADER_SIZE bytes): its id, not a proof of identity. */
 void		dmf_model_identity(DmfModelRef ref, uint8 *header);
-/* Finds a cached model by its header (NULL if not cached). */
-const DmfModel *dmf_model_find(const uint8 *header);
 /*
  * A datum another process can read the model from: its TOAST pointer when
  * it came from a table, else a copy of its bytes.

@@ -218,8 +218,7 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 		m->users.n < m->users.n_train || m->items.n < m->items.n_train)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"Inconsistent user or item counts.");
-	if (!isfinite(m->rating_min) || !isfinite(m->rating_max) ||
-		!(m->rating_min < m->rating_max))
+	if (!dmf_rating_scale_init(&m->scale, m->rating_min, m->rating_max))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The rating range is not valid.");
 	if (*total_size < DMF_HEADER_SIZE)
@@ -506,12 +505,12 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	if (status != DMF_DECODE_OK)
 		return status;
 
-	/* the branches read raw ratings; the header says how to encode them */
+	/* the branches read ratings on the working scale (encoding.h) */
 	{
 		DmfInputCoding coding = {
 			(m->flags & DMF_FLAG_CENTERED_INPUT) ? 1 : 0,
 			(m->flags & DMF_FLAG_ROW_SCALE_ONE) ? 1 : (m->flags & DMF_FLAG_ROW_SCALE_MEAN) ? 2 : 0,
-			m->rating_min, m->rating_max
+			0.0, m->scale.working_max
 		};
 
 		m->user_branch.coding = coding;

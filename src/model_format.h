@@ -61,6 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "encoding.h"
 #include "network.h"
 
 #define DMF_MAGIC "DMFM"
@@ -127,6 +128,7 @@ typedef struct DmfModel
 	int32_t		dim;
 	double		rating_min;
 	double		rating_max;
+	DmfRatingScale scale;		/* from rating_min/max: how ratings enter the branches */
 	DmfSide		users;
 	DmfSide		items;
 	DmfBranch	user_branch;	/* params point into the model bytes */

@@ -4,7 +4,12 @@
  *
  * The query is built from the relation's OID and the column names, every
  * identifier quoted, and runs with the caller's privileges: a table the
- * caller cannot read fails with the usual permission error.
+ * caller cannot read fails with the usual permission error.  Its casts name
+ * their types with their schema: an unqualified type name is looked up in
+ * pg_temp first, where another role's domain (with a CHECK that runs that
+ * role's code under our caller's identity) could stand in for int8.  What
+ * the cursor returns is checked to be int8, int8, float8 before any Datum
+ * is read as one.
  */
 #include "postgres.h"
 
@@ -74,23 +79,50 @@ check_column(Oid relid, const char *column, const char *role, bool numeric_ok)
 			 errhint("Ids must be of an integer type (smallint, integer or bigint); map other keys to integers in a view.")));
 }
 
+char *
+dmf_pretty_bytes(uint64 bytes)
+{
+	if (bytes >= (uint64) 10 * 1024 * 1024 * 1024)
+		return psprintf(UINT64_FORMAT " GB", bytes >> 30);
+	if (bytes >= (uint64) 10 * 1024 * 1024)
+		return psprintf(UINT64_FORMAT " MB", bytes >> 20);
+	return psprintf(UINT64_FORMAT " kB", bytes >> 10);
+}
+
+/* ERROR unless the cursor's columns are what the query asked for. */
+static void
+check_result_types(TupleDesc desc, const char *relname)
+{
+	static const Oid expected[3] = {INT8OID, INT8OID, FLOAT8OID};
+
+	if (desc->natts != 3)
+		elog(ERROR, "reading %s returned %d columns, not 3", relname, desc->natts);
+	for (int c = 0; c < 3; c++)
+		if (SPI_gettypeid(desc, c + 1) != expected[c])
+			elog(ERROR, "reading %s returned column %d of type %s, not %s",
+				 relname, c + 1, format_type_be(SPI_gettypeid(desc, c + 1)),
+				 format_type_be(expected[c]));
+}
+
 void
-dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg)
+dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
+				 int batch_rows)
 {
 	StringInfoData sql;
 	SPIPlanPtr	plan;
 	Portal		portal;
 	char	   *relname = dmf_relation_name(cols->relid);
-	int64	   *user = palloc(sizeof(int64) * FETCH_ROWS);
-	int64	   *item = palloc(sizeof(int64) * FETCH_ROWS);
-	double	   *rating = palloc(sizeof(double) * FETCH_ROWS);
+	int			fetch = batch_rows > 0 ? Min(batch_rows, FETCH_ROWS) : FETCH_ROWS;
+	int64	   *user = palloc(sizeof(int64) * fetch);
+	int64	   *item = palloc(sizeof(int64) * fetch);
+	double	   *rating = palloc(sizeof(double) * fetch);
 
 	check_column(cols->relid, cols->user_column, "user", false);
 	check_column(cols->relid, cols->item_column, "item", false);
 	check_column(cols->relid, cols->rating_column, "rating", true);
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT %s::int8, %s::int8, %s::float8 FROM %s",
+	appendStringInfo(&sql, "SELECT %s::pg_catalog.int8, %s::pg_catalog.int8, %s::pg_catalog.float8 FROM %s",
 					 quote_identifier(cols->user_column),
 					 quote_identifier(cols->item_column),
 					 quote_identifier(cols->rating_column),
@@ -112,11 +144,12 @@ dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg)
 					nulls = 0;
 
 		CHECK_FOR_INTERRUPTS();
-		SPI_cursor_fetch(portal, true, FETCH_ROWS);
+		SPI_cursor_fetch(portal, true, fetch);
 		got = SPI_processed;
 		tt = SPI_tuptable;
 		if (got == 0)
 			break;
+		check_result_types(tt->tupdesc, relname);
 
 		for (uint64 r = 0; r < got; r++)
 		{
@@ -164,7 +197,27 @@ typedef struct CollectState
 {
 	DmfRawRatings *out;
 	int64		cap;
+	const DmfReadBudget *budget;
+	const char *relname;
 } CollectState;
+
+/* ERROR if the rows held plus incoming more would pass the budget */
+static void
+check_budget(const CollectState *st, int incoming)
+{
+	const DmfReadBudget *b = st->budget;
+	int64		rows = b->rows_held + st->out->n + incoming;
+	uint64		need = (uint64) rows * b->bytes_per_row;
+
+	if (need > b->max_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s would need more than dmf.max_memory (%s)",
+						b->operation, dmf_pretty_bytes(b->max_bytes)),
+				 errdetail("Reading %s stopped after " INT64_FORMAT " rows, which alone need about %s.",
+						   st->relname, rows, dmf_pretty_bytes(need)),
+				 errhint("Raise dmf.max_memory, e.g. SET dmf.max_memory = '4GB'.")));
+}
 
 static void
 collect_rows(void *arg, const int64 *user, const int64 *item,
@@ -174,6 +227,8 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 	DmfRawRatings *out = st->out;
 
 	out->skipped_nulls += skipped_nulls;
+	if (st->budget)
+		check_budget(st, n);		/* before the arrays grow */
 	if (out->n + n > st->cap)
 	{
 		while (out->n + n > st->cap)
@@ -189,17 +244,24 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 }
 
 void
-dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out)
+dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
+				 const DmfReadBudget *budget)
 {
 	CollectState st;
+	int			batch = 0;
 
 	memset(out, 0, sizeof(*out));
 	st.out = out;
 	st.cap = 1024;
+	st.budget = budget;
+	st.relname = dmf_relation_name(cols->relid);
+	/* small batches under a small cap: stop near it, not a batch past it */
+	if (budget && budget->bytes_per_row > 0)
+		batch = (int) Max(1024, Min(FETCH_ROWS, budget->max_bytes / budget->bytes_per_row / 4));
 	out->user = palloc_extended(sizeof(int64) * st.cap, MCXT_ALLOC_HUGE);
 	out->item = palloc_extended(sizeof(int64) * st.cap, MCXT_ALLOC_HUGE);
 	out->rating = palloc_extended(sizeof(double) * st.cap, MCXT_ALLOC_HUGE);
-	dmf_scan_ratings(cols, collect_rows, &st);
+	dmf_scan_ratings(cols, collect_rows, &st, batch);
 }
 
 static int

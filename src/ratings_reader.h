@@ -34,17 +34,36 @@ typedef void (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
 							   const double *rating, int n, int skipped_nulls);
 
 /*
- * Streams every row of the relation to sink, in batches: memory does not
- * grow with the relation.  NaN or infinite ratings are an ERROR.
+ * Streams every row of the relation to sink, in batches of at most
+ * batch_rows rows (0: the default): memory does not grow with the relation.
+ * NaN or infinite ratings are an ERROR.
  */
 void		dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink,
-							 void *arg);
+							 void *arg, int batch_rows);
 
 /*
- * Reads every row of the relation.  Rows with a NULL id or rating are
- * skipped and counted; NaN or infinite ratings are an ERROR.
+ * A memory cap that holds while the rows arrive: reading stops with an
+ * ERROR as soon as the rows held, at bytes_per_row each (what the caller
+ * will need per row, at least), pass max_bytes.
  */
-void		dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out);
+typedef struct DmfReadBudget
+{
+	uint64		max_bytes;
+	uint64		bytes_per_row;
+	int64		rows_held;		/* rows the caller already holds */
+	const char *operation;		/* "training", for the message */
+} DmfReadBudget;
+
+/*
+ * Reads every row of the relation within budget (NULL: no cap).  Rows with
+ * a NULL id or rating are skipped and counted; NaN or infinite ratings are
+ * an ERROR.
+ */
+void		dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
+							 const DmfReadBudget *budget);
+
+/* "10 MB": a size for messages */
+char	   *dmf_pretty_bytes(uint64 bytes);
 
 /* Sorted distinct values of ids[0..n); returns their count. */
 int32		dmf_distinct_ids(const int64 *ids, int64 n, int64 **out);
