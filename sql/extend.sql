@@ -104,6 +104,32 @@ SELECT count(*) AS users, bool_and(p.f = s.f) AS parallel_equals_serial_inline
 FROM (SELECT user_id, dmf_user_factor((SELECT model || ''::bytea FROM models WHERE name = 'p2'), item_id, rating) AS f
       FROM p2_copy GROUP BY user_id) p
 JOIN agg_users s USING (user_id);
+-- a model passed as a query parameter, inlined as a constant (custom plan)
+-- or a parameter (generic plan): partial states name it by digest, and the
+-- leader, which aggregates nothing itself here, finds it in its own plan
+SET parallel_leader_participation = off;
+SELECT encode(model, 'hex') AS p2_hex FROM models WHERE name = 'p2' \gset
+CREATE FUNCTION workers_launched(q text) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE line text; n int := 0;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+        IF line ~ 'Workers Launched' THEN n := n + substring(line FROM '(\d+)')::int; END IF;
+    END LOOP;
+    RETURN n;
+END $$;
+PREPARE factors_equal(bytea) AS
+SELECT count(*) AS users, bool_and(p.f = s.f) AS parallel_equals_serial
+FROM (SELECT user_id, dmf_user_factor($1, item_id, rating) AS f FROM p2_copy GROUP BY user_id) p
+JOIN agg_users s USING (user_id);
+SET plan_cache_mode = force_custom_plan;
+SELECT workers_launched(format('EXECUTE factors_equal(decode(%L, ''hex''))', :'p2_hex')) > 0 AS parallel_custom;
+EXECUTE factors_equal(decode(:'p2_hex', 'hex'));
+SET plan_cache_mode = force_generic_plan;
+SELECT workers_launched(format('EXECUTE factors_equal(decode(%L, ''hex''))', :'p2_hex')) > 0 AS parallel_generic;
+EXECUTE factors_equal(decode(:'p2_hex', 'hex'));
+DEALLOCATE factors_equal;
+RESET plan_cache_mode;
+RESET parallel_leader_participation;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;

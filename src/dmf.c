@@ -978,7 +978,7 @@ PG_FUNCTION_INFO_V1(dmf_predict);
 Datum
 dmf_predict(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_arg(fcinfo, 0);
 	double		r;
 
 	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
@@ -1010,7 +1010,7 @@ PG_FUNCTION_INFO_V1(dmf_predict_discrete);
 Datum
 dmf_predict_discrete(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_arg(fcinfo, 0);
 	DmfQuantizer q = model_quantizer(m);
 	double		r;
 
@@ -1054,7 +1054,7 @@ PG_FUNCTION_INFO_V1(dmf_info);
 Datum
 dmf_info(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_arg(fcinfo, 0);
 	StringInfoData s;
 	Datum		facts;
 	Datum		meta;

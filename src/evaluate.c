@@ -91,7 +91,7 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(work);
 
 	memset(&s, 0, sizeof(s));
-	s.m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	s.m = dmf_model_arg(fcinfo, 0);
 	/* the relation may be a view that calls dmf functions: keep the model */
 	dmf_model_pin(dmf_model_ref(s.m), work);
 	s.discrete = s.m->n_levels >= 2;

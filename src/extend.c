@@ -22,6 +22,8 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "nodes/nodeFuncs.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
 #include "utils/array.h"
@@ -83,7 +85,7 @@ side_of(const DmfModel *m, bool user_side)
 static Datum
 stored_factor(FunctionCallInfo fcinfo, bool user_side)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_arg(fcinfo, 0);
 	const DmfSide *s = side_of(m, user_side);
 	int32		k = dmf_side_find(s, PG_GETARG_INT64(1));
 	const float *f;
@@ -222,7 +224,7 @@ dmf_score_factors(const DmfModel *m, const float *u, const float *v, double *rat
 static bool
 score_args(FunctionCallInfo fcinfo, const DmfModel **model, double *rating)
 {
-	const DmfModel *m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	const DmfModel *m = dmf_model_arg(fcinfo, 0);
 	ArrayType  *ua = PG_GETARG_ARRAYTYPE_P(1);
 	ArrayType  *va = PG_GETARG_ARRAYTYPE_P(2);
 	int			un = ArrayGetNItems(ARR_NDIM(ua), ARR_DIMS(ua));
@@ -542,7 +544,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	work = AllocSetContextCreate(caller, "dmf refresh", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
 
-	m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	m = dmf_model_arg(fcinfo, 0);
 	/* reading the table may run other dmf calls (a view); keep the model */
 	dmf_model_pin(dmf_model_ref(m), work);
 
@@ -702,6 +704,7 @@ typedef struct FactorState
 	int32		cap;
 	int32	   *pos;			/* input positions (training entities) */
 	float	   *val;			/* ratings on the working scale (encoding.h) */
+	bool		model_in_plan;	/* the model argument is a constant or a parameter */
 } FactorState;
 
 static FactorState *
@@ -732,6 +735,23 @@ state_add(FactorState *st, MemoryContext aggcxt, int32 pos, float val)
 	st->n++;
 }
 
+/*
+ * Whether the aggregate's model argument is a constant or a parameter of
+ * the query: a value the leader of a parallel plan holds too, so partial
+ * states can name it by digest instead of carrying it (see serialize).
+ */
+static bool
+model_arg_in_plan(FunctionCallInfo fcinfo)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+	TargetEntry *arg;
+
+	if (aggref == NULL || aggref->args == NIL)
+		return false;
+	arg = linitial_node(TargetEntry, aggref->args);
+	return IsA(arg->expr, Const) || IsA(arg->expr, Param);
+}
+
 static Datum
 factor_step(FunctionCallInfo fcinfo, bool user_side)
 {
@@ -749,10 +769,13 @@ factor_step(FunctionCallInfo fcinfo, bool user_side)
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_POINTER(st);
 
-	m = dmf_model_from_datum(PG_GETARG_DATUM(1));
+	m = dmf_model_arg(fcinfo, 1);
 	ref = dmf_model_ref(m);
 	if (st == NULL)
+	{
 		st = new_state(aggcxt, ref, user_side, 16);
+		st->model_in_plan = model_arg_in_plan(fcinfo);
+	}
 	else if (st->ref.slot != ref.slot || st->ref.generation != ref.generation)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -802,7 +825,10 @@ dmf_factor_combine(PG_FUNCTION_ARGS)
 	if (b == NULL)
 		PG_RETURN_POINTER(a);
 	if (a == NULL)
+	{
 		a = new_state(aggcxt, b->ref, b->user_side, b->n);
+		a->model_in_plan = b->model_in_plan;
+	}
 	else if (a->ref.slot != b->ref.slot || a->ref.generation != b->ref.generation)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -813,9 +839,23 @@ dmf_factor_combine(PG_FUNCTION_ARGS)
 }
 
 /*
- * Serialized state: side, model identity, pairs, then a datum from which
- * another process can read the model if it has not cached it.
+ * Serialized state: side, model header, pairs, then how the receiving
+ * process finds the model:
+ *
+ *   MODEL_TOAST   the TOAST pointer of the stored model (any backend of the
+ *                 database can follow it)
+ *   MODEL_DIGEST  the SHA-256 of a model that is a constant or a parameter
+ *                 of the query: the leader holds the same value, and finds
+ *                 it in its cache or its plan by digest
+ *   MODEL_BYTES   a copy of the model, for one computed in the query
+ *
+ * A partial state per group used to carry the whole model when it was not
+ * stored out of line: megabytes per group through the workers' queues.
  */
+#define MODEL_TOAST 0
+#define MODEL_DIGEST 1
+#define MODEL_BYTES 2
+
 PG_FUNCTION_INFO_V1(dmf_factor_serialize);
 Datum
 dmf_factor_serialize(PG_FUNCTION_ARGS)
@@ -823,10 +863,8 @@ dmf_factor_serialize(PG_FUNCTION_ARGS)
 	FactorState *st = (FactorState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
 	uint8		header[DMF_HEADER_SIZE];
-	bytea	   *model;
 
 	dmf_model_identity(st->ref, header);
-	model = dmf_model_shippable(st->ref);
 	pq_begintypsend(&buf);
 	pq_sendbyte(&buf, st->user_side ? 1 : 0);
 	pq_sendbytes(&buf, (char *) header, DMF_HEADER_SIZE);
@@ -836,9 +874,138 @@ dmf_factor_serialize(PG_FUNCTION_ARGS)
 		pq_sendint32(&buf, st->pos[k]);
 		pq_sendfloat4(&buf, st->val[k]);
 	}
-	pq_sendint32(&buf, VARSIZE_ANY(model));
-	pq_sendbytes(&buf, (char *) model, VARSIZE_ANY(model));
+	if (!dmf_model_stored_out_of_line(st->ref) && st->model_in_plan)
+	{
+		uint8		digest[DMF_MODEL_DIGEST_LEN];
+
+		dmf_model_digest(st->ref, digest);
+		pq_sendbyte(&buf, MODEL_DIGEST);
+		pq_sendbytes(&buf, (char *) digest, DMF_MODEL_DIGEST_LEN);
+	}
+	else
+	{
+		bytea	   *model = dmf_model_shippable(st->ref);
+
+		pq_sendbyte(&buf, VARATT_IS_EXTERNAL(model) ? MODEL_TOAST : MODEL_BYTES);
+		pq_sendint32(&buf, VARSIZE_ANY(model));
+		pq_sendbytes(&buf, (char *) model, VARSIZE_ANY(model));
+	}
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* Context of the search of a plan for a model value by its digest. */
+typedef struct PlanModelSearch
+{
+	const uint8 *digest;
+	EState	   *estate;
+	Datum		found;
+	bool		has_found;
+} PlanModelSearch;
+
+static void
+try_model_value(PlanModelSearch *search, Datum value)
+{
+	struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value));
+	uint8		digest[DMF_MODEL_DIGEST_LEN];
+
+	if (search->has_found)
+		return;
+	dmf_bytes_digest((const uint8 *) VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), digest);
+	if (memcmp(digest, search->digest, DMF_MODEL_DIGEST_LEN) == 0)
+	{
+		search->found = PointerGetDatum(v);
+		search->has_found = true;
+	}
+}
+
+/* An aggregate argument that is a bytea constant or an evaluated parameter. */
+static bool
+model_value_walker(Node *node, PlanModelSearch *search)
+{
+	if (node == NULL || search->has_found)
+		return search->has_found;
+	if (IsA(node, Const))
+	{
+		Const	   *c = (Const *) node;
+
+		if (c->consttype == BYTEAOID && !c->constisnull)
+			try_model_value(search, c->constvalue);
+		return false;
+	}
+	if (IsA(node, Param))
+	{
+		Param	   *p = (Param *) node;
+		EState	   *es = search->estate;
+
+		if (p->paramtype != BYTEAOID)
+			return false;
+		if (p->paramkind == PARAM_EXTERN && es->es_param_list_info != NULL &&
+			p->paramid > 0 && p->paramid <= es->es_param_list_info->numParams)
+		{
+			ParamListInfo pl = es->es_param_list_info;
+			ParamExternData workspace;
+			ParamExternData *prm = pl->paramFetch ?
+				pl->paramFetch(pl, p->paramid, false, &workspace) :
+				&pl->params[p->paramid - 1];
+
+			if (prm && prm->ptype == BYTEAOID && !prm->isnull)
+				try_model_value(search, prm->value);
+		}
+		else if (p->paramkind == PARAM_EXEC && es->es_param_exec_vals != NULL &&
+				 p->paramid >= 0 &&
+				 p->paramid < list_length(es->es_plannedstmt->paramExecTypes))
+		{
+			ParamExecData *prm = &es->es_param_exec_vals[p->paramid];
+
+			/* only a value the leader has computed already */
+			if (prm->execPlan == NULL && !prm->isnull)
+				try_model_value(search, prm->value);
+		}
+		return false;
+	}
+	return expression_tree_walker(node, model_value_walker, search);
+}
+
+static bool
+plan_model_walker(PlanState *ps, PlanModelSearch *search)
+{
+	if (ps == NULL || search->has_found)
+		return search->has_found;
+	model_value_walker((Node *) ps->plan->targetlist, search);
+	model_value_walker((Node *) ps->plan->qual, search);
+	if (search->has_found)
+		return true;
+	return planstate_tree_walker(ps, plan_model_walker, search);
+}
+
+/*
+ * The model a partial state names by digest: from the cache (the leader
+ * used it itself), else from the constants and parameters of the plan the
+ * leader runs, which the workers' model came from.  The digest is checked
+ * against the bytes either way.
+ */
+static const DmfModel *
+model_by_digest(FunctionCallInfo fcinfo, const uint8 *digest)
+{
+	const DmfModel *m = dmf_model_find_digest(digest);
+	PlanModelSearch search;
+	AggState   *agg;
+
+	if (m != NULL)
+		return m;
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, AggState))
+		elog(ERROR, "dmf factor aggregate state names a model by digest outside an aggregate");
+	agg = (AggState *) fcinfo->context;
+	memset(&search, 0, sizeof(search));
+	search.digest = digest;
+	search.estate = agg->ss.ps.state;
+	plan_model_walker((PlanState *) agg, &search);
+	if (!search.has_found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("the model of a parallel dmf factor aggregate is not in this plan"),
+				 errhint("Read the model from a table in the query, or SET max_parallel_workers_per_gather = 0.")));
+	return dmf_model_from_datum(search.found);
 }
 
 PG_FUNCTION_INFO_V1(dmf_factor_deserialize);
@@ -851,9 +1018,8 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	bool		user_side;
 	uint8		header[DMF_HEADER_SIZE];
 	int32		n,
-				mlen,
 				pairs_at;
-	const char *model;
+	int			how;
 	const DmfModel *m;
 	FactorState *st;
 
@@ -869,16 +1035,27 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	if (n < 0 || (int64) n * 8 > buf.len - buf.cursor)
 		elog(ERROR, "invalid dmf factor aggregate state");
 
-	/* the model travels after the pairs: read it first */
+	/* the model travels after the pairs: find it first */
 	pairs_at = buf.cursor;
 	buf.cursor += n * 8;
-	mlen = pq_getmsgint(&buf, 4);
-	model = pq_getmsgbytes(&buf, mlen);
+	how = pq_getmsgbyte(&buf);
+	if (how == MODEL_DIGEST)
+		m = model_by_digest(fcinfo, (const uint8 *) pq_getmsgbytes(&buf, DMF_MODEL_DIGEST_LEN));
+	else if (how == MODEL_TOAST || how == MODEL_BYTES)
+	{
+		int32		mlen = pq_getmsgint(&buf, 4);
+		const char *model;
+
+		if (mlen < VARHDRSZ_EXTERNAL || mlen > buf.len - buf.cursor)
+			elog(ERROR, "invalid dmf factor aggregate state");
+		model = pq_getmsgbytes(&buf, mlen);
+		/* the shipped value, not the header, says which model: see model_cache.c */
+		m = dmf_model_from_datum(PointerGetDatum(model));
+	}
+	else
+		elog(ERROR, "invalid dmf factor aggregate state");
 	pq_getmsgend(&buf);
 	buf.cursor = pairs_at;
-
-	/* the shipped datum, not the header, says which model: see model_cache.c */
-	m = dmf_model_from_datum(PointerGetDatum(model));
 	{
 		uint8		found[DMF_HEADER_SIZE];
 
@@ -887,6 +1064,7 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 			elog(ERROR, "dmf factor aggregate state names another model");
 	}
 	st = new_state(aggcxt, dmf_model_ref(m), user_side, n);
+	st->model_in_plan = how == MODEL_DIGEST;
 	for (int32 k = 0; k < n; k++)
 	{
 		int32		pos = pq_getmsgint(&buf, 4);

@@ -12,8 +12,10 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "common/cryptohash.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
+#include "nodes/primnodes.h"
 #include "utils/memutils.h"
 
 #include "model_cache.h"
@@ -44,6 +46,8 @@ typedef struct CacheEntry
 	ToastKey	toast[TOAST_KEYS_PER_ENTRY];
 	int			n_toast;
 	MemoryContext cxt;			/* holds the bytes the model points into */
+	bool		has_digest;
+	uint8		digest[DMF_MODEL_DIGEST_LEN];	/* SHA-256 of bytes, once asked */
 	DmfModel	model;
 } CacheEntry;
 
@@ -287,6 +291,68 @@ dmf_model_from_datum(Datum datum)
 	return use_entry(e);
 }
 
+/*
+ * A call site whose model argument is a constant of the plan (a literal, or
+ * a parameter a custom plan inlined) passes the same value, at the same
+ * address, for as long as the call site lives: the address is then proof
+ * enough.  Nothing else is: a parameter of a generic plan, or a PL/pgSQL
+ * variable, can change between calls of one call site.
+ */
+typedef struct ConstArgMemo
+{
+	int			argno;
+	Pointer		ptr;
+	int			entry;
+	uint64		generation;
+} ConstArgMemo;
+
+static bool
+arg_is_const(FunctionCallInfo fcinfo, int argno)
+{
+	Node	   *expr;
+	List	   *args;
+
+	if (fcinfo->context && IsA(fcinfo->context, AggState))
+	{
+		/* a transition function's argument n is the aggregate's n - 1 */
+		Aggref	   *aggref = AggGetAggref(fcinfo);
+
+		if (aggref == NULL || argno < 1 || argno > list_length(aggref->args))
+			return false;
+		return IsA(list_nth_node(TargetEntry, aggref->args, argno - 1)->expr, Const);
+	}
+	expr = fcinfo->flinfo ? fcinfo->flinfo->fn_expr : NULL;
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return false;
+	args = ((FuncExpr *) expr)->args;
+	return argno < list_length(args) && IsA(list_nth(args, argno), Const);
+}
+
+const DmfModel *
+dmf_model_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Datum		datum = PG_GETARG_DATUM(argno);
+	ConstArgMemo *memo = (ConstArgMemo *) fcinfo->flinfo->fn_extra;
+	const DmfModel *m;
+	CacheEntry *e;
+
+	if (memo && memo->argno == argno && memo->ptr == DatumGetPointer(datum) &&
+		cache[memo->entry].used && cache[memo->entry].generation == memo->generation)
+		return use_entry(&cache[memo->entry]);
+	m = dmf_model_from_datum(datum);
+	if (!arg_is_const(fcinfo, argno))
+		return m;
+	e = (CacheEntry *) ((char *) m - offsetof(CacheEntry, model));
+	if (memo == NULL)
+		memo = fcinfo->flinfo->fn_extra =
+			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ConstArgMemo));
+	memo->argno = argno;
+	memo->ptr = DatumGetPointer(datum);
+	memo->entry = (int) (e - cache);
+	memo->generation = e->generation;
+	return m;
+}
+
 DmfModelRef
 dmf_model_ref(const DmfModel *m)
 {
@@ -357,6 +423,58 @@ dmf_model_identity(DmfModelRef ref, uint8 *header)
 	if (e == NULL)
 		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
 	memcpy(header, e->header, DMF_HEADER_SIZE);
+}
+
+void
+dmf_bytes_digest(const uint8 *data, Size len, uint8 *digest)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, DMF_MODEL_DIGEST_LEN) < 0)
+		elog(ERROR, "could not compute a SHA-256 digest: %s",
+			 ctx ? pg_cryptohash_error(ctx) : "out of memory");
+	pg_cryptohash_free(ctx);
+}
+
+static const uint8 *
+entry_digest(CacheEntry *e)
+{
+	if (!e->has_digest)
+	{
+		dmf_bytes_digest(e->bytes, e->total_size, e->digest);
+		e->has_digest = true;
+	}
+	return e->digest;
+}
+
+void
+dmf_model_digest(DmfModelRef ref, uint8 *digest)
+{
+	CacheEntry *e = entry_of(ref);
+
+	if (e == NULL)
+		elog(ERROR, "dmf model cache entry %d is gone", ref.slot);
+	memcpy(digest, entry_digest(e), DMF_MODEL_DIGEST_LEN);
+}
+
+const DmfModel *
+dmf_model_find_digest(const uint8 *digest)
+{
+	for (int e = 0; e < CACHE_ENTRIES; e++)
+		if (cache[e].used &&
+			memcmp(entry_digest(&cache[e]), digest, DMF_MODEL_DIGEST_LEN) == 0)
+			return use_entry(&cache[e]);
+	return NULL;
+}
+
+bool
+dmf_model_stored_out_of_line(DmfModelRef ref)
+{
+	CacheEntry *e = entry_of(ref);
+
+	return e != NULL && e->n_toast > 0;
 }
 
 bytea *

@@ -25,6 +25,13 @@
 const DmfModel *dmf_model_from_datum(Datum datum);
 
 /*
+ * dmf_model_from_datum for argument argno of a call: the same, and when the
+ * argument is a constant of the plan, later calls of the call site cost a
+ * comparison of addresses.
+ */
+const DmfModel *dmf_model_arg(FunctionCallInfo fcinfo, int argno);
+
+/*
  * A reference to a cached model that survives across calls, for aggregate
  * states: pinned, the model is not evicted until the owner context is
  * reset or deleted.
@@ -46,6 +53,18 @@ void		dmf_model_identity(DmfModelRef ref, uint8 *header);
  * it came from a table, else a copy of its bytes.
  */
 bytea	   *dmf_model_shippable(DmfModelRef ref);
+/* Whether the model has been seen as a value stored out of line. */
+bool		dmf_model_stored_out_of_line(DmfModelRef ref);
+
+/*
+ * SHA-256 of a model's bytes: an identity another process can check
+ * without the bytes (computed once per cached model, when first asked).
+ * dmf_model_find_digest answers only for a cached model with that digest.
+ */
+#define DMF_MODEL_DIGEST_LEN 32
+void		dmf_bytes_digest(const uint8 *data, Size len, uint8 *digest);
+void		dmf_model_digest(DmfModelRef ref, uint8 *digest);
+const DmfModel *dmf_model_find_digest(const uint8 *digest);
 
 /* Decodes and validates model bytes without the cache (ERROR if bad). */
 void		dmf_model_decode_or_error(const uint8_t *buf, size_t len, DmfModel *m);

@@ -198,7 +198,7 @@ dmf_recommend(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
-	m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	m = dmf_model_arg(fcinfo, 0);
 	k = k_arg(fcinfo, 2);
 	exclude_rated = PG_ARGISNULL(3) ? true : PG_GETARG_BOOL(3);
 
@@ -249,7 +249,7 @@ dmf_recommend_factor(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
-	m = dmf_model_from_datum(PG_GETARG_DATUM(0));
+	m = dmf_model_arg(fcinfo, 0);
 	given = dmf_factor_arg(PG_GETARG_ARRAYTYPE_P(1), "user", m->dim, m->dim);
 	k = k_arg(fcinfo, 2);
 
