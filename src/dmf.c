@@ -22,6 +22,7 @@
 #include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/regproc.h"
@@ -50,17 +51,30 @@ int			dmf_max_memory_kb = 1024 * 1024;
  * session that had not called dmf yet) is only checked when the library
  * defines the setting.  PostgreSQL then rejects a bad one with a WARNING and
  * keeps the default: a cap the user did not ask for.  The rejected text is
- * kept here, and training refuses to run until a valid value is set.
+ * kept here, and training refuses to run while the setting still has its
+ * default, that is until a valid value is set (a SET LOCAL only for its
+ * transaction).
  */
 static char *max_memory_rejected = NULL;
-static bool defining_settings = false;
 
-static void
-assign_max_memory(int newval, void *extra)
+/* the columns of pg_settings that GetConfigOptionByNum fills; 8 is "source" */
+#define PG_SETTINGS_COLUMNS 17
+
+/* Whether dmf.max_memory has its built-in default (pg_settings' source). */
+static bool
+max_memory_is_default(void)
 {
-	/* any value assigned after loading is one the user now has */
-	if (!defining_settings)
-		max_memory_rejected = NULL;
+	const char *values[PG_SETTINGS_COLUMNS];
+	bool		noshow;
+	int			n = GetNumConfigOptions();
+
+	for (int k = 0; k < n; k++)
+	{
+		GetConfigOptionByNum(k, values, &noshow);
+		if (values[0] != NULL && strcmp(values[0], "dmf.max_memory") == 0)
+			return values[8] != NULL && strcmp(values[8], "default") == 0;
+	}
+	return true;
 }
 
 void		_PG_init(void);
@@ -71,7 +85,6 @@ _PG_init(void)
 	const char *preset = GetConfigOption("dmf.max_memory", true, false);
 	char	   *preset_copy = preset ? MemoryContextStrdup(TopMemoryContext, preset) : NULL;
 
-	defining_settings = true;
 	DefineCustomIntVariable("dmf.max_memory",
 							"Largest amount of memory one dmf_train or dmf_refresh call may use.",
 							"Checked as the ratings are read and again before training allocates.",
@@ -81,8 +94,7 @@ _PG_init(void)
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_KB,
-							NULL, assign_max_memory, NULL);
-	defining_settings = false;
+							NULL, NULL, NULL);
 	if (preset_copy != NULL)
 	{
 		int			kb;
@@ -96,13 +108,13 @@ _PG_init(void)
 uint64
 dmf_max_memory_bytes(void)
 {
-	if (max_memory_rejected != NULL)
+	if (max_memory_rejected != NULL && max_memory_is_default())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("dmf.max_memory was set to \"%s\" before dmf was loaded, which is not a valid value",
 						max_memory_rejected),
 				 errdetail("PostgreSQL ignored the value and kept the default of 1GB."),
-				 errhint("Set dmf.max_memory again, to at least 1MB (e.g. SET dmf.max_memory = '2GB'), or RESET it.")));
+				 errhint("Set dmf.max_memory again, to at least 1MB (e.g. SET dmf.max_memory = '2GB').")));
 	return (uint64) dmf_max_memory_kb * 1024;
 }
 
@@ -388,13 +400,36 @@ split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i,
 	pfree(by_rank);
 }
 
-static void
-read_validation_table(TrainInput *in, const DmfOptions *o,
-					  const DmfRatingColumns *cols)
+/* The relation the option "validation" names, read-locked. */
+static Oid
+validation_relid(const DmfOptions *o)
 {
 	List	   *names = stringToQualifiedNameList(o->validation);
 	Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names),
 										 AccessShareLock, false);
+
+	/*
+	 * An unqualified name finds pg_temp first, where another role can put a
+	 * view that calls its own functions: in a SECURITY DEFINER function the
+	 * option would then run that role's code as the definer.  A temporary
+	 * relation must be named as one.
+	 */
+	if (list_length(names) == 1 && isAnyTempNamespace(get_rel_namespace(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"validation\" names \"%s\", which is found as a temporary relation",
+						o->validation),
+				 errdetail("An unqualified name is looked up in the session's temporary schema first."),
+				 errhint("Qualify the name with its schema, e.g. \"public.%s\", or \"pg_temp.%s\" for the temporary relation.",
+						 o->validation, o->validation)));
+	return relid;
+}
+
+static void
+read_validation_table(TrainInput *in, const DmfOptions *o,
+					  const DmfRatingColumns *cols)
+{
+	Oid			relid = validation_relid(o);
 	DmfRatingColumns vcols = *cols;
 	DmfRawRatings v;
 	int32	   *u,
@@ -504,9 +539,10 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("the rating range [%g, %g] of column \"%s\" of %s cannot be represented",
 							o->train.rating_min, o->train.rating_max, cols->rating_column, rel),
-					 errdetail("Its width is %s in double precision.",
-							   isfinite(o->train.rating_max - o->train.rating_min) ?
-							   "too small to be told apart from zero" : "infinite"),
+					 isfinite(o->train.rating_max - o->train.rating_min) ?
+					 errdetail("Its width, %g, is below the smallest normal double, %g.",
+							   o->train.rating_max - o->train.rating_min, DBL_MIN) :
+					 errdetail("Its width is beyond the largest double."),
 					 errhint("Rescale the ratings in a view, e.g. to [1, 5].")));
 		check_rating_range(raw, cols->rating_column, rel,
 						   o->train.rating_min, o->train.rating_max);

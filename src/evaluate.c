@@ -6,9 +6,9 @@
  * The relation is streamed in batches (memory does not grow with it) and
  * read with the caller's privileges.  Errors are over the rows the model
  * can predict (both ids have a factor): "covered" says how many that is.
- * Errors are summed on the model's working scale (encoding.h), times an
- * exact power of two, so that squares of errors of ratings near 1e-300 do
- * not underflow to zero (or near 1e300 overflow).
+ * Errors may be of any size a double holds (ratings near 1e-300 or 1e300):
+ * squares are summed as scale^2 * ssq, as the BLAS's nrm2 does, and the
+ * absolute errors as a running mean, so neither underflows nor overflows.
  */
 #include "postgres.h"
 
@@ -25,6 +25,35 @@
 #include "model_format.h"
 #include "ratings_reader.h"
 
+/* sqrt(sum of x^2 / n) of the values added, without forming x^2 */
+typedef struct RootMeanSquare
+{
+	double		scale;			/* the largest |x| so far */
+	double		ssq;			/* sum of (x / scale)^2 */
+} RootMeanSquare;
+
+static void
+rms_add(RootMeanSquare *r, double x)
+{
+	double		a = fabs(x);
+
+	if (a == 0.0)
+		return;
+	if (a > r->scale)
+	{
+		r->ssq = 1.0 + r->ssq * (r->scale / a) * (r->scale / a);
+		r->scale = a;
+	}
+	else
+		r->ssq += (a / r->scale) * (a / r->scale);
+}
+
+static double
+rms_value(const RootMeanSquare *r, int64 n)
+{
+	return r->scale * sqrt(r->ssq / n);
+}
+
 typedef struct EvalSums
 {
 	const DmfModel *m;
@@ -32,10 +61,9 @@ typedef struct EvalSums
 	int64		n;
 	int64		covered;
 	int64		skipped_nulls;
-	double		factor;			/* the working scale's: errors are summed times it */
-	double		sq;
-	double		abs;
-	double		sq_discrete;
+	RootMeanSquare sq;
+	double		abs;			/* running means of |error| */
+	RootMeanSquare sq_discrete;
 	double		abs_discrete;
 } EvalSums;
 
@@ -55,14 +83,14 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 		if (!dmf_predict_ids(s->m, user[k], item[k], &p))
 			continue;
 		s->covered++;
-		e = (p - rating[k]) * s->factor;
-		s->sq += e * e;
-		s->abs += fabs(e);
+		e = p - rating[k];
+		rms_add(&s->sq, e);
+		s->abs += (fabs(e) - s->abs) / s->covered;
 		if (s->discrete)
 		{
-			e = (dmf_model_quantize(s->m, p) - rating[k]) * s->factor;
-			s->sq_discrete += e * e;
-			s->abs_discrete += fabs(e);
+			e = dmf_model_quantize(s->m, p) - rating[k];
+			rms_add(&s->sq_discrete, e);
+			s->abs_discrete += (fabs(e) - s->abs_discrete) / s->covered;
 		}
 	}
 }
@@ -95,7 +123,6 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	/* the relation may be a view that calls dmf functions: keep the model */
 	dmf_model_pin(dmf_model_ref(s.m), work);
 	s.discrete = s.m->n_levels >= 2;
-	s.factor = s.m->scale.factor;
 
 	cols.relid = PG_GETARG_OID(1);
 	cols.user_column = NameStr(*PG_GETARG_NAME(2));
@@ -111,13 +138,13 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(s.covered);
 	if (s.covered > 0)
 	{
-		values[2] = Float8GetDatum(sqrt(s.sq / s.covered) / s.factor);
-		values[3] = Float8GetDatum(s.abs / s.covered / s.factor);
+		values[2] = Float8GetDatum(rms_value(&s.sq, s.covered));
+		values[3] = Float8GetDatum(s.abs);
 		nulls[2] = nulls[3] = false;
 		if (s.discrete)
 		{
-			values[4] = Float8GetDatum(sqrt(s.sq_discrete / s.covered) / s.factor);
-			values[5] = Float8GetDatum(s.abs_discrete / s.covered / s.factor);
+			values[4] = Float8GetDatum(rms_value(&s.sq_discrete, s.covered));
+			values[5] = Float8GetDatum(s.abs_discrete);
 			nulls[4] = nulls[5] = false;
 		}
 	}

@@ -413,28 +413,76 @@ compact_side(int64 *ids, int32 *input, float *factors, int32 n, int dim,
 
 /*
  * The rated items of the kept users, as item positions after compaction
- * (order is kept, so each list stays ascending).
+ * (order is kept, so each list stays ascending): from the relation, or for
+ * a training user the relation does not have, the model's list, so that
+ * dmf_recommend still leaves out what such a user rated.
  */
 static void
-compact_rated(const DmfCsr *pairs, const int32 *user_index, const int32 *item_index,
-			  int32 n_users, int64 **offsets_out, int32 **items_out)
+compact_rated(const DmfModel *m, const DmfCsr *pairs, const int32 *user_index,
+			  const int32 *ustored, const int32 *item_index, const int32 *istored,
+			  int32 n_items_merged, int32 n_users, int64 **offsets_out, int32 **items_out)
 {
+	int64		stored_nnz = m->rated_offsets ? m->rated_offsets[m->users.n] : 0;
 	int64	   *offsets = palloc_extended(sizeof(int64) * ((size_t) n_users + 1), MCXT_ALLOC_HUGE);
-	int32	   *items = palloc_extended(sizeof(int32) * (pairs->nnz + 1), MCXT_ALLOC_HUGE);
+	int32	   *items = palloc_extended(sizeof(int32) * (pairs->nnz + stored_nnz + 1), MCXT_ALLOC_HUGE);
+	int32	   *stored_to_new = NULL;
 	int64		nnz = 0;
 
+	if (m->rated_offsets)
+	{
+		stored_to_new = palloc_extended(sizeof(int32) * ((size_t) m->items.n + 1), MCXT_ALLOC_HUGE);
+		for (int32 k = 0; k < m->items.n; k++)
+			stored_to_new[k] = -1;
+		for (int32 k = 0; k < n_items_merged; k++)
+			if (istored[k] >= 0)
+				stored_to_new[istored[k]] = item_index[k];
+	}
 	offsets[0] = 0;
 	for (int32 r = 0; r < pairs->nrows; r++)
 	{
 		if (user_index[r] < 0)
 			continue;
-		for (int64 k = pairs->rowptr[r]; k < pairs->rowptr[r + 1]; k++)
-			if (item_index[pairs->col[k]] >= 0)
-				items[nnz++] = item_index[pairs->col[k]];
+		if (pairs->rowptr[r + 1] == pairs->rowptr[r] && ustored[r] >= 0 && stored_to_new)
+		{
+			for (int64 k = m->rated_offsets[ustored[r]]; k < m->rated_offsets[ustored[r] + 1]; k++)
+				if (stored_to_new[m->rated_items[k]] >= 0)
+					items[nnz++] = stored_to_new[m->rated_items[k]];
+		}
+		else
+			for (int64 k = pairs->rowptr[r]; k < pairs->rowptr[r + 1]; k++)
+				if (item_index[pairs->col[k]] >= 0)
+					items[nnz++] = item_index[pairs->col[k]];
 		offsets[user_index[r] + 1] = nnz;
 	}
 	*offsets_out = offsets;
 	*items_out = items;
+}
+
+/*
+ * Bytes a refresh needs besides the rows it read: factors and ids of every
+ * entity, the anchors, a chunk of each branch's activations and the new
+ * model twice (encoded, then copied into the result).
+ */
+static uint64
+refresh_memory_estimate(const DmfModel *m, int32 nu, int32 ni)
+{
+	uint64		dim = (uint64) m->dim;
+	uint64		entities = (uint64) nu + ni;
+	uint64		added = entities > (uint64) m->users.n + m->items.n ?
+		entities - m->users.n - m->items.n : 0;
+	uint64		widths = 0;
+
+	for (int side = 0; side < 2; side++)
+	{
+		const DmfBranch *b = side == 0 ? &m->user_branch : &m->item_branch;
+
+		for (int l = 1; l <= b->n_layers; l++)
+			widths += (uint64) b->sizes[l];
+	}
+	return entities * (dim * sizeof(float) + sizeof(int64) + 3 * sizeof(int32))
+		+ ((uint64) m->users.n_train + m->items.n_train) * dim * sizeof(float)
+		+ (uint64) FACTOR_CHUNK * widths * 3 * sizeof(float)
+		+ 2 * (dmf_model_encoded_size(m) + added * (2 * dim * sizeof(float) + 16));
 }
 
 static char *
@@ -500,6 +548,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 				nti,
 				nu,
 				ni,
+				ni_merged,
 				users_added,
 				items_added;
 	int64	   *uids,
@@ -575,6 +624,19 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	nti = dmf_distinct_ids(raw.item, raw.n, &ti);
 	nu = merge_ids(&m->users, tu, ntu, &uids, &uinput, &ustored);
 	ni = merge_ids(&m->items, ti, nti, &iids, &iinput, &istored);
+	{
+		uint64		need = (uint64) raw.n * REFRESH_BYTES_PER_ROW +
+			refresh_memory_estimate(m, nu, ni);
+
+		if (need > budget.max_bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("refreshing the model would need about %s of memory, more than dmf.max_memory (%s)",
+							dmf_pretty_bytes(need), dmf_pretty_bytes(budget.max_bytes)),
+					 errdetail("%d users and %d items, factors of %d.", nu, ni, m->dim),
+					 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
+							 dmf_pretty_bytes(need))));
+	}
 
 	/* each rating by its row in the merged lists; one rating per pair */
 	ru = palloc_extended(sizeof(int32) * (raw.n + 1), MCXT_ALLOC_HUGE);
@@ -659,9 +721,11 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	keep_stored_factors(&m->items, m->dim, &xi, iinput, istored, ni, ifac, ianch);
 	user_index = palloc_extended(sizeof(int32) * ((size_t) nu + 1), MCXT_ALLOC_HUGE);
 	item_index = palloc_extended(sizeof(int32) * ((size_t) ni + 1), MCXT_ALLOC_HUGE);
+	ni_merged = ni;
 	nu = compact_side(uids, uinput, ufac, nu, m->dim, &users_added, user_index);
 	ni = compact_side(iids, iinput, ifac, ni, m->dim, &items_added, item_index);
-	compact_rated(&pairs, user_index, item_index, nu, &rated_offsets, &rated_items);
+	compact_rated(m, &pairs, user_index, ustored, item_index, istored, ni_merged, nu,
+				  &rated_offsets, &rated_items);
 
 	meta = refreshed_meta(m, users_added, items_added, raw.n, raw.skipped_nulls);
 

@@ -174,7 +174,11 @@ int_value(const char *key, JsonbValue *v, int64 min, int64 max)
 	given = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 	if (!dmf_numeric_to_int64(v->val.numeric, &i))
 	{
-		if (strchr(given, '.') != NULL || strcmp(given, "NaN") == 0)
+		const char *point = strchr(given, '.');
+
+		/* not integral (a fraction, NaN), rather than out of range */
+		if (strcmp(given, "NaN") == 0 ||
+			(point != NULL && strspn(point + 1, "0") != strlen(point + 1)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"%s\" must be an integer", key),
