@@ -1,5 +1,5 @@
 EXTENSION = dmf
-EXTVERSION = 0.2.0
+EXTVERSION = 0.2.1
 
 MODULE_big = dmf
 OBJS = \

@@ -5,7 +5,7 @@
 #ifndef DMF_H
 #define DMF_H
 
-#define DMF_VERSION "0.2.0"
+#define DMF_VERSION "0.2.1"
 
 extern int	dmf_max_memory_kb;
 
