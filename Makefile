@@ -2,22 +2,36 @@ EXTENSION = dmf
 EXTVERSION = 0.2.1
 
 MODULE_big = dmf
-OBJS = \
-	src/dmf.o \
+
+# src/core/: the numeric core, models and training, built on src/core/platform.h
+# alone (no PostgreSQL header: unit tests and the fuzzer build it standalone).
+# src/: the server layer: settings, SQL-callable functions, the ratings
+# reader, the model cache, OpenBLAS loading.
+CORE_OBJS = \
+	src/core/sparse.o \
+	src/core/network.o \
+	src/core/train.o \
+	src/core/quantizer.o \
+	src/core/fold_in.o \
+	src/core/score.o \
+	src/core/helper_thread.o \
+	src/core/adam.o \
+	src/core/rng.o \
+	src/core/model_format.o
+SERVER_OBJS = \
+	src/module.o \
 	src/options.o \
 	src/ratings_reader.o \
-	src/model_format.o \
 	src/model_cache.o \
-	src/extend.o \
+	src/model_bytes.o \
+	src/blas.o \
+	src/train_sql.o \
+	src/refresh_sql.o \
+	src/predict_sql.o \
+	src/factor_agg.o \
 	src/recommend.o \
-	src/evaluate.o \
-	src/sparse.o \
-	src/network.o \
-	src/train.o \
-	src/quantizer.o \
-	src/fold_in.o \
-	src/rng.o \
-	src/blas.o
+	src/evaluate.o
+OBJS = $(SERVER_OBJS) $(CORE_OBJS)
 
 # install scripts of each release and the upgrade scripts between them
 DATA = $(wildcard sql/dmf--*.sql)
@@ -28,6 +42,7 @@ REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 # -fno-math-errno: sqrtf and friends need not set errno, so loops calling
 # them (Adam's update) are vectorized; nothing here reads errno after math
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
 PG_CFLAGS = -std=gnu99 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -O3 \
 	-fno-math-errno
 # OpenBLAS is loaded on first use in a backend, not linked (see src/blas.h)
@@ -38,7 +53,18 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every object depends on every header: the structs are shared
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h src/core/*.h)
+
+# The core includes no PostgreSQL header of its own (platform.h adapts it):
+# fail the build if one does.
+all: check-core-headers
+check-core-headers:
+	@if grep -nE '^#include "(postgres|fmgr|utils/|access/|catalog/|executor/|nodes/|lib/|libpq/|miscadmin)' \
+			$(filter-out src/core/platform.h src/core/model_format.c,$(wildcard src/core/*.[ch])); then \
+		echo "src/core/ includes a PostgreSQL header: the core must build without the server" >&2; \
+		exit 1; \
+	fi
+.PHONY: check-core-headers
 
 # A direct OpenBLAS call would fail only when the library is loaded: fail here.
 all: check-blas-calls

@@ -1,11 +1,22 @@
 /*
  * dmf.h
- *	  Settings and constants shared by the SQL-callable parts of dmf.
+ *	  What the server layer's files share: settings, the model values dmf
+ *	  returns, and helpers of the SQL-callable functions.
  */
 #ifndef DMF_H
 #define DMF_H
 
+#include "postgres.h"
+
+#include "fmgr.h"
+
 #define DMF_VERSION "0.2.1"
+
+struct ArrayType;
+struct DmfModel;
+struct StringInfoData;
+
+/* ---- module.c: settings ---- */
 
 extern int	dmf_max_memory_kb;
 
@@ -15,12 +26,10 @@ extern int	dmf_max_memory_kb;
  */
 extern uint64 dmf_max_memory_bytes(void);
 
-struct ArrayType;
-struct DmfModel;
-struct StringInfoData;
+/* Threads for a training: the option's number, or all cores (at most 64) for 0. */
+extern int	dmf_resolve_threads(int threads);
 
-/* A continuous prediction through the model's quantizer (ERROR if none). */
-extern double dmf_model_quantize(const struct DmfModel *m, double rating);
+/* ---- model_bytes.c: the model values dmf returns ---- */
 
 /*
  * The model's bytes as a bytea in result_cxt; ERROR if too large for one,
@@ -28,22 +37,25 @@ extern double dmf_model_quantize(const struct DmfModel *m, double rating);
  */
 extern bytea *dmf_model_to_bytea(const struct DmfModel *m, MemoryContext result_cxt);
 
+/* A new random 128-bit model id. */
+extern void dmf_new_model_id(uint8 *id);
+
+/* Appends a JSON number, or null for NaN and infinities. */
+extern void dmf_append_json_number(struct StringInfoData *out, double v);
+
 /* Appends the current time as a quoted ISO 8601 UTC string (JSON). */
 extern void dmf_append_utc_now(struct StringInfoData *out);
 
-/* Threads for a training: the option's number, or all cores (at most 64) for 0. */
-extern int	dmf_resolve_threads(int threads);
+/* ERROR (data corrupted) if a branch gave factors that are not finite. */
+extern void dmf_check_factors_finite(const float *f, size_t n, const char *side);
 
-/* Prediction on the rating scale from two factors; false if either is zero. */
-extern bool dmf_score_factors(const struct DmfModel *m, const float *u,
-							  const float *v, double *rating);
+/* ---- predict_sql.c ---- */
 
-/* True if the factor is all zeros: the model has no factor for it. */
-extern bool dmf_factor_is_zero(const float *f, int dim);
+/* A continuous prediction through the model's quantizer (ERROR if none). */
+extern double dmf_model_quantize(const struct DmfModel *m, double rating);
 
-/* The prediction for two ids; false if the model has no factor for either. */
-extern bool dmf_predict_ids(const struct DmfModel *m, int64 user_id,
-							int64 item_id, double *rating);
+/* A factor as a real[] value. */
+extern struct ArrayType *dmf_factor_array(const float *f, int dim);
 
 /*
  * A real[] argument as a factor of the model; ERROR unless it is 1-D,

@@ -23,6 +23,7 @@
 #include "dmf.h"
 #include "model_cache.h"
 #include "model_format.h"
+#include "score.h"
 #include "ratings_reader.h"
 
 /* sqrt(sum of x^2 / n) of the values added, without forming x^2 */

@@ -25,6 +25,7 @@
 #include "dmf.h"
 #include "model_cache.h"
 #include "model_format.h"
+#include "score.h"
 
 typedef struct Candidate
 {

@@ -346,7 +346,7 @@ ORDER BY r.name;
 SELECT dmf_perf.fig(1, 'adam_traffic', flops / 1e9, 'GB', what || ', per epoch') FROM dmf_perf.flops WHERE run = 'threads_2' AND component = 'adam_bytes';
 SELECT dmf_perf.note(1, string_agg(component || ' ' || dmf_perf.fmt(flops) || ' (' || what || ')', '; ' ORDER BY component))
 FROM dmf_perf.flops WHERE run = 'threads_2' AND component IN ('blocks', 'user_rows', 'item_rows', 'user_inputs', 'item_inputs', 'params');
-SELECT dmf_perf.note(1, 'FLOPs counted from the data''s shape as src/train.c runs an epoch (formula: test/bench/sql/perf_flops.sql): the sparse first layer 2 x inputs x width each way per side, dense layers 2 m n k forward and twice that backward, for both branches, over the blocks of the epoch, plus the validation pass (every user and item forward) and the loss. Adam''s elementwise update of every parameter at every block is left out of the FLOPs; its memory traffic is shown apart.');
+SELECT dmf_perf.note(1, 'FLOPs counted from the data''s shape as src/core/train.c runs an epoch (formula: test/bench/sql/perf_flops.sql): the sparse first layer 2 x inputs x width each way per side, dense layers 2 m n k forward and twice that backward, for both branches, over the blocks of the epoch, plus the validation pass (every user and item forward) and the loss. Adam''s elementwise update of every parameter at every block is left out of the FLOPs; its memory traffic is shown apart.');
 SQL
 cp "$tmp/shapes" "$out/sgemm_shapes.txt"
 if [[ -n $sgemm ]]; then
@@ -399,7 +399,7 @@ SELECT dmf_perf.fig(1, 'sgemm_dense_seconds_threads_' || x.threads, x.seconds, '
 FROM mix x JOIN dmf_perf.runs r ON r.name = 'threads_' || x.threads AND r.error IS NULL
 WHERE x.variant = 'server' ORDER BY x.threads;
 SELECT dmf_perf.fig(1, 'adam_seconds_threads_1', a.seconds, 's',
-                    'time the Adam updates of one epoch take (src/train.c''s loop timed in sgemm_bench.c: every parameter of both branches at every block, '
+                    'time the Adam updates of one epoch take (src/core/adam.c''s loop timed in sgemm_bench.c: every parameter of both branches at every block, '
                     || dmf_perf.fmt(a.gbs) || ' GB/s), against ' || dmf_perf.fmt(dmf_perf.jnum(r.info, 'seconds_per_epoch')) || ' s per epoch measured')
 FROM adam a, dmf_perf.runs r WHERE r.name = 'threads_1' AND r.error IS NULL AND a.seconds IS NOT NULL;
 SELECT dmf_perf.fig(1, 'adam_seconds_threads_2', a.longest_side, 's',
@@ -650,7 +650,7 @@ FROM dmf_perf.runs s, dmf_perf.runs b,
      ) x (o, k, v, u, w)
 WHERE s.name = 'scale' AND b.name = 'threads_2'
 ORDER BY x.o;
--- what each user, item and rating adds to a model (plan_sections in src/model_format.c): an
+-- what each user, item and rating adds to a model (plan_sections in src/core/model_format.c): an
 -- id (8 B), an input index (4 B), a factor and an anchor (2 x dim x 4 B), a row of the other
 -- branch's first layer (width x 4 B), for a user also its offset in the rated pairs (8 B);
 -- a rating, its entry in the rated pairs (4 B)

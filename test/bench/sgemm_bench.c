@@ -8,7 +8,7 @@
  * Each input line: label transa transb M N K beta calls (row-major, as the
  * extension calls it; trans N or T; calls = how many an epoch makes, only
  * copied to the output), or label A P calls: the Adam update of P
- * parameters as src/train.c does it (in one thread whatever THREADS; for AVX-512 or
+ * parameters as src/core/train.c does it (in one thread whatever THREADS; for AVX-512 or
  * AVX2 when the CPU has them, as the extension's kernels are).  Each runs 5
  * batches of about SECONDS / 5 after a warm-up call; the median batch gives
  * the time per call, so a burst of load from other processes moves it less
@@ -26,7 +26,7 @@
 
 #define BATCHES 5
 
-/* src/train.c's adam_update_impl, with its constants */
+/* src/core/adam.c's adam_update_impl, with its constants */
 static inline __attribute__((always_inline)) void
 adam_impl(float *params, float *grad, float *mom1, float *mom2, size_t n, float c1)
 {

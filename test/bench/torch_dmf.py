@@ -3,7 +3,7 @@
 torch_dmf.py
   A PyTorch-on-CPU reference of dmf's training, for the performance benchmark:
   what a user would run instead of dmf_train (export the ratings, train in
-  Python), doing the same work per epoch as src/train.c.
+  Python), doing the same work per epoch as src/core/train.c.
 
   python3 test/bench/torch_dmf.py --train FILE.csv [--validation FILE.csv]
       [--validation-fraction X] [--epochs N] [--lr X] [--dropout X]
@@ -19,14 +19,14 @@ How it mirrors dmf (defaults from src/options.c):
   - branches: the user branch maps a user's row of the rating matrix, the item
     branch an item's column, through hidden layers (default one of 256, relu)
     to a linear output of dim 128.  The first layer is sparse: input entry
-    = (rating - min) / (max - min) + 0.5 ("offset" encoding, src/encoding.h),
-    the row's sum times 1 / sqrt(kept entries), plus the bias (src/sparse.c).
+    = (rating - min) / (max - min) + 0.5 ("offset" encoding, src/core/encoding.h),
+    the row's sum times 1 / sqrt(kept entries), plus the bias (src/core/sparse.c).
     Here it is a torch.sparse.mm of the row block by the weights, and its
     weight gradient a torch.sparse.mm of the transposed block: O(nnz x width)
     both ways, as dmf's sparse kernels.
-  - init (src/network.c): first layer N(0, 2) (fan-in 1: rows are scaled),
+  - init (src/core/network.c): first layer N(0, 2) (fan-in 1: rows are scaled),
     hidden layers N(0, 2 / fan-in), last layer N(0, 1 / fan-in), biases 0.
-  - blocks (src/train.c): every epoch shuffles users into G groups and items
+  - blocks (src/core/train.c): every epoch shuffles users into G groups and items
     into G groups, G = round(sqrt(n_train / batch_size)), and visits the
     G x G blocks in a random order.  A block embeds its distinct users and
     items once; the block's target ratings are left out of those rows and

@@ -1,7 +1,7 @@
 /*
  * fuzz_crc.h
  *	  Re-sealing model bytes for the fuzz harness: recompute the two CRC32C
- *	  fields of the header (see src/model_format.h), so that mutated bytes
+ *	  fields of the header (see src/core/model_format.h), so that mutated bytes
  *	  get past the checksums and reach the structural validation behind them.
  */
 #ifndef DMF_FUZZ_CRC_H
@@ -15,7 +15,7 @@
 
 #include "model_format.h"
 
-/* header field offsets, as documented in src/model_format.h */
+/* header field offsets, as documented in src/core/model_format.h */
 #define FUZZ_H_TOTAL_SIZE 24
 #define FUZZ_H_PAYLOAD_CRC 32
 #define FUZZ_H_HEADER_CRC 36

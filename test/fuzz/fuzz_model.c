@@ -1,6 +1,6 @@
 /*
  * fuzz_model.c
- *	  libFuzzer harness for the model decoder (src/model_format.c).
+ *	  libFuzzer harness for the model decoder (src/core/model_format.c).
  *
  * Input: one mode byte, then the model bytes.
  *

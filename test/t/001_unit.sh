@@ -7,8 +7,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cc -std=gnu99 -O1 -g -Wall -DDMF_STANDALONE -fsanitize=address,undefined \
-    -fno-sanitize-recover=undefined -I"$root/src" \
-    "$root/test/unit/test_numeric.c" "$root/src/sparse.c" "$root/src/network.c" \
-    "$root/src/rng.c" "$root/src/quantizer.c" "$root/src/fold_in.c" \
+    -fno-sanitize-recover=undefined -I"$root/src/core" \
+    "$root/test/unit/test_numeric.c" "$root/src/core/sparse.c" "$root/src/core/network.c" \
+    "$root/src/core/rng.c" "$root/src/core/quantizer.c" "$root/src/core/fold_in.c" "$root/src/core/helper_thread.c" \
+    "$root/src/core/score.c" "$root/src/core/adam.c" \
     -lopenblas -lm -lpthread -o "$out/test_numeric"
 OPENBLAS_NUM_THREADS=1 "$out/test_numeric"

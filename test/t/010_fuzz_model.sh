@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Fuzz the model decoder (src/model_format.c) with libFuzzer, AddressSanitizer
+# Fuzz the model decoder (src/core/model_format.c) with libFuzzer, AddressSanitizer
 # and UndefinedBehaviorSanitizer: no input may crash it, read outside the
 # buffer, or decode into a model that breaks the invariants the SQL functions
 # rely on (see test/fuzz/fuzz_model.c).  Decoded models also run through the
-# branches and fold-in (src/fold_in.c) against their anchors, as the factor
+# branches and fold-in (src/core/fold_in.c) against their anchors, as the factor
 # aggregates do, so the sanitizers check those reads too.
 #
 # Builds test/fuzz into a temporary directory, writes a seed corpus of small

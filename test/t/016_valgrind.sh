@@ -14,7 +14,7 @@
 #     dropout, validation and extra inputs; DMF-D with centred inputs
 #
 # Valgrind does not decode AVX-512, and reports a CPU without it: the AVX2
-# variants of the kernels (src/platform.h) and OpenBLAS run here.  Each run
+# variants of the kernels (src/core/platform.h) and OpenBLAS run here.  Each run
 # is bounded by DMF_VALGRIND_TIMEOUT seconds (300).
 set -euo pipefail
 
@@ -40,12 +40,12 @@ start=$SECONDS
 echo "== building with gcc, no sanitizer"
 make -s -C "$DMF_ROOT/test/fuzz" O="$work" PG_CONFIG="$pgc" plain >"$work/build.log" 2>&1 ||
     { cat "$work/build.log"; fail "could not build the fuzz harness"; }
-src="$DMF_ROOT/src"
+src="$DMF_ROOT/src/core"
 cflags=(-std=gnu99 -O1 -g -Wall -DDMF_STANDALONE -I"$src")
 gcc "${cflags[@]}" "$DMF_ROOT/test/unit/test_numeric.c" "$src/sparse.c" "$src/network.c" \
-    "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" -lopenblas -lm -lpthread -o "$work/test_numeric"
+    "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/score.c" "$src/adam.c" -lopenblas -lm -lpthread -o "$work/test_numeric"
 gcc "${cflags[@]}" "$DMF_ROOT/test/unit/train_small.c" "$src/train.c" "$src/network.c" \
-    "$src/sparse.c" "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" \
+    "$src/sparse.c" "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/adam.c" \
     -lopenblas -lm -lpthread -o "$work/train_small"
 
 # vg NAME COMMAND...: run under memcheck, fail on any error it reports

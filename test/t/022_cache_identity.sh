@@ -59,7 +59,7 @@ for f in "$("$pgc" --pkglibdir)/libpgport.a" "$("$pgc" --libdir)/libpgport.a"; d
     fi
 done
 [[ -n "$libpgport" ]] || fail "libpgport.a not found (it has the CRC32C code)"
-gcc -std=gnu99 -O2 -Wall -DDMF_STANDALONE -I"$DMF_ROOT/src" -I"$DMF_ROOT/test/fuzz" -I"$pg_include" \
+gcc -std=gnu99 -O2 -Wall -DDMF_STANDALONE -I"$DMF_ROOT/src/core" -I"$DMF_ROOT/test/fuzz" -I"$pg_include" \
     -o "$work/forge_collision" "$DMF_ROOT/test/fuzz/forge_collision.c" "$libpgport" -lm ||
     fail "could not build forge_collision"
 

@@ -12,10 +12,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adam.h"
+#include "encoding.h"
 #include "fold_in.h"
+#include "helper_thread.h"
+#include "model_format.h"
 #include "network.h"
 #include "quantizer.h"
 #include "rng.h"
+#include "score.h"
 #include "sparse.h"
 
 static int passed = 0;
@@ -463,6 +468,111 @@ test_fold_in(void)
 	dmf_csr_free(&x);
 }
 
+static void
+add_one(void *arg)
+{
+	int		   *n = (int *) arg;
+
+	(*n)++;
+}
+
+/* The helper thread runs what it is given, and stops, one by one or all. */
+static void
+test_helper_thread(void)
+{
+	DmfHelper  *a = dmf_helper_start();
+	DmfHelper  *b = dmf_helper_start();
+	int			na = 0,
+				nb = 0;
+
+	CHECK(a != NULL && b != NULL, "helper threads did not start");
+	if (a == NULL || b == NULL)
+		return;
+	for (int k = 0; k < 100; k++)
+	{
+		dmf_helper_run(a, add_one, &na);
+		dmf_helper_run(b, add_one, &nb);
+		dmf_helper_wait(a);
+		dmf_helper_wait(b);
+	}
+	CHECK(na == 100 && nb == 100, "jobs run: %d and %d of 100", na, nb);
+	dmf_helper_stop(a);
+	dmf_helper_run(b, add_one, &nb);
+	dmf_helpers_stop_all();		/* waits for b's job, then stops it */
+	CHECK(nb == 101, "the last job before stop_all ran: %d", nb);
+	dmf_helpers_stop_all();		/* nothing left: a no-op */
+}
+
+/* Predictions from factors: the cosine on the rating scale, NULL for none. */
+static void
+test_score(void)
+{
+	DmfModel	m;
+	float		u[3] = {1, 0, 0},
+				v[3] = {0.6f, 0.8f, 0},
+				zero[3] = {0, 0, 0};
+	double		r = 0.0;
+
+	memset(&m, 0, sizeof(m));
+	m.dim = 3;
+	m.rating_min = 1;
+	m.rating_max = 5;
+	CHECK(dmf_score_factors(&m, u, v, &r) && fabs(r - (3 + 0.6 * 2)) < 1e-6,
+		  "score %g, expected 4.2", r);
+	CHECK(dmf_score_factors(&m, u, u, &r) && r == 5.0, "cosine 1 is the top rating: %g", r);
+	CHECK(!dmf_score_factors(&m, u, zero, &r), "a zero factor has no score");
+	CHECK(dmf_factor_is_zero(zero, 3) && !dmf_factor_is_zero(v, 3), "zero factors");
+	CHECK(dmf_all_finite(v, 3), "finite factor");
+	v[1] = NAN;
+	CHECK(!dmf_all_finite(v, 3), "a NaN is not finite");
+}
+
+/* The working scale: exact shifts, powers of two, and ranges it refuses. */
+static void
+test_working_scale(void)
+{
+	DmfRatingScale s;
+
+	CHECK(dmf_rating_scale_init(&s, 1, 5) && s.factor == 1.0 && s.working_max == 4.0,
+		  "1..5: factor %g, max %g", s.factor, s.working_max);
+	CHECK(dmf_to_working(&s, 3) == 2.0 && dmf_from_working(&s, 2.0) == 3.0, "1..5 round trip");
+	CHECK(dmf_rating_scale_init(&s, 100000001, 100000005) &&
+		  dmf_to_working(&s, 100000004) == 3.0, "a shift by 1e8 is exact");
+	CHECK(dmf_rating_scale_init(&s, 1e-300, 5e-300) &&
+		  s.working_max >= 1.0 && s.working_max < 2.0 &&
+		  fabs(dmf_to_working(&s, 3e-300) / s.working_max - 0.5) < 1e-12,
+		  "tiny ratings: max %g", s.working_max);
+	CHECK(!dmf_rating_scale_init(&s, -1.7e308, 1.7e308), "an infinite width is refused");
+	CHECK(!dmf_rating_scale_init(&s, 0, 1e-310), "a subnormal width is refused");
+	CHECK(!dmf_rating_scale_init(&s, 2, 2) && !dmf_rating_scale_init(&s, 3, 2),
+		  "an empty range is refused");
+	CHECK(!dmf_rating_scale_init(&s, NAN, 2), "NaN is refused");
+}
+
+/* Adam moves a parameter against its gradient, by about the learning rate. */
+static void
+test_adam(void)
+{
+	DmfBranch	b;
+	DmfAdam		a;
+	int			sizes[2] = {2, 1};
+	float		before;
+
+	memset(&b, 0, sizeof(b));
+	CHECK(dmf_branch_layout(&b, 1, sizes, DMF_ACT_RELU), "layout");
+	b.params = dmf_alloc0(sizeof(float) * b.n_params);
+	dmf_adam_alloc(&a, b.n_params);
+	b.params[0] = 1.0f;
+	before = b.params[0];
+	a.grad[0] = 0.5f;
+	dmf_adam_step(&b, &a, 0.01, 0.0, 1);
+	CHECK(fabs((before - b.params[0]) - 0.01) < 1e-5, "first step moved %g, expected 0.01",
+		  before - b.params[0]);
+	CHECK(a.grad[0] == 0.0f, "the gradient is consumed");
+	dmf_adam_free(&a);
+	dmf_free(b.params);
+}
+
 int
 main(void)
 {
@@ -478,6 +588,10 @@ main(void)
 	test_fit_boundaries();
 	test_dot();
 	test_fold_in();
+	test_helper_thread();
+	test_score();
+	test_working_scale();
+	test_adam();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "encoding.h"
+#include "helper_thread.h"
 #include "rng.h"
 #include "train.h"
 
@@ -178,7 +179,7 @@ main(void)
 	free_triples(&data.train);
 	free_triples(&data.validation);
 	free_triples(&data.extra_input);
-	dmf_train_stop_threads();
+	dmf_helpers_stop_all();
 	printf("%s\n", failed == 0 ? "ok" : "FAILED");
 	return failed == 0 ? 0 : 1;
 }

@@ -1,5 +1,5 @@
 -- Floating-point work of one training epoch of model :run, trained on :tbl (columns
--- user_id, item_id), from the data's shape and the model's options, as src/train.c does it:
+-- user_id, item_id), from the data's shape and the model's options, as src/core/train.c does it:
 --
 --   T training ratings (dmf_info train_rows), V validation ratings, n_u users, n_i items.
 --   Blocks: G = round(sqrt(T / batch_size)) (at least 1), g_u = min(G, n_u) user groups x

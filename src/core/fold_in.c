@@ -5,12 +5,11 @@
 #include "platform.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 
 #include "encoding.h"
 #include "fold_in.h"
+#include "helper_thread.h"
 
 /*
  * One row: minimise mean_k (u . a_k - t_k)^2 over unit vectors u, where a_k
@@ -128,7 +127,7 @@ fold_in_chunk(FoldInJob *job, float *g, float *u0)
 	return lo < job->total_rows;
 }
 
-static void *
+static void
 fold_in_helper(void *arg)
 {
 	FoldInThread *t = (FoldInThread *) arg;
@@ -136,7 +135,6 @@ fold_in_helper(void *arg)
 	while (!__atomic_load_n(&t->job->stop, __ATOMIC_RELAXED) &&
 		   fold_in_chunk(t->job, t->g, t->u0))
 		;
-	return NULL;
 }
 
 void
@@ -146,8 +144,7 @@ dmf_fold_in_sides(const DmfFoldInSide *sides, int n_sides, int dim, int steps,
 	FoldInJob	job;
 	FoldInThread self,
 				helper;
-	pthread_t	helper_thread;
-	bool		helping = false;
+	DmfHelper  *helper_thread = NULL;
 
 	if (steps <= 0)
 		return;
@@ -167,33 +164,26 @@ dmf_fold_in_sides(const DmfFoldInSide *sides, int n_sides, int dim, int steps,
 	helper.u0 = dmf_alloc(sizeof(float) * dim);
 
 	if (threads >= 2 && job.total_rows > FOLD_IN_CHUNK)
-	{
-		sigset_t	all,
-					old;
-
-		/* signals stay with the backend's thread */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		helping = pthread_create(&helper_thread, NULL, fold_in_helper, &helper) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+		helper_thread = dmf_helper_start();
+	if (helper_thread)
+		dmf_helper_run(helper_thread, fold_in_helper, &helper);
 
 	for (;;)
 	{
-		if (helping && dmf_interrupt_pending())
+		if (helper_thread && dmf_interrupt_pending())
 		{
 			/* an ERROR must not leave the helper running: stop it first */
 			__atomic_store_n(&job.stop, 1, __ATOMIC_RELAXED);
-			pthread_join(helper_thread, NULL);
-			helping = false;
+			dmf_helper_stop(helper_thread);
+			helper_thread = NULL;
 		}
-		if (!helping)
+		if (!helper_thread)
 			dmf_check_interrupts();
 		if (!fold_in_chunk(&job, self.g, self.u0))
 			break;
 	}
-	if (helping)
-		pthread_join(helper_thread, NULL);
+	if (helper_thread)
+		dmf_helper_stop(helper_thread);
 	dmf_free(self.g);
 	dmf_free(self.u0);
 	dmf_free(helper.g);

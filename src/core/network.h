@@ -103,6 +103,9 @@ void		dmf_branch_factors(const DmfBranch *b, DmfBranchWork *w,
 							   const DmfCsr *x, const int32_t *rows, int nb,
 							   float *out);
 
+/* Rows a factor pass runs through a branch at once, outside training. */
+#define DMF_FACTOR_CHUNK 1024
+
 /* Rows of x with no entries have no factor: *has_input = false. */
 void		dmf_normalize_rows(float *m, int nb, int dim);
 

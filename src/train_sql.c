@@ -1,122 +1,38 @@
 /*
- * dmf.c
- *	  SQL-callable entry points of the dmf extension, and its settings.
+ * train_sql.c
+ *	  dmf_train: a ratings relation in, a model out.
  *
- * The functions here are thin: they turn SQL arguments into the structures
- * of the numeric core (train.c, network.c) and the model format
- * (model_format.c), and report errors the PostgreSQL way.
+ * Reads the relation (ratings_reader.c), settles the rating scale and
+ * levels, maps ids to dense indices, holds out the validation rows, checks
+ * the memory the training will need, runs the core's training (train.c)
+ * on the working scale, and encodes the result with its metadata.
  */
 #include "postgres.h"
 
 #include <math.h>
-#include <unistd.h>
 
-#include "access/detoast.h"
 #include "catalog/namespace.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "port/pg_bswap.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
-#include "utils/float.h"
-#include "utils/guc.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/timestamp.h"
 #include "utils/regproc.h"
 #include "utils/varlena.h"
 
 #include "blas.h"
 #include "dmf.h"
 #include "encoding.h"
-#include "platform.h"
-#include "model_cache.h"
+#include "helper_thread.h"
 #include "model_format.h"
 #include "options.h"
+#include "platform.h"
 #include "quantizer.h"
 #include "ratings_reader.h"
 #include "rng.h"
+#include "score.h"
 #include "train.h"
-
-PG_MODULE_MAGIC;
-
-/* dmf.max_memory, in kB: the most a training or refresh may allocate */
-int			dmf_max_memory_kb = 1024 * 1024;
-#define MAX_MEMORY_MIN_KB 1024
-
-/*
- * A value of dmf.max_memory set before this library was loaded (SET in a
- * session that had not called dmf yet) is only checked when the library
- * defines the setting.  PostgreSQL then rejects a bad one with a WARNING and
- * keeps the default: a cap the user did not ask for.  The rejected text is
- * kept here, and training refuses to run while the setting still has its
- * default, that is until a valid value is set (a SET LOCAL only for its
- * transaction).
- */
-static char *max_memory_rejected = NULL;
-
-/* the columns of pg_settings that GetConfigOptionByNum fills; 8 is "source" */
-#define PG_SETTINGS_COLUMNS 17
-
-/* Whether dmf.max_memory has its built-in default (pg_settings' source). */
-static bool
-max_memory_is_default(void)
-{
-	const char *values[PG_SETTINGS_COLUMNS];
-	bool		noshow;
-	int			n = GetNumConfigOptions();
-
-	for (int k = 0; k < n; k++)
-	{
-		GetConfigOptionByNum(k, values, &noshow);
-		if (values[0] != NULL && strcmp(values[0], "dmf.max_memory") == 0)
-			return values[8] != NULL && strcmp(values[8], "default") == 0;
-	}
-	return true;
-}
-
-void		_PG_init(void);
-
-void
-_PG_init(void)
-{
-	const char *preset = GetConfigOption("dmf.max_memory", true, false);
-	char	   *preset_copy = preset ? MemoryContextStrdup(TopMemoryContext, preset) : NULL;
-
-	DefineCustomIntVariable("dmf.max_memory",
-							"Largest amount of memory one dmf_train or dmf_refresh call may use.",
-							"Checked as the ratings are read and again before training allocates.",
-							&dmf_max_memory_kb,
-							1024 * 1024,
-							MAX_MEMORY_MIN_KB,
-							INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
-	if (preset_copy != NULL)
-	{
-		int			kb;
-
-		if (!parse_int(preset_copy, &kb, GUC_UNIT_KB, NULL) || kb < MAX_MEMORY_MIN_KB)
-			max_memory_rejected = preset_copy;
-	}
-	MarkGUCPrefixReserved("dmf");
-}
-
-uint64
-dmf_max_memory_bytes(void)
-{
-	if (max_memory_rejected != NULL && max_memory_is_default())
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("dmf.max_memory was set to \"%s\" before dmf was loaded, which is not a valid value",
-						max_memory_rejected),
-				 errdetail("PostgreSQL ignored the value and kept the default of 1GB."),
-				 errhint("Set dmf.max_memory again, to at least 1MB (e.g. SET dmf.max_memory = '2GB').")));
-	return (uint64) dmf_max_memory_kb * 1024;
-}
 
 /* ---- dmf_train ---- */
 
@@ -165,43 +81,6 @@ cmp_double(const void *a, const void *b)
 	double		y = *(const double *) b;
 
 	return (x > y) - (x < y);
-}
-
-/* A JSON number, or null for NaN/infinity (which JSON cannot hold). */
-static void
-append_json_number(StringInfo out, double v)
-{
-	if (isfinite(v))
-		appendStringInfoString(out, float8out_internal(v));
-	else
-		appendStringInfoString(out, "null");
-}
-
-void
-dmf_append_utc_now(StringInfo out)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (timestamp2tm(GetCurrentTimestamp(), NULL, &tm, &fsec, NULL, NULL) == 0)
-		appendStringInfo(out, "\"%04d-%02d-%02dT%02d:%02d:%02dZ\"",
-						 tm.tm_year, tm.tm_mon, tm.tm_mday,
-						 tm.tm_hour, tm.tm_min, tm.tm_sec);
-	else
-		appendStringInfoString(out, "null");
-}
-
-static void
-new_model_id(uint8 *id)
-{
-	if (!pg_strong_random(id, 16))
-	{
-		uint64		a = dmf_mix64((uint64) GetCurrentTimestamp() ^ ((uint64) MyProcPid << 32));
-		uint64		b = dmf_mix64(a);
-
-		memcpy(id, &a, 8);
-		memcpy(id + 8, &b, 8);
-	}
 }
 
 /* Maps raw ids to indices; ids not in the map give -1. */
@@ -703,30 +582,30 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 	appendStringInfo(meta, ", \"epochs_run\": %d", res->epochs_run);
 	appendStringInfo(meta, ", \"best_epoch\": %d", res->best_epoch);
 	appendStringInfoString(meta, ", \"mean_validation_rmse\": ");
-	append_json_number(meta, res->mean_validation_rmse);
+	dmf_append_json_number(meta, res->mean_validation_rmse);
 	appendStringInfoString(meta, ", \"best_validation_rmse\": ");
-	append_json_number(meta, res->best_validation_rmse);
+	dmf_append_json_number(meta, res->best_validation_rmse);
 	appendStringInfoString(meta, ", \"train_rmse\": ");
-	append_json_number(meta, res->final_train_rmse);
+	dmf_append_json_number(meta, res->final_train_rmse);
 	appendStringInfoString(meta, ", \"load_seconds\": ");
-	append_json_number(meta, in->load_seconds);
+	dmf_append_json_number(meta, in->load_seconds);
 	appendStringInfoString(meta, ", \"training_seconds\": ");
-	append_json_number(meta, res->seconds);
+	dmf_append_json_number(meta, res->seconds);
 	appendStringInfoString(meta, ", \"seconds_per_epoch\": ");
-	append_json_number(meta, res->epochs_run > 0 ? epoch_seconds / res->epochs_run : NAN);
+	dmf_append_json_number(meta, res->epochs_run > 0 ? epoch_seconds / res->epochs_run : NAN);
 	appendStringInfoString(meta, ", \"history\": [");
 	for (int e = 0; e < res->epochs_run; e++)
 	{
 		const DmfEpochStats *s = &res->history[e];
 
 		appendStringInfo(meta, "%s{\"epoch\": %d, \"train_rmse\": ", e > 0 ? ", " : "", s->epoch);
-		append_json_number(meta, s->train_rmse);
+		dmf_append_json_number(meta, s->train_rmse);
 		appendStringInfoString(meta, ", \"validation_rmse\": ");
-		append_json_number(meta, s->validation_rmse);
+		dmf_append_json_number(meta, s->validation_rmse);
 		appendStringInfoString(meta, ", \"seconds\": ");
-		append_json_number(meta, s->seconds);
+		dmf_append_json_number(meta, s->seconds);
 		appendStringInfoString(meta, ", \"learning_rate\": ");
-		append_json_number(meta, s->learning_rate);
+		dmf_append_json_number(meta, s->learning_rate);
 		appendStringInfoChar(meta, '}');
 	}
 	appendStringInfoString(meta, "], \"created_at\": ");
@@ -754,7 +633,7 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	append_meta(&meta, o, in, res, threads);
 
 	memset(&m, 0, sizeof(m));
-	new_model_id(m.model_id);
+	dmf_new_model_id(m.model_id);
 	m.dim = o->train.dim;
 	m.rating_min = o->train.rating_min;
 	m.rating_max = o->train.rating_max;
@@ -799,40 +678,6 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	return dmf_model_to_bytea(&m, result_cxt);
 }
 
-bytea *
-dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
-{
-	uint64		size = dmf_model_encoded_size(m);
-	uint8	   *aligned;
-	DmfModel	check;
-	char		detail[256];
-	bytea	   *out;
-
-	if (size > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the model would be %s, more than the 1 GB a bytea can hold",
-						dmf_pretty_bytes(size)),
-				 errhint("Use narrower \"layers\" or a smaller \"dim\".")));
-	/* the decoder reads 8-byte aligned bytes; a varlena's data is not */
-	aligned = palloc_extended(size, MCXT_ALLOC_HUGE);
-	dmf_model_encode(m, aligned, size);
-
-	/* never hand out a model that dmf itself would refuse to read */
-	if (dmf_model_decode(aligned, size, &check, detail, sizeof(detail)) != DMF_DECODE_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("the new dmf model is not valid"),
-				 errdetail("%s", detail),
-				 errhint("The weights it came from may be corrupt or diverged: retrain the model.")));
-
-	out = MemoryContextAllocExtended(result_cxt, VARHDRSZ + size, MCXT_ALLOC_HUGE);
-	SET_VARSIZE(out, VARHDRSZ + size);
-	memcpy(VARDATA(out), aligned, size);
-	pfree(aligned);
-	return out;
-}
-
 /* The training configuration for the core: ratings on the working scale. */
 static DmfTrainConfig
 working_config(const DmfTrainConfig *c, const DmfRatingScale *scale)
@@ -872,15 +717,6 @@ result_to_rating_scale(DmfTrainResult *res, const DmfTrainConfig *core,
 	res->lambda *= scale->factor;
 }
 
-static bool
-all_finite(const float *v, size_t n)
-{
-	for (size_t k = 0; k < n; k++)
-		if (!isfinite(v[k]))
-			return false;
-	return true;
-}
-
 /* A training whose numbers overflowed is an ERROR, never a stored model. */
 static void
 check_result_finite(const DmfTrainResult *res, const DmfTrainConfig *core,
@@ -889,12 +725,12 @@ check_result_finite(const DmfTrainResult *res, const DmfTrainConfig *core,
 	size_t		dim = core->dim;
 
 	if (isfinite(res->final_train_rmse) &&
-		all_finite(res->user_branch.params, res->user_branch.n_params) &&
-		all_finite(res->item_branch.params, res->item_branch.n_params) &&
-		all_finite(res->user_factors, (size_t) n_users * dim) &&
-		all_finite(res->item_factors, (size_t) n_items * dim) &&
-		all_finite(res->user_anchors, (size_t) n_users * dim) &&
-		all_finite(res->item_anchors, (size_t) n_items * dim))
+		dmf_all_finite(res->user_branch.params, res->user_branch.n_params) &&
+		dmf_all_finite(res->item_branch.params, res->item_branch.n_params) &&
+		dmf_all_finite(res->user_factors, (size_t) n_users * dim) &&
+		dmf_all_finite(res->item_factors, (size_t) n_items * dim) &&
+		dmf_all_finite(res->user_anchors, (size_t) n_users * dim) &&
+		dmf_all_finite(res->item_anchors, (size_t) n_items * dim))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -912,16 +748,6 @@ name_arg(FunctionCallInfo fcinfo, int n, const char *what)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be NULL", what)));
 	return NameStr(*PG_GETARG_NAME(n));
-}
-
-int
-dmf_resolve_threads(int threads)
-{
-	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
-
-	if (threads > 0)
-		return threads;
-	return cores > 0 ? (int) Min(cores, 64) : 1;
 }
 
 PG_FUNCTION_INFO_V1(dmf_train);
@@ -978,7 +804,8 @@ dmf_train(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		dmf_train_stop_threads();
+		/* an ERROR must not leave a helper thread on freed memory */
+		dmf_helpers_stop_all();
 		/* outside training, one BLAS thread: never compete with other backends */
 		dmf_blas_release_threads();
 	}
@@ -990,154 +817,4 @@ dmf_train(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(work);
 	PG_RETURN_BYTEA_P(model);
-}
-
-/* ---- using a model ---- */
-
-/* The prediction for two ids; false if the model has no factor for either. */
-bool
-dmf_predict_ids(const DmfModel *m, int64 user_id, int64 item_id, double *rating)
-{
-	int32		u = dmf_side_find(&m->users, user_id);
-	int32		i;
-
-	if (u < 0)
-		return false;
-	i = dmf_side_find(&m->items, item_id);
-	if (i < 0)
-		return false;
-	return dmf_score_factors(m, m->users.factors + (size_t) u * m->dim,
-							 m->items.factors + (size_t) i * m->dim, rating);
-}
-
-PG_FUNCTION_INFO_V1(dmf_predict);
-Datum
-dmf_predict(PG_FUNCTION_ARGS)
-{
-	const DmfModel *m = dmf_model_arg(fcinfo, 0);
-	double		r;
-
-	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
-		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(r);
-}
-
-/* The model's quantizer; ERROR if it has no rating levels. */
-static DmfQuantizer
-model_quantizer(const DmfModel *m)
-{
-	DmfQuantizer q;
-
-	if (m->n_levels < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("this dmf model has no rating levels"),
-				 errdetail("Its training ratings were not on equally spaced levels."),
-				 errhint("Retrain with the option \"levels\", e.g. '{\"levels\": [1, 2, 3, 4, 5]}'.")));
-	q.n_levels = m->n_levels;
-	q.step = m->levels[1] - m->levels[0];
-	q.levels = m->levels;
-	q.boundaries = m->boundaries;
-	q.lambda = m->lambda;
-	return q;
-}
-
-PG_FUNCTION_INFO_V1(dmf_predict_discrete);
-Datum
-dmf_predict_discrete(PG_FUNCTION_ARGS)
-{
-	const DmfModel *m = dmf_model_arg(fcinfo, 0);
-	DmfQuantizer q = model_quantizer(m);
-	double		r;
-
-	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
-		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(dmf_quantize(&q, r));
-}
-
-/* Quantizes a continuous prediction with the model's quantizer. */
-double
-dmf_model_quantize(const DmfModel *m, double rating)
-{
-	DmfQuantizer q = model_quantizer(m);
-
-	return dmf_quantize(&q, rating);
-}
-
-static void
-append_doubles(StringInfo s, const char *key, const double *v, int n)
-{
-	appendStringInfo(s, ", \"%s\": [", key);
-	for (int k = 0; k < n; k++)
-	{
-		if (k > 0)
-			appendStringInfoString(s, ", ");
-		append_json_number(s, v[k]);
-	}
-	appendStringInfoChar(s, ']');
-}
-
-static void
-append_shape(StringInfo s, const char *key, const DmfBranch *b)
-{
-	appendStringInfo(s, ", \"%s\": [", key);
-	for (int l = 0; l <= b->n_layers; l++)
-		appendStringInfo(s, "%s%d", l > 0 ? ", " : "", b->sizes[l]);
-	appendStringInfoChar(s, ']');
-}
-
-PG_FUNCTION_INFO_V1(dmf_info);
-Datum
-dmf_info(PG_FUNCTION_ARGS)
-{
-	const DmfModel *m = dmf_model_arg(fcinfo, 0);
-	StringInfoData s;
-	Datum		facts;
-	Datum		meta;
-	char		id[33];
-
-	for (int k = 0; k < 16; k++)
-		snprintf(id + 2 * k, 3, "%02x", m->model_id[k]);
-
-	initStringInfo(&s);
-	appendStringInfo(&s, "{\"format_version\": %d, \"model_id\": \"%s\"", m->version, id);
-	appendStringInfo(&s, ", \"size_bytes\": " INT64_FORMAT,
-					 (int64) toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ);
-	appendStringInfo(&s, ", \"users\": %d, \"items\": %d", m->users.n, m->items.n);
-	appendStringInfo(&s, ", \"training_users\": %d, \"training_items\": %d",
-					 m->users.n_train, m->items.n_train);
-	/* what dmf_recommend's exclude_rated can leave out (null: not stored) */
-	if (m->rated_offsets != NULL)
-		appendStringInfo(&s, ", \"rated_pairs\": " INT64_FORMAT,
-						 (int64) m->rated_offsets[m->users.n]);
-	else
-		appendStringInfoString(&s, ", \"rated_pairs\": null");
-	appendStringInfo(&s, ", \"dim\": %d, \"activation\": \"%s\"", m->dim,
-					 dmf_activation_names[m->user_branch.activation]);
-	append_shape(&s, "user_branch", &m->user_branch);
-	append_shape(&s, "item_branch", &m->item_branch);
-	appendStringInfo(&s, ", \"fold_in_steps\": %d, \"fold_in_rate\": ", m->fold_in_steps);
-	append_json_number(&s, m->fold_in_rate);
-	appendStringInfoString(&s, ", \"rating_min\": ");
-	append_json_number(&s, m->rating_min);
-	appendStringInfoString(&s, ", \"rating_max\": ");
-	append_json_number(&s, m->rating_max);
-	appendStringInfo(&s, ", \"discrete\": %s", (m->flags & DMF_FLAG_DISCRETE) ? "true" : "false");
-	if (m->n_levels >= 2)
-	{
-		append_doubles(&s, "levels", m->levels, m->n_levels);
-		/* the inner boundaries b_1 .. b_{d-1}; b_0 and b_d are unbounded */
-		append_doubles(&s, "boundaries", m->boundaries + 1, m->n_levels - 1);
-		appendStringInfoString(&s, ", \"lambda\": ");
-		append_json_number(&s, m->lambda);
-	}
-	else
-		appendStringInfoString(&s, ", \"levels\": null");
-	appendStringInfoChar(&s, '}');
-
-	facts = DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data));
-	meta = DirectFunctionCall1(jsonb_in,
-							   CStringGetDatum(pnstrdup(m->meta, m->meta_len)));
-	/* the header's facts win over anything in the metadata */
-	PG_RETURN_DATUM(DirectFunctionCall2(jsonb_concat, meta, facts));
 }

@@ -17,23 +17,19 @@
 #include "platform.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "adam.h"
 #include "blas.h"
 #include "encoding.h"
 #include "fold_in.h"
+#include "helper_thread.h"
 #include "quantizer.h"
 #include "train.h"
 
-#define ADAM_BETA1 0.9
-#define ADAM_BETA2 0.999
-#define ADAM_EPS 1e-8
 #define COSINE_EPS 1e-8f
-#define FACTOR_CHUNK 1024
 
 double
 dmf_now_seconds(void)
@@ -42,76 +38,6 @@ dmf_now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-typedef struct Adam
-{
-	float	   *grad;
-	float	   *m;
-	float	   *v;
-} Adam;
-
-static void
-adam_alloc(Adam *a, size_t n)
-{
-	a->grad = dmf_alloc0(sizeof(float) * n);
-	a->m = dmf_alloc0(sizeof(float) * n);
-	a->v = dmf_alloc0(sizeof(float) * n);
-}
-
-/* Adam's update of n parameters; the gradient is consumed (zeroed). */
-DMF_INLINE void
-adam_update_impl(float *params, float *grad, float *mom1, float *mom2,
-				 size_t n, float c1, float b1, float b2, float eps)
-{
-	for (size_t k = 0; k < n; k++)
-	{
-		float		g = grad[k];
-		float		m = b1 * mom1[k] + (1.0f - b1) * g;
-		float		v = b2 * mom2[k] + (1.0f - b2) * g * g;
-
-		mom1[k] = m;
-		mom2[k] = v;
-		params[k] -= c1 * m / (sqrtf(v) + eps);
-		grad[k] = 0.0f;
-	}
-}
-
-DMF_INLINE void
-add_decay_impl(float *grad, const float *params, size_t n, float decay)
-{
-	for (size_t k = 0; k < n; k++)
-		grad[k] += decay * params[k];
-}
-
-DMF_KERNEL(adam_update,
-		   (float *params, float *grad, float *mom1, float *mom2, size_t n,
-			float c1, float b1, float b2, float eps),
-		   (params, grad, mom1, mom2, n, c1, b1, b2, eps))
-
-DMF_KERNEL(add_decay,
-		   (float *grad, const float *params, size_t n, float decay),
-		   (grad, params, n, decay))
-
-/*
- * One Adam step on a branch.  L2 (the paper's gamma ||W||^2) is part of
- * the loss, so its gradient 2 gamma W joins the data gradient; biases are
- * not penalised.
- */
-static void
-adam_step(DmfBranch *b, Adam *a, double lr, double l2, long t)
-{
-	float		c1 = (float) (lr * sqrt(1.0 - pow(ADAM_BETA2, (double) t)) /
-							  (1.0 - pow(ADAM_BETA1, (double) t)));
-
-	if (l2 > 0.0)
-		for (int l = 0; l < b->n_layers; l++)
-			DMF_CALL(add_decay, (a->grad + b->w_off[l], b->params + b->w_off[l],
-								 (size_t) b->sizes[l] * b->sizes[l + 1],
-								 (float) (2.0 * l2)));
-	DMF_CALL(adam_update, (b->params, a->grad, a->m, a->v, b->n_params, c1,
-						   (float) ADAM_BETA1, (float) ADAM_BETA2,
-						   (float) ADAM_EPS));
 }
 
 int64_t
@@ -188,7 +114,7 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 			per_row += 5 * (uint64_t) sizes[l + 1];
 		}
 		/* a block holds at most a whole side; factors go by chunks */
-		act += per_row * (rows + FACTOR_CHUNK);
+		act += per_row * (rows + DMF_FACTOR_CHUNK);
 	}
 	/* params, gradient, two Adam moments, best copy */
 	return params * 5 * sizeof(float)
@@ -303,16 +229,16 @@ static void
 boundary_step(const DmfTrainConfig *cfg, double *b, const double *uniform,
 			  double *grad, double *m, double *v, double lr, long t)
 {
-	double		c1 = lr * sqrt(1.0 - pow(ADAM_BETA2, (double) t)) /
-		(1.0 - pow(ADAM_BETA1, (double) t));
+	double		c1 = lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+		(1.0 - pow(DMF_ADAM_BETA1, (double) t));
 
 	for (int k = 1; k < cfg->n_levels; k++)
 	{
 		double		g = grad[k] + 2.0 * cfg->boundary_l2 * (b[k] - uniform[k]);
 
-		m[k] = ADAM_BETA1 * m[k] + (1.0 - ADAM_BETA1) * g;
-		v[k] = ADAM_BETA2 * v[k] + (1.0 - ADAM_BETA2) * g * g;
-		b[k] -= c1 * m[k] / (sqrt(v[k]) + ADAM_EPS);
+		m[k] = DMF_ADAM_BETA1 * m[k] + (1.0 - DMF_ADAM_BETA1) * g;
+		v[k] = DMF_ADAM_BETA2 * v[k] + (1.0 - DMF_ADAM_BETA2) * g * g;
+		b[k] -= c1 * m[k] / (sqrt(v[k]) + DMF_ADAM_EPS);
 		if (b[k] < cfg->levels[k - 1])
 			b[k] = cfg->levels[k - 1];
 		if (b[k] > cfg->levels[k])
@@ -361,7 +287,7 @@ typedef struct SideTask
 {
 	DmfBranch  *branch;
 	DmfBranchWork *work;
-	Adam	   *adam;
+	DmfAdam	   *adam;
 	const DmfCsr *x;
 	const int32_t *rows;
 	int			nb;
@@ -379,7 +305,7 @@ typedef struct SideTask
 
 static void
 side_task_init(SideTask *t, const DmfTrainConfig *cfg, DmfBranch *branch,
-			   DmfBranchWork *work, Adam *adam, const DmfCsr *x, uint8_t *skip,
+			   DmfBranchWork *work, DmfAdam *adam, const DmfCsr *x, uint8_t *skip,
 			   float *norm, DmfRng *seeder)
 {
 	memset(t, 0, sizeof(*t));
@@ -421,123 +347,42 @@ side_backward(SideTask *t)
 {
 	dmf_branch_backward(t->branch, t->work, t->x, t->rows, t->nb, t->skip,
 						t->dout, t->adam->grad);
-	adam_step(t->branch, t->adam, t->lr, t->l2, t->step);
+	dmf_adam_step(t->branch, t->adam, t->lr, t->l2, t->step);
 }
 
 /*
- * A helper thread that runs the item side while the calling thread runs
- * the user side.  It only touches memory allocated before it started and
- * never calls into the server; signals stay with the backend's thread.
+ * The item side of a block runs on the helper thread (helper_thread.h)
+ * while the calling thread runs the user side.
  */
-typedef struct SideWorker
+typedef struct SideCall
 {
-	pthread_t	thread;
-	pthread_mutex_t mutex;
-	pthread_cond_t cond;
 	void		(*job) (SideTask *);
 	SideTask   *task;
-	bool		busy;
-	bool		quit;
-} SideWorker;
+} SideCall;
 
-static SideWorker *active_worker = NULL;
-
-static void *
-side_worker_main(void *arg)
-{
-	SideWorker *w = (SideWorker *) arg;
-
-	pthread_mutex_lock(&w->mutex);
-	for (;;)
-	{
-		while (!w->busy && !w->quit)
-			pthread_cond_wait(&w->cond, &w->mutex);
-		if (w->quit)
-			break;
-		pthread_mutex_unlock(&w->mutex);
-		w->job(w->task);
-		pthread_mutex_lock(&w->mutex);
-		w->busy = false;
-		pthread_cond_broadcast(&w->cond);
-	}
-	pthread_mutex_unlock(&w->mutex);
-	return NULL;
-}
-
-static SideWorker *
-side_worker_start(void)
-{
-	sigset_t	all,
-				old;
-	/*
-	 * Not on the stack nor in a memory context: an ERROR unwinds the stack
-	 * and the worker must still find its mutex when it is told to quit.
-	 */
-	SideWorker *w = calloc(1, sizeof(SideWorker));
-
-	if (w == NULL)
-		return NULL;			/* run both sides in this thread */
-	pthread_mutex_init(&w->mutex, NULL);
-	pthread_cond_init(&w->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&w->thread, NULL, side_worker_main, w) != 0)
-	{
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		pthread_cond_destroy(&w->cond);
-		pthread_mutex_destroy(&w->mutex);
-		free(w);
-		return NULL;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	active_worker = w;
-	return w;
-}
-
-void
-dmf_train_stop_threads(void)
-{
-	SideWorker *w = active_worker;
-
-	if (w == NULL)
-		return;
-	pthread_mutex_lock(&w->mutex);
-	/* an ERROR can only leave the loop while the worker is idle */
-	while (w->busy)
-		pthread_cond_wait(&w->cond, &w->mutex);
-	w->quit = true;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->mutex);
-	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->cond);
-	pthread_mutex_destroy(&w->mutex);
-	active_worker = NULL;
-	free(w);
-}
-
-/* job(user) here and job(item) on the worker, if there is one. */
 static void
-run_sides(SideWorker *w, void (*job) (SideTask *), SideTask *user, SideTask *item)
+side_call(void *arg)
 {
-	if (w == NULL)
+	SideCall   *c = (SideCall *) arg;
+
+	c->job(c->task);
+}
+
+/* job(user) here and job(item) on the helper thread, if there is one. */
+static void
+run_sides(DmfHelper *helper, void (*job) (SideTask *), SideTask *user, SideTask *item)
+{
+	SideCall	call = {job, item};
+
+	if (helper == NULL)
 	{
 		job(user);
 		job(item);
 		return;
 	}
-	pthread_mutex_lock(&w->mutex);
-	w->job = job;
-	w->task = item;
-	w->busy = true;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->mutex);
-
+	dmf_helper_run(helper, side_call, &call);
 	job(user);
-
-	pthread_mutex_lock(&w->mutex);
-	while (w->busy)
-		pthread_cond_wait(&w->cond, &w->mutex);
-	pthread_mutex_unlock(&w->mutex);
+	dmf_helper_wait(helper);
 }
 
 void
@@ -557,7 +402,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	int			sizes[DMF_MAX_LAYERS + 1];
 	DmfBranch  *ub = &res->user_branch;
 	DmfBranch  *ib = &res->item_branch;
-	Adam		ua,
+	DmfAdam		ua,
 				ia;
 	DmfBranchWork uw,
 				iw,
@@ -612,7 +457,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	bool		quantizing = false;	/* DMF-D's second phase */
 	SideTask	ut,
 				it;
-	SideWorker *worker;
+	DmfHelper  *worker;
 	int64_t		ignored;
 	int32_t    *identity_users,
 			   *identity_items;
@@ -660,8 +505,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	}
 	dmf_branch_init(ub, &rng);
 	dmf_branch_init(ib, &rng);
-	adam_alloc(&ua, ub->n_params);
-	adam_alloc(&ia, ib->n_params);
+	dmf_adam_alloc(&ua, ub->n_params);
+	dmf_adam_alloc(&ia, ib->n_params);
 	best_u = dmf_alloc(sizeof(float) * ub->n_params);
 	best_i = dmf_alloc(sizeof(float) * ib->n_params);
 	memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
@@ -682,8 +527,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 
 	dmf_branch_work_alloc(&uw, ub, max_block_users, dropout > 0.0f);
 	dmf_branch_work_alloc(&iw, ib, max_block_items, dropout > 0.0f);
-	dmf_branch_work_alloc(&ufw, ub, FACTOR_CHUNK, false);
-	dmf_branch_work_alloc(&ifw, ib, FACTOR_CHUNK, false);
+	dmf_branch_work_alloc(&ufw, ub, DMF_FACTOR_CHUNK, false);
+	dmf_branch_work_alloc(&ifw, ib, DMF_FACTOR_CHUNK, false);
 	unorm = dmf_alloc(sizeof(float) * max_block_users);
 	vnorm = dmf_alloc(sizeof(float) * max_block_items);
 
@@ -691,7 +536,7 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	skip_i = dmf_alloc0((size_t) train->n + 1);
 	side_task_init(&ut, cfg, ub, &uw, &ua, &xu, skip_u, unorm, &rng);
 	side_task_init(&it, cfg, ib, &iw, &ia, &xi, skip_i, vnorm, &rng);
-	worker = cfg->threads >= 2 ? side_worker_start() : NULL;
+	worker = cfg->threads >= 2 ? dmf_helper_start() : NULL;
 	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
 	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
 
@@ -1002,9 +847,11 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		}
 	}
 
-	dmf_train_stop_threads();
 	if (worker)
+	{
+		dmf_helper_stop(worker);
 		dmf_blas_set_threads(cfg->threads);
+	}
 	memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
 	memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
 	res->boundaries = best_bounds;
@@ -1012,12 +859,8 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	/* training memory is no longer needed; the final inputs may be larger */
 	dmf_branch_work_free(&uw, ub);
 	dmf_branch_work_free(&iw, ib);
-	dmf_free(ua.grad);
-	dmf_free(ua.m);
-	dmf_free(ua.v);
-	dmf_free(ia.grad);
-	dmf_free(ia.m);
-	dmf_free(ia.v);
+	dmf_adam_free(&ua);
+	dmf_adam_free(&ia);
 	dmf_free(best_u);
 	dmf_free(best_i);
 	dmf_free(order);

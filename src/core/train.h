@@ -107,11 +107,6 @@ uint64_t	dmf_train_memory_estimate(const DmfTrainConfig *cfg,
 void		dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 							DmfTrainResult *result);
 
-/*
- * Stops the helper thread of a training that was interrupted by an ERROR
- * (a no-op otherwise).  Call it before the training's memory is freed.
- */
-void		dmf_train_stop_threads(void);
 
 /*
  * Builds the input matrices of both branches from triples (the user rows

@@ -1,0 +1,75 @@
+/*
+ * adam.c
+ *	  Adam's update of a branch's parameters, vectorised per CPU.
+ */
+#include "platform.h"
+
+#include <math.h>
+
+#include "adam.h"
+
+void
+dmf_adam_alloc(DmfAdam *a, size_t n)
+{
+	a->grad = dmf_alloc0(sizeof(float) * n);
+	a->m = dmf_alloc0(sizeof(float) * n);
+	a->v = dmf_alloc0(sizeof(float) * n);
+}
+
+/* Adam's update of n parameters; the gradient is consumed (zeroed). */
+DMF_INLINE void
+adam_update_impl(float *params, float *grad, float *mom1, float *mom2,
+				 size_t n, float c1, float b1, float b2, float eps)
+{
+	for (size_t k = 0; k < n; k++)
+	{
+		float		g = grad[k];
+		float		m = b1 * mom1[k] + (1.0f - b1) * g;
+		float		v = b2 * mom2[k] + (1.0f - b2) * g * g;
+
+		mom1[k] = m;
+		mom2[k] = v;
+		params[k] -= c1 * m / (sqrtf(v) + eps);
+		grad[k] = 0.0f;
+	}
+}
+
+DMF_INLINE void
+add_decay_impl(float *grad, const float *params, size_t n, float decay)
+{
+	for (size_t k = 0; k < n; k++)
+		grad[k] += decay * params[k];
+}
+
+DMF_KERNEL(adam_update,
+		   (float *params, float *grad, float *mom1, float *mom2, size_t n,
+			float c1, float b1, float b2, float eps),
+		   (params, grad, mom1, mom2, n, c1, b1, b2, eps))
+
+DMF_KERNEL(add_decay,
+		   (float *grad, const float *params, size_t n, float decay),
+		   (grad, params, n, decay))
+
+void
+dmf_adam_free(DmfAdam *a)
+{
+	dmf_free(a->grad);
+	dmf_free(a->m);
+	dmf_free(a->v);
+}
+
+void
+dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
+{
+	float		c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+							  (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
+
+	if (l2 > 0.0)
+		for (int l = 0; l < b->n_layers; l++)
+			DMF_CALL(add_decay, (a->grad + b->w_off[l], b->params + b->w_off[l],
+								 (size_t) b->sizes[l] * b->sizes[l + 1],
+								 (float) (2.0 * l2)));
+	DMF_CALL(adam_update, (b->params, a->grad, a->m, a->v, b->n_params, c1,
+						   (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
+						   (float) DMF_ADAM_EPS));
+}

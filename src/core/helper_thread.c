@@ -1,0 +1,130 @@
+/*
+ * helper_thread.c
+ *	  The helper thread of a training or a fold-in (see helper_thread.h).
+ */
+#include "platform.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "helper_thread.h"
+
+struct DmfHelper
+{
+	pthread_t	thread;
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	void		(*job) (void *);
+	void	   *arg;
+	bool		busy;
+	bool		quit;
+	DmfHelper  *next;			/* in the list of running helpers */
+};
+
+/* Running helpers, so that an ERROR path can stop them all. */
+static DmfHelper *running = NULL;
+
+static void *
+helper_main(void *arg)
+{
+	DmfHelper  *h = (DmfHelper *) arg;
+
+	pthread_mutex_lock(&h->mutex);
+	for (;;)
+	{
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cond, &h->mutex);
+		if (h->quit)
+			break;
+		pthread_mutex_unlock(&h->mutex);
+		h->job(h->arg);
+		pthread_mutex_lock(&h->mutex);
+		h->busy = false;
+		pthread_cond_broadcast(&h->cond);
+	}
+	pthread_mutex_unlock(&h->mutex);
+	return NULL;
+}
+
+DmfHelper *
+dmf_helper_start(void)
+{
+	sigset_t	all,
+				old;
+
+	/*
+	 * Not on the stack nor in a memory context: an ERROR unwinds the stack
+	 * and frees the context, and the helper must still find its mutex when
+	 * it is told to quit.
+	 */
+	DmfHelper  *h = calloc(1, sizeof(DmfHelper));
+
+	if (h == NULL)
+		return NULL;
+	pthread_mutex_init(&h->mutex, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	/* the new thread inherits this mask: every signal blocked */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&h->thread, NULL, helper_main, h) != 0)
+	{
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_cond_destroy(&h->cond);
+		pthread_mutex_destroy(&h->mutex);
+		free(h);
+		return NULL;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	h->next = running;
+	running = h;
+	return h;
+}
+
+void
+dmf_helper_run(DmfHelper *h, void (*job) (void *), void *arg)
+{
+	pthread_mutex_lock(&h->mutex);
+	h->job = job;
+	h->arg = arg;
+	h->busy = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mutex);
+}
+
+void
+dmf_helper_wait(DmfHelper *h)
+{
+	pthread_mutex_lock(&h->mutex);
+	while (h->busy)
+		pthread_cond_wait(&h->cond, &h->mutex);
+	pthread_mutex_unlock(&h->mutex);
+}
+
+void
+dmf_helper_stop(DmfHelper *h)
+{
+	DmfHelper **link = &running;
+
+	pthread_mutex_lock(&h->mutex);
+	while (h->busy)
+		pthread_cond_wait(&h->cond, &h->mutex);
+	h->quit = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mutex);
+	pthread_join(h->thread, NULL);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->mutex);
+	while (*link != NULL && *link != h)
+		link = &(*link)->next;
+	if (*link == h)
+		*link = h->next;
+	free(h);
+}
+
+void
+dmf_helpers_stop_all(void)
+{
+	while (running != NULL)
+		dmf_helper_stop(running);
+}

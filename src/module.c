@@ -1,0 +1,103 @@
+/*
+ * module.c
+ *	  The dmf library: module magic, settings, and the thread count of a
+ *	  training or refresh.
+ */
+#include "postgres.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include "fmgr.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "dmf.h"
+
+PG_MODULE_MAGIC;
+
+/* dmf.max_memory, in kB: the most a training or refresh may allocate */
+int			dmf_max_memory_kb = 1024 * 1024;
+#define MAX_MEMORY_MIN_KB 1024
+
+/*
+ * A value of dmf.max_memory set before this library was loaded (SET in a
+ * session that had not called dmf yet) is only checked when the library
+ * defines the setting.  PostgreSQL then rejects a bad one with a WARNING and
+ * keeps the default: a cap the user did not ask for.  The rejected text is
+ * kept here, and training refuses to run while the setting still has its
+ * default, that is until a valid value is set (a SET LOCAL only for its
+ * transaction).
+ */
+static char *max_memory_rejected = NULL;
+
+/* the columns of pg_settings that GetConfigOptionByNum fills; 8 is "source" */
+#define PG_SETTINGS_COLUMNS 17
+
+/* Whether dmf.max_memory has its built-in default (pg_settings' source). */
+static bool
+max_memory_is_default(void)
+{
+	const char *values[PG_SETTINGS_COLUMNS];
+	bool		noshow;
+	int			n = GetNumConfigOptions();
+
+	for (int k = 0; k < n; k++)
+	{
+		GetConfigOptionByNum(k, values, &noshow);
+		if (values[0] != NULL && strcmp(values[0], "dmf.max_memory") == 0)
+			return values[8] != NULL && strcmp(values[8], "default") == 0;
+	}
+	return true;
+}
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	const char *preset = GetConfigOption("dmf.max_memory", true, false);
+	char	   *preset_copy = preset ? MemoryContextStrdup(TopMemoryContext, preset) : NULL;
+
+	DefineCustomIntVariable("dmf.max_memory",
+							"Largest amount of memory one dmf_train or dmf_refresh call may use.",
+							"Checked as the ratings are read and again before training allocates.",
+							&dmf_max_memory_kb,
+							1024 * 1024,
+							MAX_MEMORY_MIN_KB,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	if (preset_copy != NULL)
+	{
+		int			kb;
+
+		if (!parse_int(preset_copy, &kb, GUC_UNIT_KB, NULL) || kb < MAX_MEMORY_MIN_KB)
+			max_memory_rejected = preset_copy;
+	}
+	MarkGUCPrefixReserved("dmf");
+}
+
+uint64
+dmf_max_memory_bytes(void)
+{
+	if (max_memory_rejected != NULL && max_memory_is_default())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dmf.max_memory was set to \"%s\" before dmf was loaded, which is not a valid value",
+						max_memory_rejected),
+				 errdetail("PostgreSQL ignored the value and kept the default of 1GB."),
+				 errhint("Set dmf.max_memory again, to at least 1MB (e.g. SET dmf.max_memory = '2GB').")));
+	return (uint64) dmf_max_memory_kb * 1024;
+}
+
+int
+dmf_resolve_threads(int threads)
+{
+	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (threads > 0)
+		return threads;
+	return cores > 0 ? (int) Min(cores, 64) : 1;
+}
