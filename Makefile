@@ -1,5 +1,8 @@
 EXTENSION = dmf
-EXTVERSION = 0.2.1
+# The version is stated once, in dmf.control; the library gets it as
+# DMF_VERSION.  META.json and CHANGELOG.md repeat it for their readers and
+# test/t/050_upgrade.sh checks that they agree.
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(lastword $(MAKEFILE_LIST)))dmf.control)
 
 MODULE_big = dmf
 
@@ -16,6 +19,8 @@ CORE_OBJS = \
 	src/core/score.o \
 	src/core/helper_thread.o \
 	src/core/adam.o \
+	src/core/block_sides.o \
+	src/core/dmfd.o \
 	src/core/rng.o \
 	src/core/model_format.o
 SERVER_OBJS = \
@@ -42,7 +47,7 @@ REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 # -fno-math-errno: sqrtf and friends need not set errno, so loops calling
 # them (Adam's update) are vectorized; nothing here reads errno after math
-PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core -DDMF_VERSION='"$(EXTVERSION)"' 
 PG_CFLAGS = -std=gnu99 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -O3 \
 	-fno-math-errno
 # OpenBLAS is loaded on first use in a backend, not linked (see src/blas.h)

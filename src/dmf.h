@@ -10,7 +10,10 @@
 
 #include "fmgr.h"
 
-#define DMF_VERSION "0.2.1"
+/* DMF_VERSION comes from dmf.control, through the Makefile */
+#ifndef DMF_VERSION
+#error "DMF_VERSION is not defined: build with the Makefile"
+#endif
 
 struct ArrayType;
 struct DmfModel;

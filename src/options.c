@@ -15,32 +15,6 @@
 
 #include "options.h"
 
-/*
- * The defaults: what dmf_train does with '{}'.  The training ones were
- * chosen on a validation split of MovieLens-1M (test/bench/search.sh,
- * docs/bench/search.md).
- */
-#define DEFAULT_HIDDEN 256
-#define DEFAULT_DIM 128
-#define DEFAULT_EPOCHS 80
-#define DEFAULT_BATCH 0			/* auto: see dmf_resolve_batch_size */
-#define DEFAULT_LR 0.003
-#define DEFAULT_LR_DECAY 1.0
-#define DEFAULT_PLATEAU_DROPS 1
-#define DEFAULT_PLATEAU_FACTOR 0.3
-#define DEFAULT_L2 0.0
-#define DEFAULT_DROPOUT 0.2
-#define DEFAULT_PATIENCE 6
-#define DEFAULT_SEED 42
-#define DEFAULT_VALIDATION_FRACTION 0.05
-
-#define DEFAULT_FOLD_IN_STEPS 25
-#define DEFAULT_FOLD_IN_RATE 0.3
-#define DEFAULT_LAMBDA_START 5.0
-#define DEFAULT_LAMBDA_GROWTH 1.3
-#define DEFAULT_LAMBDA_MAX 100.0
-#define DEFAULT_BOUNDARY_L2 0.1
-
 #define MAX_LEVELS 1024
 #define MAX_EPOCHS 100000
 #define MAX_BATCH (1 << 24)
@@ -48,60 +22,92 @@
 
 typedef enum OptionType
 {
-	OPT_INT,
-	OPT_FLOAT,
-	OPT_BOOL,
-	OPT_STRING,
-	OPT_LAYERS,
-	OPT_NUMBERS
+	OPT_INT,					/* an int field */
+	OPT_FLOAT,					/* a double field */
+	OPT_BOOL,					/* a bool field */
+	OPT_STRING,					/* a char * field */
+	OPT_LAYERS,					/* hidden layer widths */
+	OPT_NUMBERS,				/* the rating levels */
+	OPT_SEED,					/* a uint64 field, written as an integer */
+	OPT_CHOICE					/* an int field, written as one of names */
 } OptionType;
 
+/* names of the values of the choice options, by their numeric value */
+static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
+static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfRowScale */
+
+/*
+ * Every option of dmf_train, once: its name, type, where its value goes,
+ * its range and its default, as JSON.  The defaults are what dmf_train
+ * does with '{}', parsed and checked like any options; the training ones
+ * were chosen on a validation split of MovieLens-1M (test/bench/search.sh,
+ * docs/bench/search.md).  The README's table of options is checked against
+ * this one (test/t/070_layout.sh).
+ */
 typedef struct OptionSpec
 {
 	const char *name;
 	OptionType	type;
+	size_t		offset;			/* of the value in DmfOptions */
+	double		min;			/* numbers (and widths of layers) */
+	double		max;
+	bool		min_inclusive;	/* floats: whether min itself is allowed */
+	const char *default_json;	/* NULL: none (from the data, or unset) */
+	const char *const *names;	/* OPT_CHOICE: the values' names */
+	int			n_names;
 } OptionSpec;
 
+#define TRAIN(field) offsetof(DmfOptions, train.field)
+#define OPTION(field) offsetof(DmfOptions, field)
+#define CHOICES(names) names, lengthof(names)
+#define NO_CHOICES NULL, 0
+
 static const OptionSpec option_specs[] = {
-	{"layers", OPT_LAYERS},
-	{"user_layers", OPT_LAYERS},
-	{"item_layers", OPT_LAYERS},
-	{"dim", OPT_INT},
-	{"activation", OPT_STRING},
-	{"epochs", OPT_INT},
-	{"batch_size", OPT_INT},
-	{"learning_rate", OPT_FLOAT},
-	{"learning_rate_decay", OPT_FLOAT},
-	{"plateau_drops", OPT_INT},
-	{"plateau_factor", OPT_FLOAT},
-	{"l2", OPT_FLOAT},
-	{"dropout", OPT_FLOAT},
-	{"input_dropout", OPT_FLOAT},
-	{"validation", OPT_STRING},
-	{"validation_fraction", OPT_FLOAT},
-	{"patience", OPT_INT},
-	{"seed", OPT_INT},
-	{"threads", OPT_INT},
-	{"rating_min", OPT_FLOAT},
-	{"rating_max", OPT_FLOAT},
-	{"verbose", OPT_BOOL},
-	{"input_encoding", OPT_STRING},
-	{"row_scale", OPT_STRING},
-	{"fold_in_steps", OPT_INT},
-	{"fold_in_rate", OPT_FLOAT},
-	{"discrete", OPT_BOOL},
-	{"levels", OPT_NUMBERS},
-	{"lambda_start", OPT_FLOAT},
-	{"lambda_growth", OPT_FLOAT},
-	{"lambda_max", OPT_FLOAT},
-	{"boundary_l2", OPT_FLOAT},
+	{"layers", OPT_LAYERS, TRAIN(n_user_hidden), 1, DMF_MAX_WIDTH, true, "[256]", NO_CHOICES},
+	{"user_layers", OPT_LAYERS, TRAIN(n_user_hidden), 1, DMF_MAX_WIDTH, true, NULL, NO_CHOICES},
+	{"item_layers", OPT_LAYERS, TRAIN(n_item_hidden), 1, DMF_MAX_WIDTH, true, NULL, NO_CHOICES},
+	{"dim", OPT_INT, TRAIN(dim), 1, DMF_MAX_DIM, true, "128", NO_CHOICES},
+	{"activation", OPT_CHOICE, TRAIN(activation), 0, 0, true, "\"relu\"",
+	dmf_activation_names, DMF_ACT_COUNT},
+	{"epochs", OPT_INT, TRAIN(epochs), 1, MAX_EPOCHS, true, "80", NO_CHOICES},
+	/* 0: automatic, see dmf_resolve_batch_size */
+	{"batch_size", OPT_INT, TRAIN(batch_size), 0, MAX_BATCH, true, "0", NO_CHOICES},
+	{"learning_rate", OPT_FLOAT, TRAIN(learning_rate), 0.0, 10.0, false, "0.003", NO_CHOICES},
+	{"learning_rate_decay", OPT_FLOAT, TRAIN(learning_rate_decay), 0.0, 1.0, false, "1", NO_CHOICES},
+	{"plateau_drops", OPT_INT, TRAIN(plateau_drops), 0, 100, true, "1", NO_CHOICES},
+	{"plateau_factor", OPT_FLOAT, TRAIN(plateau_factor), 0.0, 1.0, false, "0.3", NO_CHOICES},
+	{"l2", OPT_FLOAT, TRAIN(l2), 0.0, 1e3, true, "0", NO_CHOICES},
+	{"dropout", OPT_FLOAT, TRAIN(dropout), 0.0, 0.99, true, "0.2", NO_CHOICES},
+	{"input_dropout", OPT_FLOAT, TRAIN(input_dropout), 0.0, 0.99, true, "0", NO_CHOICES},
+	{"validation", OPT_STRING, OPTION(validation), 0, 0, true, NULL, NO_CHOICES},
+	{"validation_fraction", OPT_FLOAT, OPTION(validation_fraction), 0.0, 0.5, true, "0.05", NO_CHOICES},
+	{"patience", OPT_INT, TRAIN(patience), 1, MAX_EPOCHS, true, "6", NO_CHOICES},
+	/* at most 2^53: the seed is echoed as a JSON number */
+	{"seed", OPT_SEED, TRAIN(seed), 0, 9007199254740992.0, true, "42", NO_CHOICES},
+	/* 0: all cores */
+	{"threads", OPT_INT, OPTION(threads), 0, MAX_THREADS, true, "0", NO_CHOICES},
+	{"rating_min", OPT_FLOAT, TRAIN(rating_min), -1e15, 1e15, true, NULL, NO_CHOICES},
+	{"rating_max", OPT_FLOAT, TRAIN(rating_max), -1e15, 1e15, true, NULL, NO_CHOICES},
+	{"verbose", OPT_BOOL, OPTION(verbose), 0, 0, true, "false", NO_CHOICES},
+	{"input_encoding", OPT_CHOICE, TRAIN(input_encoding), 0, 0, true, "\"offset\"",
+	CHOICES(input_encoding_names)},
+	{"row_scale", OPT_CHOICE, TRAIN(row_scale), 0, 0, true, "\"sqrt\"",
+	CHOICES(row_scale_names)},
+	{"fold_in_steps", OPT_INT, TRAIN(fold_in_steps), 0, 10000, true, "25", NO_CHOICES},
+	{"fold_in_rate", OPT_FLOAT, TRAIN(fold_in_rate), 0.0, 100.0, false, "0.3", NO_CHOICES},
+	{"discrete", OPT_BOOL, TRAIN(discrete), 0, 0, true, "false", NO_CHOICES},
+	{"levels", OPT_NUMBERS, 0, 0, 0, true, NULL, NO_CHOICES},
+	{"lambda_start", OPT_FLOAT, TRAIN(lambda_start), 0.0, 1e6, false, "5", NO_CHOICES},
+	{"lambda_growth", OPT_FLOAT, TRAIN(lambda_growth), 1.0, 100.0, true, "1.3", NO_CHOICES},
+	{"lambda_max", OPT_FLOAT, TRAIN(lambda_max), 0.0, 1e6, false, "100", NO_CHOICES},
+	{"boundary_l2", OPT_FLOAT, TRAIN(boundary_l2), 0.0, 1e6, true, "0.1", NO_CHOICES},
 };
 
 #define N_OPTIONS lengthof(option_specs)
 
 static const char *const type_names[] = {
 	"an integer", "a number", "a boolean", "a string", "an array of integers",
-	"an array of numbers"
+	"an array of numbers", "an integer", "a string"
 };
 
 static char *
@@ -219,10 +225,6 @@ string_value(const char *key, JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* names of the values of the string options, by their numeric value */
-static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
-static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfInputCoding */
-
 /* The position of a string option's value among its names; ERROR if none. */
 static int
 choice_value(const char *key, JsonbValue *v, const char *const *names, int n)
@@ -310,176 +312,150 @@ levels_value(const char *key, JsonbContainer *container, DmfOptions *o)
 	o->levels = levels;
 }
 
+/* A field of o, by the spec's offset. */
+#define FIELD(o, spec, type) ((type *) ((char *) (o) + (spec)->offset))
+
+/* The widths array that goes with a layers option's count field. */
+static int *
+layer_widths(DmfOptions *o, const OptionSpec *spec)
+{
+	return spec->offset == TRAIN(n_user_hidden) ? o->train.user_hidden : o->train.item_hidden;
+}
+
+static const OptionSpec *
+find_option(const char *key)
+{
+	for (int k = 0; k < (int) N_OPTIONS; k++)
+		if (strcmp(key, option_specs[k].name) == 0)
+			return &option_specs[k];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown option \"%s\"", key),
+			 errhint("Valid options are: %s.", valid_keys())));
+	return NULL;				/* keep the compiler quiet */
+}
+
+/* Sets the option spec names to the JSON value v, checked. */
+static void
+set_option(DmfOptions *o, const OptionSpec *spec, JsonbValue *v)
+{
+	const char *key = spec->name;
+
+	if (spec->type == OPT_LAYERS || spec->type == OPT_NUMBERS)
+	{
+		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+			wrong_type(key, spec->type);
+	}
+	else if (v->type == jbvNull)
+		wrong_type(key, spec->type);
+
+	switch (spec->type)
+	{
+		case OPT_INT:
+			*FIELD(o, spec, int) = (int) int_value(key, v, (int64) spec->min, (int64) spec->max);
+			break;
+		case OPT_SEED:
+			*FIELD(o, spec, uint64) = (uint64) int_value(key, v, (int64) spec->min, (int64) spec->max);
+			break;
+		case OPT_FLOAT:
+			*FIELD(o, spec, double) = float_value(key, v, spec->min, spec->max, spec->min_inclusive);
+			break;
+		case OPT_BOOL:
+			if (v->type != jbvBool)
+				wrong_type(key, OPT_BOOL);
+			*FIELD(o, spec, bool) = v->val.boolean;
+			break;
+		case OPT_STRING:
+			*FIELD(o, spec, char *) = string_value(key, v);
+			break;
+		case OPT_CHOICE:
+			*FIELD(o, spec, int) = choice_value(key, v, spec->names, spec->n_names);
+			break;
+		case OPT_LAYERS:
+			layers_value(key, v->val.binary.data, FIELD(o, spec, int), layer_widths(o, spec));
+			break;
+		case OPT_NUMBERS:
+			levels_value(key, v->val.binary.data, o);
+			break;
+	}
+}
+
+/* Sets every option of the object json; given[k] tells which were. */
+static void
+set_options(DmfOptions *o, Jsonb *json, bool *given)
+{
+	JsonbIterator *it = JsonbIteratorInit(&json->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		const OptionSpec *spec;
+		JsonbValue	val;
+
+		if (tok != WJB_KEY)
+			continue;
+		spec = find_option(pnstrdup(v.val.string.val, v.val.string.len));
+		tok = JsonbIteratorNext(&it, &val, true);
+		Assert(tok == WJB_VALUE);
+		set_option(o, spec, &val);
+		given[spec - option_specs] = true;
+	}
+}
+
+/* The defaults of the table, as one JSON object. */
+static Jsonb *
+default_options(void)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '{');
+	for (int k = 0; k < (int) N_OPTIONS; k++)
+		if (option_specs[k].default_json)
+			appendStringInfo(&s, "%s\"%s\": %s", s.len > 1 ? ", " : "",
+							 option_specs[k].name, option_specs[k].default_json);
+	appendStringInfoChar(&s, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+}
+
+static bool
+was_given(const bool *given, const char *name)
+{
+	return given[find_option(name) - option_specs];
+}
+
 void
 dmf_parse_options(Jsonb *json, DmfOptions *o)
 {
 	DmfTrainConfig *c = &o->train;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	bool		layers_set = false,
-				user_layers_set = false,
-				item_layers_set = false;
+	bool		defaults[N_OPTIONS] = {false};
+	bool		given[N_OPTIONS] = {false};
+	double		default_fraction;
 
 	memset(o, 0, sizeof(*o));
-	c->n_user_hidden = c->n_item_hidden = 1;
-	c->user_hidden[0] = c->item_hidden[0] = DEFAULT_HIDDEN;
-	c->dim = DEFAULT_DIM;
-	c->activation = DMF_ACT_RELU;
-	c->epochs = DEFAULT_EPOCHS;
-	c->batch_size = DEFAULT_BATCH;
-	c->learning_rate = DEFAULT_LR;
-	c->learning_rate_decay = DEFAULT_LR_DECAY;
-	c->plateau_drops = DEFAULT_PLATEAU_DROPS;
-	c->plateau_factor = DEFAULT_PLATEAU_FACTOR;
-	c->l2 = DEFAULT_L2;
-	c->dropout = DEFAULT_DROPOUT;
-	c->patience = DEFAULT_PATIENCE;
-	c->seed = DEFAULT_SEED;
-	o->validation_fraction = DEFAULT_VALIDATION_FRACTION;
-	o->threads = 0;				/* all cores */
-	o->verbose = false;
-	c->discrete = false;
-	c->fold_in_steps = DEFAULT_FOLD_IN_STEPS;
-	c->fold_in_rate = DEFAULT_FOLD_IN_RATE;
-	c->lambda_start = DEFAULT_LAMBDA_START;
-	c->lambda_growth = DEFAULT_LAMBDA_GROWTH;
-	c->lambda_max = DEFAULT_LAMBDA_MAX;
-	c->boundary_l2 = DEFAULT_BOUNDARY_L2;
+	set_options(o, default_options(), defaults);
+	/* "layers" sets the user branch; by default the item branch is the same */
+	c->n_item_hidden = c->n_user_hidden;
+	memcpy(c->item_hidden, c->user_hidden, sizeof(c->item_hidden));
+	default_fraction = o->validation_fraction;
 
 	if (!JB_ROOT_IS_OBJECT(json))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options must be a JSON object"),
 				 errhint("Pass options like '{\"epochs\": 20, \"dim\": 64}'.")));
+	set_options(o, json, given);
+	o->rating_min_set = was_given(given, "rating_min");
+	o->rating_max_set = was_given(given, "rating_max");
 
-	it = JsonbIteratorInit(&json->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *key;
-		const OptionSpec *spec = NULL;
-		JsonbValue	val;
-
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(v.val.string.val, v.val.string.len);
-		for (int k = 0; k < (int) N_OPTIONS; k++)
-			if (strcmp(key, option_specs[k].name) == 0)
-				spec = &option_specs[k];
-		if (spec == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown option \"%s\"", key),
-					 errhint("Valid options are: %s.", valid_keys())));
-
-		tok = JsonbIteratorNext(&it, &val, true);
-		Assert(tok == WJB_VALUE);
-		if (spec->type == OPT_LAYERS || spec->type == OPT_NUMBERS)
-		{
-			if (val.type != jbvBinary ||
-				!JsonContainerIsArray(val.val.binary.data))
-				wrong_type(key, spec->type);
-		}
-		else if (val.type == jbvNull)
-			wrong_type(key, spec->type);
-
-		if (strcmp(key, "layers") == 0)
-		{
-			layers_value(key, val.val.binary.data, &c->n_user_hidden, c->user_hidden);
-			layers_set = true;
-		}
-		else if (strcmp(key, "user_layers") == 0)
-		{
-			layers_value(key, val.val.binary.data, &c->n_user_hidden, c->user_hidden);
-			user_layers_set = true;
-		}
-		else if (strcmp(key, "item_layers") == 0)
-		{
-			layers_value(key, val.val.binary.data, &c->n_item_hidden, c->item_hidden);
-			item_layers_set = true;
-		}
-		else if (strcmp(key, "dim") == 0)
-			c->dim = (int) int_value(key, &val, 1, DMF_MAX_DIM);
-		else if (strcmp(key, "activation") == 0)
-			c->activation = (DmfActivation) choice_value(key, &val, dmf_activation_names,
-														 DMF_ACT_COUNT);
-		else if (strcmp(key, "input_encoding") == 0)
-			c->input_encoding = choice_value(key, &val, input_encoding_names,
-											 lengthof(input_encoding_names));
-		else if (strcmp(key, "row_scale") == 0)
-			c->row_scale = choice_value(key, &val, row_scale_names,
-										lengthof(row_scale_names));
-		else if (strcmp(key, "epochs") == 0)
-			c->epochs = (int) int_value(key, &val, 1, MAX_EPOCHS);
-		else if (strcmp(key, "batch_size") == 0)
-			c->batch_size = (int) int_value(key, &val, 0, MAX_BATCH);
-		else if (strcmp(key, "learning_rate") == 0)
-			c->learning_rate = float_value(key, &val, 0.0, 10.0, false);
-		else if (strcmp(key, "learning_rate_decay") == 0)
-			c->learning_rate_decay = float_value(key, &val, 0.0, 1.0, false);
-		else if (strcmp(key, "plateau_drops") == 0)
-			c->plateau_drops = (int) int_value(key, &val, 0, 100);
-		else if (strcmp(key, "plateau_factor") == 0)
-			c->plateau_factor = float_value(key, &val, 0.0, 1.0, false);
-		else if (strcmp(key, "l2") == 0)
-			c->l2 = float_value(key, &val, 0.0, 1e3, true);
-		else if (strcmp(key, "dropout") == 0)
-		{
-			c->dropout = float_value(key, &val, 0.0, 0.99, true);
-		}
-		else if (strcmp(key, "fold_in_steps") == 0)
-			c->fold_in_steps = (int) int_value(key, &val, 0, 10000);
-		else if (strcmp(key, "fold_in_rate") == 0)
-			c->fold_in_rate = float_value(key, &val, 0.0, 100.0, false);
-		else if (strcmp(key, "input_dropout") == 0)
-			c->input_dropout = float_value(key, &val, 0.0, 0.99, true);
-		else if (strcmp(key, "validation") == 0)
-			o->validation = string_value(key, &val);
-		else if (strcmp(key, "validation_fraction") == 0)
-			o->validation_fraction = float_value(key, &val, 0.0, 0.5, true);
-		else if (strcmp(key, "patience") == 0)
-			c->patience = (int) int_value(key, &val, 1, MAX_EPOCHS);
-		else if (strcmp(key, "seed") == 0)
-			c->seed = (uint64) int_value(key, &val, 0, INT64CONST(9007199254740992));
-		else if (strcmp(key, "threads") == 0)
-			o->threads = (int) int_value(key, &val, 0, MAX_THREADS);
-		else if (strcmp(key, "rating_min") == 0)
-		{
-			c->rating_min = float_value(key, &val, -1e15, 1e15, true);
-			o->rating_min_set = true;
-		}
-		else if (strcmp(key, "rating_max") == 0)
-		{
-			c->rating_max = float_value(key, &val, -1e15, 1e15, true);
-			o->rating_max_set = true;
-		}
-		else if (strcmp(key, "verbose") == 0 || strcmp(key, "discrete") == 0)
-		{
-			if (val.type != jbvBool)
-				wrong_type(key, OPT_BOOL);
-			if (key[0] == 'v')
-				o->verbose = val.val.boolean;
-			else
-				c->discrete = val.val.boolean;
-		}
-		else if (strcmp(key, "levels") == 0)
-			levels_value(key, val.val.binary.data, o);
-		else if (strcmp(key, "lambda_start") == 0)
-			c->lambda_start = float_value(key, &val, 0.0, 1e6, false);
-		else if (strcmp(key, "lambda_growth") == 0)
-			c->lambda_growth = float_value(key, &val, 1.0, 100.0, true);
-		else if (strcmp(key, "lambda_max") == 0)
-			c->lambda_max = float_value(key, &val, 0.0, 1e6, false);
-		else if (strcmp(key, "boundary_l2") == 0)
-			c->boundary_l2 = float_value(key, &val, 0.0, 1e6, true);
-	}
-
-	if (layers_set && (user_layers_set || item_layers_set))
+	if (was_given(given, "layers") &&
+		(was_given(given, "user_layers") || was_given(given, "item_layers")))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"layers\" cannot be combined with \"user_layers\" or \"item_layers\""),
 				 errhint("Use \"layers\" for both branches, or set each branch with \"user_layers\" and \"item_layers\".")));
-	if (layers_set)
+	if (was_given(given, "layers"))
 	{
 		c->n_item_hidden = c->n_user_hidden;
 		memcpy(c->item_hidden, c->user_hidden, sizeof(c->item_hidden));
@@ -496,7 +472,7 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 				 errmsg("option \"lambda_start\" must not exceed \"lambda_max\""),
 				 errdetail("lambda_start is %g and lambda_max is %g.",
 						   c->lambda_start, c->lambda_max)));
-	if (o->validation && o->validation_fraction != DEFAULT_VALIDATION_FRACTION)
+	if (o->validation && o->validation_fraction != default_fraction)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"validation\" cannot be combined with \"validation_fraction\""),
@@ -504,66 +480,83 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 }
 
 static void
-append_layers(StringInfo out, const char *key, int n, const int *w)
+append_layers(StringInfo out, int n, const int *w)
 {
-	appendStringInfo(out, "\"%s\": [", key);
+	appendStringInfoChar(out, '[');
 	for (int k = 0; k < n; k++)
 		appendStringInfo(out, "%s%d", k > 0 ? ", " : "", w[k]);
-	appendStringInfoString(out, "]");
+	appendStringInfoChar(out, ']');
+}
+
+/* Appends one option's value as JSON, as training used it. */
+static void
+append_option(StringInfo out, const DmfOptions *o, const OptionSpec *spec)
+{
+	const DmfTrainConfig *c = &o->train;
+
+	switch (spec->type)
+	{
+		case OPT_INT:
+			appendStringInfo(out, "%d", *FIELD(o, spec, const int));
+			break;
+		case OPT_SEED:
+			appendStringInfo(out, UINT64_FORMAT, *FIELD(o, spec, const uint64));
+			break;
+		case OPT_FLOAT:
+			/* held out: none when a validation relation is named */
+			if (spec->offset == OPTION(validation_fraction) && o->validation)
+				appendStringInfoString(out, float8out_internal(0.0));
+			else
+				appendStringInfoString(out, float8out_internal(*FIELD(o, spec, const double)));
+			break;
+		case OPT_BOOL:
+			appendStringInfoString(out, *FIELD(o, spec, const bool) ? "true" : "false");
+			break;
+		case OPT_STRING:
+			if (*FIELD(o, spec, char *const))
+				escape_json(out, *FIELD(o, spec, char *const));
+			else
+				appendStringInfoString(out, "null");
+			break;
+		case OPT_CHOICE:
+			appendStringInfo(out, "\"%s\"", spec->names[*FIELD(o, spec, const int)]);
+			break;
+		case OPT_LAYERS:
+			append_layers(out, *FIELD(o, spec, const int),
+						  layer_widths(unconstify(DmfOptions *, o), spec));
+			break;
+		case OPT_NUMBERS:
+			/* the levels training used: given, or found in the data */
+			if (c->n_levels == 0)
+			{
+				appendStringInfoString(out, "null");
+				break;
+			}
+			appendStringInfoChar(out, '[');
+			for (int k = 0; k < c->n_levels; k++)
+				appendStringInfo(out, "%s%s", k > 0 ? ", " : "", float8out_internal(c->levels[k]));
+			appendStringInfoChar(out, ']');
+			break;
+	}
 }
 
 void
 dmf_options_to_json(const DmfOptions *o, StringInfo out)
 {
-	const DmfTrainConfig *c = &o->train;
+	bool		first = true;
 
 	appendStringInfoChar(out, '{');
-	append_layers(out, "user_layers", c->n_user_hidden, c->user_hidden);
-	appendStringInfoString(out, ", ");
-	append_layers(out, "item_layers", c->n_item_hidden, c->item_hidden);
-	appendStringInfo(out, ", \"dim\": %d", c->dim);
-	appendStringInfo(out, ", \"activation\": \"%s\"", dmf_activation_names[c->activation]);
-	appendStringInfo(out, ", \"epochs\": %d", c->epochs);
-	appendStringInfo(out, ", \"batch_size\": %d", c->batch_size);
-	appendStringInfo(out, ", \"learning_rate\": %s", float8out_internal(c->learning_rate));
-	appendStringInfo(out, ", \"learning_rate_decay\": %s", float8out_internal(c->learning_rate_decay));
-	appendStringInfo(out, ", \"plateau_drops\": %d", c->plateau_drops);
-	appendStringInfo(out, ", \"plateau_factor\": %s", float8out_internal(c->plateau_factor));
-	appendStringInfo(out, ", \"l2\": %s", float8out_internal(c->l2));
-	appendStringInfo(out, ", \"dropout\": %s", float8out_internal(c->dropout));
-	appendStringInfo(out, ", \"input_dropout\": %s", float8out_internal(c->input_dropout));
-	appendStringInfoString(out, ", \"validation\": ");
-	if (o->validation)
-		escape_json(out, o->validation);
-	else
-		appendStringInfoString(out, "null");
-	appendStringInfo(out, ", \"validation_fraction\": %s",
-					 float8out_internal(o->validation ? 0.0 : o->validation_fraction));
-	appendStringInfo(out, ", \"patience\": %d", c->patience);
-	appendStringInfo(out, ", \"seed\": " UINT64_FORMAT, (uint64) c->seed);
-	appendStringInfo(out, ", \"threads\": %d", o->threads);
-	appendStringInfo(out, ", \"rating_min\": %s", float8out_internal(c->rating_min));
-	appendStringInfo(out, ", \"rating_max\": %s", float8out_internal(c->rating_max));
-	appendStringInfo(out, ", \"verbose\": %s", o->verbose ? "true" : "false");
-	appendStringInfo(out, ", \"fold_in_steps\": %d", c->fold_in_steps);
-	appendStringInfo(out, ", \"fold_in_rate\": %s", float8out_internal(c->fold_in_rate));
-	appendStringInfo(out, ", \"input_encoding\": \"%s\"", input_encoding_names[c->input_encoding]);
-	appendStringInfo(out, ", \"row_scale\": \"%s\"", row_scale_names[c->row_scale]);
-	appendStringInfo(out, ", \"discrete\": %s", c->discrete ? "true" : "false");
-	appendStringInfoString(out, ", \"levels\": ");
-	if (c->n_levels > 0)
+	for (int k = 0; k < (int) N_OPTIONS; k++)
 	{
-		appendStringInfoChar(out, '[');
-		for (int k = 0; k < c->n_levels; k++)
-			appendStringInfo(out, "%s%s", k > 0 ? ", " : "", float8out_internal(c->levels[k]));
-		appendStringInfoChar(out, ']');
+		const OptionSpec *spec = &option_specs[k];
+
+		/* each branch's widths are echoed on their own */
+		if (strcmp(spec->name, "layers") == 0)
+			continue;
+		appendStringInfo(out, "%s\"%s\": ", first ? "" : ", ", spec->name);
+		append_option(out, o, spec);
+		first = false;
 	}
-	else
-		appendStringInfoString(out, "null");
-	appendStringInfo(out, ", \"lambda_start\": %s", float8out_internal(c->lambda_start));
-	appendStringInfo(out, ", \"lambda_growth\": %s", float8out_internal(c->lambda_growth));
-	appendStringInfo(out, ", \"lambda_max\": %s", float8out_internal(c->lambda_max));
-	appendStringInfo(out, ", \"boundary_l2\": %s", float8out_internal(c->boundary_l2));
 	appendStringInfoChar(out, '}');
 }
 

@@ -670,9 +670,9 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 		m.flags |= DMF_FLAG_DISCRETE;
 	if (o->train.input_encoding == DMF_INPUT_CENTERED)
 		m.flags |= DMF_FLAG_CENTERED_INPUT;
-	if (o->train.row_scale == 1)
+	if (o->train.row_scale == DMF_ROW_SCALE_NONE)
 		m.flags |= DMF_FLAG_ROW_SCALE_ONE;
-	else if (o->train.row_scale == 2)
+	else if (o->train.row_scale == DMF_ROW_SCALE_MEAN)
 		m.flags |= DMF_FLAG_ROW_SCALE_MEAN;
 
 	return dmf_model_to_bytea(&m, result_cxt);

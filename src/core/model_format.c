@@ -414,33 +414,15 @@ decode_rated(const uint8_t *buf, const SectionRef *sec, DmfModel *m,
 	return DMF_DECODE_OK;
 }
 
-DmfDecodeStatus
-dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
-				 char *detail, size_t detail_len)
+/* The section table: kinds known and unique, sections in order, inside the model. */
+static DmfDecodeStatus
+read_section_table(const uint8_t *buf, uint64_t total, SectionRef *sec,
+				   char *detail, size_t detail_len)
 {
-	DmfDecodeStatus status;
-	uint64_t	total;
-	uint32_t	crc;
-	uint32_t	n_sections;
+	uint32_t	n_sections = get_u32(buf + H_N_SECTIONS);
 	uint64_t	table_end;
 	uint64_t	prev_end;
-	SectionRef	sec[DMF_SECTION_KIND_END];
 
-	if (((uintptr_t) buf & 7) != 0)
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"The model buffer is not aligned.");
-	status = dmf_model_peek(buf, len, m, &total, &crc, detail, detail_len);
-	if (status != DMF_DECODE_OK)
-		return status;
-	if (total != (uint64_t) len)
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"The model has %zu bytes but its header says %llu.",
-					len, (unsigned long long) total);
-	if (payload_crc(buf, total) != crc)
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"The payload checksum does not match.");
-
-	n_sections = get_u32(buf + H_N_SECTIONS);
 	if (n_sections < 1 || n_sections > DMF_MAX_SECTIONS)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The section count %u is out of range.", (unsigned) n_sections);
@@ -449,7 +431,7 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The section table runs past the end of the model.");
 
-	memset(sec, 0, sizeof(sec));
+	memset(sec, 0, sizeof(SectionRef) * DMF_SECTION_KIND_END);
 	prev_end = table_end;
 	for (uint32_t k = 0; k < n_sections; k++)
 	{
@@ -473,6 +455,66 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 		sec[kind].length = slen;
 		prev_end = off + slen;
 	}
+	return DMF_DECODE_OK;
+}
+
+/* DMF-D's quantizer: levels ascending, boundaries sorted, every value finite. */
+static DmfDecodeStatus
+decode_quantizer(const uint8_t *buf, const SectionRef *q, DmfModel *m,
+				 char *detail, size_t detail_len)
+{
+	double		nl;
+
+	if (q->length < 16)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The quantizer section is truncated.");
+	nl = get_f64(buf + q->offset);
+	if (!(nl >= 2 && nl <= DMF_MAX_LEVELS) || nl != floor(nl) ||
+		!section_has(q, 2 + 2 * (uint64_t) nl + 1, 8))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The quantizer section is not valid.");
+	m->n_levels = (int32_t) nl;
+	m->lambda = get_f64(buf + q->offset + 8);
+	m->levels = (const double *) (buf + q->offset + 16);
+	m->boundaries = m->levels + m->n_levels;
+	for (int k = 0; k < m->n_levels; k++)
+		if (!isfinite(m->levels[k]) || (k > 0 && m->levels[k] <= m->levels[k - 1]))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The quantizer levels are not ascending.");
+	for (int k = 0; k <= m->n_levels; k++)
+		if (!isfinite(m->boundaries[k]) ||
+			(k > 0 && m->boundaries[k] < m->boundaries[k - 1]))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The quantizer boundaries are not ascending.");
+	return DMF_DECODE_OK;
+}
+
+DmfDecodeStatus
+dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
+				 char *detail, size_t detail_len)
+{
+	DmfDecodeStatus status;
+	uint64_t	total;
+	uint32_t	crc;
+	SectionRef	sec[DMF_SECTION_KIND_END];
+
+	if (((uintptr_t) buf & 7) != 0)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The model buffer is not aligned.");
+	status = dmf_model_peek(buf, len, m, &total, &crc, detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+	if (total != (uint64_t) len)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The model has %zu bytes but its header says %llu.",
+					len, (unsigned long long) total);
+	if (payload_crc(buf, total) != crc)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The payload checksum does not match.");
+
+	status = read_section_table(buf, total, sec, detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
 
 	/* metadata: JSON text, checked by the caller's JSON parser */
 	if (!sec[DMF_SECTION_META].present ||
@@ -508,8 +550,9 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	/* the branches read ratings on the working scale (encoding.h) */
 	{
 		DmfInputCoding coding = {
-			(m->flags & DMF_FLAG_CENTERED_INPUT) ? 1 : 0,
-			(m->flags & DMF_FLAG_ROW_SCALE_ONE) ? 1 : (m->flags & DMF_FLAG_ROW_SCALE_MEAN) ? 2 : 0,
+			(m->flags & DMF_FLAG_CENTERED_INPUT) ? DMF_INPUT_CENTERED : DMF_INPUT_OFFSET,
+			(m->flags & DMF_FLAG_ROW_SCALE_ONE) ? DMF_ROW_SCALE_NONE :
+			(m->flags & DMF_FLAG_ROW_SCALE_MEAN) ? DMF_ROW_SCALE_MEAN : DMF_ROW_SCALE_SQRT,
 			0.0, m->scale.working_max
 		};
 
@@ -534,30 +577,9 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	m->n_levels = 0;
 	if (sec[DMF_SECTION_QUANTIZER].present)
 	{
-		const SectionRef *q = &sec[DMF_SECTION_QUANTIZER];
-		double		nl;
-
-		if (q->length < 16)
-			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-						"The quantizer section is truncated.");
-		nl = get_f64(buf + q->offset);
-		if (!(nl >= 2 && nl <= DMF_MAX_LEVELS) || nl != floor(nl) ||
-			!section_has(q, 2 + 2 * (uint64_t) nl + 1, 8))
-			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-						"The quantizer section is not valid.");
-		m->n_levels = (int32_t) nl;
-		m->lambda = get_f64(buf + q->offset + 8);
-		m->levels = (const double *) (buf + q->offset + 16);
-		m->boundaries = m->levels + m->n_levels;
-		for (int k = 0; k < m->n_levels; k++)
-			if (!isfinite(m->levels[k]) || (k > 0 && m->levels[k] <= m->levels[k - 1]))
-				return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-							"The quantizer levels are not ascending.");
-		for (int k = 0; k <= m->n_levels; k++)
-			if (!isfinite(m->boundaries[k]) ||
-				(k > 0 && m->boundaries[k] < m->boundaries[k - 1]))
-				return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-							"The quantizer boundaries are not ascending.");
+		status = decode_quantizer(buf, &sec[DMF_SECTION_QUANTIZER], m, detail, detail_len);
+		if (status != DMF_DECODE_OK)
+			return status;
 	}
 	else if (m->flags & DMF_FLAG_DISCRETE)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,

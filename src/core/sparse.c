@@ -156,9 +156,9 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 							   kept > 0 ? sum / (double) kept : 0.0, &a, &c);
 		if (kept == 0)
 			s = 0.0f;
-		else if (coding->row_scale == 1)
+		else if (coding->row_scale == DMF_ROW_SCALE_NONE)
 			s = 1.0f;
-		else if (coding->row_scale == 2)
+		else if (coding->row_scale == DMF_ROW_SCALE_MEAN)
 			s = 1.0f / (float) kept;
 		else
 			s = 1.0f / sqrtf((float) kept);

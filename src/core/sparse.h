@@ -34,6 +34,14 @@ int64_t		dmf_csr_build(DmfCsr *m, int32_t nrows, int32_t ncols, int64_t n,
 						  int64_t *position);
 void		dmf_csr_free(DmfCsr *m);
 
+/* How a row's encoded inputs are scaled, by the count of its kept entries. */
+typedef enum DmfRowScale
+{
+	DMF_ROW_SCALE_SQRT = 0,		/* 1 / sqrt(kept) */
+	DMF_ROW_SCALE_NONE = 1,		/* 1 */
+	DMF_ROW_SCALE_MEAN = 2		/* 1 / kept */
+} DmfRowScale;
+
 /*
  * How raw ratings become inputs (see encoding.h): input = a_r * rating + c_r
  * for row r, a_r and c_r fixed by the encoding, the rating range and, when
@@ -42,7 +50,7 @@ void		dmf_csr_free(DmfCsr *m);
 typedef struct DmfInputCoding
 {
 	int			encoding;		/* DmfInputEncoding */
-	int			row_scale;		/* 0: 1/sqrt(kept), 1: 1, 2: 1/kept */
+	int			row_scale;		/* DmfRowScale */
 	double		rating_min;
 	double		rating_max;
 } DmfInputCoding;

@@ -13,6 +13,11 @@
  * user's row leaves out the ratings that are targets of this block, and so
  * does each item's column.  At prediction time a rating is never inside
  * the rows it is predicted from; training sees the same situation.
+ *
+ * A training is a state machine over one Training: training_init, then
+ * per epoch epoch_plan and train_block for each block, epoch_validate,
+ * keep_if_best (early stopping) and next_epoch (the learning-rate schedule,
+ * plateau cuts and DMF-D's second phase), and training_finish.
  */
 #include "platform.h"
 
@@ -23,13 +28,13 @@
 
 #include "adam.h"
 #include "blas.h"
+#include "block_sides.h"
+#include "dmfd.h"
 #include "encoding.h"
 #include "fold_in.h"
 #include "helper_thread.h"
 #include "quantizer.h"
 #include "train.h"
-
-#define COSINE_EPS 1e-8f
 
 double
 dmf_now_seconds(void)
@@ -164,108 +169,6 @@ all_factors(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 	dmf_branch_factors(b, w, x, identity, x->nrows, out);
 }
 
-/*
- * DMF-D's boundaries were learned on the branch's factors; predictions use
- * the factors after fold-in, whose values spread differently.  So the
- * boundaries are finally set where the hard quantizer's squared error on
- * the validation ratings is least, with the factors as they will be
- * predicted from (training inputs only: no validation rating among them).
- */
-static void
-calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTrainSet *data,
-					 const DmfBranch *ub, const DmfBranch *ib,
-					 DmfBranchWork *ufw, DmfBranchWork *ifw,
-					 const DmfCsr *xu, const DmfCsr *xi,
-					 const int32_t *identity_users, const int32_t *identity_items,
-					 double *bounds)
-{
-	int			dim = cfg->dim;
-	size_t		nu = (size_t) data->n_users,
-				ni = (size_t) data->n_items;
-	float	   *uf = dmf_alloc(sizeof(float) * nu * dim);
-	float	   *vf = dmf_alloc(sizeof(float) * ni * dim);
-	float	   *ua = dmf_alloc(sizeof(float) * nu * dim);
-	float	   *va = dmf_alloc(sizeof(float) * ni * dim);
-	const DmfTriples *val = &data->validation;
-	double	   *x = dmf_alloc(sizeof(double) * (size_t) val->n);
-	double	   *r = dmf_alloc(sizeof(double) * (size_t) val->n);
-
-	dmf_branch_factors(ub, ufw, xu, identity_users, (int) nu, uf);
-	dmf_branch_factors(ib, ifw, xi, identity_items, (int) ni, vf);
-	memcpy(ua, uf, sizeof(float) * nu * dim);
-	memcpy(va, vf, sizeof(float) * ni * dim);
-	{
-		DmfFoldInSide sides[2] = {{xu, uf, va}, {xi, vf, ua}};
-
-		dmf_fold_in_sides(sides, 2, dim, cfg->fold_in_steps, cfg->fold_in_rate,
-						  cfg->rating_min, cfg->rating_max, cfg->threads);
-	}
-	for (int64_t k = 0; k < val->n; k++)
-	{
-		const float *u = uf + (size_t) val->user[k] * dim;
-		const float *v = vf + (size_t) val->item[k] * dim;
-		double		dot = 0.0;
-
-		for (int j = 0; j < dim; j++)
-			dot += (double) u[j] * v[j];
-		x[k] = dmf_unscale_prediction(dot, cfg->rating_min, cfg->rating_max);
-		r[k] = val->rating[k];
-	}
-	dmf_fit_boundaries(x, r, val->n, cfg->levels, cfg->n_levels, bounds);
-	dmf_free(uf);
-	dmf_free(vf);
-	dmf_free(ua);
-	dmf_free(va);
-	dmf_free(x);
-	dmf_free(r);
-}
-
-/*
- * Adam step on the quantizer's inner boundaries, with the pull towards the
- * uniform quantizer (gamma2 ||b - b~||^2); each b_v then stays within
- * [I_v, I_{v+1}], which also keeps the boundaries sorted.
- */
-static void
-boundary_step(const DmfTrainConfig *cfg, double *b, const double *uniform,
-			  double *grad, double *m, double *v, double lr, long t)
-{
-	double		c1 = lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
-		(1.0 - pow(DMF_ADAM_BETA1, (double) t));
-
-	for (int k = 1; k < cfg->n_levels; k++)
-	{
-		double		g = grad[k] + 2.0 * cfg->boundary_l2 * (b[k] - uniform[k]);
-
-		m[k] = DMF_ADAM_BETA1 * m[k] + (1.0 - DMF_ADAM_BETA1) * g;
-		v[k] = DMF_ADAM_BETA2 * v[k] + (1.0 - DMF_ADAM_BETA2) * g * g;
-		b[k] -= c1 * m[k] / (sqrt(v[k]) + DMF_ADAM_EPS);
-		if (b[k] < cfg->levels[k - 1])
-			b[k] = cfg->levels[k - 1];
-		if (b[k] > cfg->levels[k])
-			b[k] = cfg->levels[k];
-		grad[k] = 0.0;
-	}
-}
-
-/* Marks a random fraction of the (not yet skipped) inputs of rows as skipped. */
-static void
-drop_inputs(const DmfCsr *x, const int32_t *rows, int nb, uint8_t *skip,
-			double rate, DmfRng *rng)
-{
-	for (int r = 0; r < nb; r++)
-		for (int64_t k = x->rowptr[rows[r]]; k < x->rowptr[rows[r] + 1]; k++)
-			if (!skip[k] && dmf_rng_uniform(rng) < rate)
-				skip[k] = 1;
-}
-
-static void
-clear_marks(const DmfCsr *x, const int32_t *rows, int nb, uint8_t *skip)
-{
-	for (int r = 0; r < nb; r++)
-		memset(skip + x->rowptr[rows[r]], 0,
-			   x->rowptr[rows[r] + 1] - x->rowptr[rows[r]]);
-}
-
 /* Assigns a shuffled group to each of n entities: g = rank % groups. */
 static void
 shuffle_groups(DmfRng *rng, int32_t *perm, int32_t n, int groups,
@@ -276,241 +179,219 @@ shuffle_groups(DmfRng *rng, int32_t *perm, int32_t n, int groups,
 		group_of[perm[k]] = k % groups;
 }
 
-/*
- * One side of a block: its branch, inputs and buffers.  The two sides of a
- * block are independent until the loss joins them, so with two threads
- * each side runs on its own core (OpenBLAS single-threaded in each), and
- * each has its own random stream: the result does not depend on the
- * number of threads.
- */
-typedef struct SideTask
+/* Everything a training holds between its steps. */
+typedef struct Training
 {
-	DmfBranch  *branch;
-	DmfBranchWork *work;
-	DmfAdam	   *adam;
-	const DmfCsr *x;
-	const int32_t *rows;
-	int			nb;
-	uint8_t    *skip;
+	const DmfTrainConfig *cfg;
+	const DmfTrainSet *data;
+	DmfTrainResult *res;
+	int32_t		nu;
+	int32_t		ni;
+	int			dim;
+	double		t_start;
 	DmfRng		rng;
-	double		input_dropout;
-	float		dropout;
-	const float *out;			/* forward: nb x dim */
-	float	   *norm;			/* forward: |out| per row */
-	float	   *dout;			/* backward: gradient of the loss */
+
+	/* inputs while training: the training ratings only */
+	DmfCsr		xu;
+	DmfCsr		xi;
+	int64_t    *pos_u;			/* each training rating's entry in xu, xi */
+	int64_t    *pos_i;
+	uint8_t    *skip_u;			/* inputs hidden in this block */
+	uint8_t    *skip_i;
+
+	/* the branches, their optimizers and the best weights so far */
+	DmfAdam		ua;
+	DmfAdam		ia;
+	float	   *best_u;
+	float	   *best_i;
+	DmfBranchWork uw;			/* a block's passes */
+	DmfBranchWork iw;
+	DmfBranchWork ufw;			/* factors of every row */
+	DmfBranchWork ifw;
+	SideTask	ut;
+	SideTask	it;
+	DmfHelper  *helper;			/* runs the item side, with two threads */
+	int32_t    *identity_users;
+	int32_t    *identity_items;
+
+	/* the block grid: gu x gi groups, reshuffled every epoch */
+	int			gu;
+	int			gi;
+	int			n_blocks;
+	int32_t    *user_perm;
+	int32_t    *item_perm;
+	int32_t    *user_group;
+	int32_t    *item_group;
+	int64_t    *block_start;	/* ratings of block b: order[start[b] .. start[b+1]) */
+	int64_t    *block_fill;
+	int32_t    *block_order;
+	int64_t    *order;
+
+	/* one block: its users and items, pairs, targets and gradients */
+	int32_t    *user_local;		/* entity -> row in the block, or -1 */
+	int32_t    *item_local;
+	int32_t    *block_users;
+	int32_t    *block_items;
+	int32_t    *pair_u;
+	int32_t    *pair_i;
+	float	   *target;			/* on the cosine's [-1, 1] */
+	float	   *dU;
+	float	   *dV;
+	float	   *unorm;
+	float	   *vnorm;
+
+	/* the schedule */
 	double		lr;
-	double		l2;
-	long		step;
-} SideTask;
+	long		step;			/* Adam steps so far */
+	int			since_best;		/* epochs since the best validation RMSE */
+	int			drops_done;		/* plateau cuts of the learning rate */
 
+	/* DMF-D's second phase: training through the smooth quantizer */
+	bool		quantizing;
+	double		lambda;
+	DmfQuantizer quant;
+	double	   *bounds;
+	double	   *best_bounds;
+	double	   *uniform;
+	double	   *bgrad;
+	double	   *bm;
+	double	   *bv;
+} Training;
+
+/* DMF-D's quantizer: uniform boundaries (rounding) to start from. */
 static void
-side_task_init(SideTask *t, const DmfTrainConfig *cfg, DmfBranch *branch,
-			   DmfBranchWork *work, DmfAdam *adam, const DmfCsr *x, uint8_t *skip,
-			   float *norm, DmfRng *seeder)
+init_quantizer(Training *t)
 {
-	memset(t, 0, sizeof(*t));
-	t->branch = branch;
-	t->work = work;
-	t->adam = adam;
-	t->x = x;
-	t->skip = skip;
-	t->norm = norm;
-	t->input_dropout = cfg->input_dropout;
-	t->dropout = (float) cfg->dropout;
-	t->l2 = cfg->l2;
-	dmf_rng_seed(&t->rng, dmf_rng_next(seeder));
+	const DmfTrainConfig *cfg = t->cfg;
+	int			nb = cfg->n_levels + 1;
+
+	t->bounds = dmf_alloc(sizeof(double) * nb);
+	t->best_bounds = dmf_alloc(sizeof(double) * nb);
+	t->uniform = dmf_alloc(sizeof(double) * nb);
+	t->bgrad = dmf_alloc0(sizeof(double) * nb);
+	t->bm = dmf_alloc0(sizeof(double) * nb);
+	t->bv = dmf_alloc0(sizeof(double) * nb);
+	dmf_uniform_boundaries(cfg->levels, cfg->n_levels, t->uniform);
+	memcpy(t->bounds, t->uniform, sizeof(double) * nb);
+	memcpy(t->best_bounds, t->uniform, sizeof(double) * nb);
+	t->quant.n_levels = cfg->n_levels;
+	t->quant.step = cfg->levels[1] - cfg->levels[0];
+	t->quant.levels = cfg->levels;
+	t->quant.boundaries = t->bounds;
+	t->quant.lambda = t->lambda;
+	t->res->lambda = t->lambda;
 }
 
+/* The two branches, their optimizers and buffers, seeded from t->rng. */
 static void
-side_forward(SideTask *t)
+init_branches(Training *t, int max_block_users, int max_block_items)
 {
-	int			dim = t->branch->sizes[t->branch->n_layers];
+	const DmfTrainConfig *cfg = t->cfg;
+	DmfBranch  *ub = &t->res->user_branch;
+	DmfBranch  *ib = &t->res->item_branch;
+	int			sizes[DMF_MAX_LAYERS + 1];
+	bool		dropout = (float) cfg->dropout > 0.0f;
+	DmfInputCoding coding = {cfg->input_encoding, cfg->row_scale, cfg->rating_min, cfg->rating_max};
 
-	/* input dropout: rows must also work with ratings missing */
-	if (t->input_dropout > 0.0)
-		drop_inputs(t->x, t->rows, t->nb, t->skip, t->input_dropout, &t->rng);
-	t->out = dmf_branch_forward(t->branch, t->work, t->x, t->rows, t->nb,
-								t->skip, t->dropout, &t->rng);
-	for (int r = 0; r < t->nb; r++)
-	{
-		const float *o = t->out + (size_t) r * dim;
-		double		ss = 0.0;
+	branch_sizes(cfg->n_user_hidden, cfg->user_hidden, t->ni, t->dim, sizes);
+	dmf_branch_layout(ub, cfg->n_user_hidden + 1, sizes, cfg->activation);
+	branch_sizes(cfg->n_item_hidden, cfg->item_hidden, t->nu, t->dim, sizes);
+	dmf_branch_layout(ib, cfg->n_item_hidden + 1, sizes, cfg->activation);
+	ub->coding = coding;
+	ib->coding = coding;
+	dmf_branch_init(ub, &t->rng);
+	dmf_branch_init(ib, &t->rng);
+	dmf_adam_alloc(&t->ua, ub->n_params);
+	dmf_adam_alloc(&t->ia, ib->n_params);
+	t->best_u = dmf_alloc(sizeof(float) * ub->n_params);
+	t->best_i = dmf_alloc(sizeof(float) * ib->n_params);
+	memcpy(t->best_u, ub->params, sizeof(float) * ub->n_params);
+	memcpy(t->best_i, ib->params, sizeof(float) * ib->n_params);
 
-		for (int j = 0; j < dim; j++)
-			ss += (double) o[j] * o[j];
-		t->norm[r] = (float) sqrt(ss) + COSINE_EPS;
-	}
+	dmf_branch_work_alloc(&t->uw, ub, max_block_users, dropout);
+	dmf_branch_work_alloc(&t->iw, ib, max_block_items, dropout);
+	dmf_branch_work_alloc(&t->ufw, ub, DMF_FACTOR_CHUNK, false);
+	dmf_branch_work_alloc(&t->ifw, ib, DMF_FACTOR_CHUNK, false);
+	t->unorm = dmf_alloc(sizeof(float) * max_block_users);
+	t->vnorm = dmf_alloc(sizeof(float) * max_block_items);
+	t->skip_u = dmf_alloc0((size_t) t->data->train.n + 1);
+	t->skip_i = dmf_alloc0((size_t) t->data->train.n + 1);
+	dmf_side_task_init(&t->ut, cfg, ub, &t->uw, &t->ua, &t->xu, t->skip_u, t->unorm, &t->rng);
+	dmf_side_task_init(&t->it, cfg, ib, &t->iw, &t->ia, &t->xi, t->skip_i, t->vnorm, &t->rng);
 }
 
-static void
-side_backward(SideTask *t)
+static int32_t *
+identity(int32_t n)
 {
-	dmf_branch_backward(t->branch, t->work, t->x, t->rows, t->nb, t->skip,
-						t->dout, t->adam->grad);
-	dmf_adam_step(t->branch, t->adam, t->lr, t->l2, t->step);
+	int32_t    *v = dmf_alloc(sizeof(int32_t) * n);
+
+	for (int32_t k = 0; k < n; k++)
+		v[k] = k;
+	return v;
+}
+
+static int32_t *
+all_minus_one(int32_t n)
+{
+	int32_t    *v = dmf_alloc(sizeof(int32_t) * n);
+
+	for (int32_t k = 0; k < n; k++)
+		v[k] = -1;
+	return v;
 }
 
 /*
- * The item side of a block runs on the helper thread (helper_thread.h)
- * while the calling thread runs the user side.
+ * Early stopping is armed only once the model beats the global mean on
+ * validation by 1%.  Before that, a flat validation curve is the plateau
+ * of a factorization leaving its random start, not convergence.
  */
-typedef struct SideCall
+static double
+mean_validation_rmse(const DmfTrainSet *data)
 {
-	void		(*job) (SideTask *);
-	SideTask   *task;
-} SideCall;
+	double		mu = 0.0,
+				se = 0.0;
 
-static void
-side_call(void *arg)
-{
-	SideCall   *c = (SideCall *) arg;
-
-	c->job(c->task);
+	if (data->validation.n == 0)
+		return NAN;
+	for (int64_t k = 0; k < data->train.n; k++)
+		mu += data->train.rating[k];
+	mu /= (double) data->train.n;
+	for (int64_t k = 0; k < data->validation.n; k++)
+		se += (data->validation.rating[k] - mu) * (data->validation.rating[k] - mu);
+	return sqrt(se / (double) data->validation.n);
 }
 
-/* job(user) here and job(item) on the helper thread, if there is one. */
 static void
-run_sides(DmfHelper *helper, void (*job) (SideTask *), SideTask *user, SideTask *item)
-{
-	SideCall	call = {job, item};
-
-	if (helper == NULL)
-	{
-		job(user);
-		job(item);
-		return;
-	}
-	dmf_helper_run(helper, side_call, &call);
-	job(user);
-	dmf_helper_wait(helper);
-}
-
-void
-dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
-				DmfTrainResult *res)
+training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
+			  DmfTrainResult *res)
 {
 	const DmfTriples *train = &data->train;
-	int32_t		nu = data->n_users;
-	int32_t		ni = data->n_items;
-	int			dim = cfg->dim;
-	double		rmin = cfg->rating_min;
-	double		rmax = cfg->rating_max;
-	double		t_start = dmf_now_seconds();
-	DmfRng		rng;
-	DmfCsr		xu,
-				xi;
-	int			sizes[DMF_MAX_LAYERS + 1];
-	DmfBranch  *ub = &res->user_branch;
-	DmfBranch  *ib = &res->item_branch;
-	DmfAdam		ua,
-				ia;
-	DmfBranchWork uw,
-				iw,
-				ufw,
-				ifw;
-	int			gu,
-				gi,
-				n_blocks;
-	int32_t    *user_perm,
-			   *item_perm,
-			   *user_group,
-			   *item_group,
-			   *user_local,
-			   *item_local,
-			   *block_users,
-			   *block_items,
-			   *pair_u,
-			   *pair_i,
-			   *block_order;
-	int64_t    *block_start,
-			   *block_fill,
-			   *order;
-	uint8_t    *skip_u,
-			   *skip_i;
-	int64_t    *pos_u,
-			   *pos_i;
-	float	   *best_u,
-			   *best_i,
-			   *dU,
-			   *dV,
-			   *unorm,
-			   *vnorm,
-			   *target;
+	const DmfTriples *tparts[1] = {train};
+	int64_t		ignored;
 	int			max_block_users,
 				max_block_items;
-	const DmfTriples *tparts[2];
-	double		lr = cfg->learning_rate;
-	int			since_best = 0;
-	int			drops_done = 0;
-	long		step = 0;
-	float		dropout = (float) cfg->dropout;
-	double		half = 0.5 * (rmax - rmin);
-	double		mid = 0.5 * (rmin + rmax);
-	DmfQuantizer quant;
-	double	   *bounds = NULL,
-			   *best_bounds = NULL,
-			   *uniform = NULL,
-			   *bgrad = NULL,
-			   *bm = NULL,
-			   *bv = NULL;
-	double		lambda = cfg->lambda_start;
-	bool		quantizing = false;	/* DMF-D's second phase */
-	SideTask	ut,
-				it;
-	DmfHelper  *worker;
-	int64_t		ignored;
-	int32_t    *identity_users,
-			   *identity_items;
+
+	memset(t, 0, sizeof(*t));
+	t->cfg = cfg;
+	t->data = data;
+	t->res = res;
+	t->nu = data->n_users;
+	t->ni = data->n_items;
+	t->dim = cfg->dim;
+	t->t_start = dmf_now_seconds();
+	t->lr = cfg->learning_rate;
+	t->lambda = cfg->lambda_start;
 
 	memset(res, 0, sizeof(*res));
 	res->best_validation_rmse = NAN;
 	if (cfg->discrete)
-	{
-		int			nb = cfg->n_levels + 1;
+		init_quantizer(t);
+	dmf_rng_seed(&t->rng, cfg->seed);
 
-		bounds = dmf_alloc(sizeof(double) * nb);
-		best_bounds = dmf_alloc(sizeof(double) * nb);
-		uniform = dmf_alloc(sizeof(double) * nb);
-		bgrad = dmf_alloc0(sizeof(double) * nb);
-		bm = dmf_alloc0(sizeof(double) * nb);
-		bv = dmf_alloc0(sizeof(double) * nb);
-		dmf_uniform_boundaries(cfg->levels, cfg->n_levels, uniform);
-		memcpy(bounds, uniform, sizeof(double) * nb);
-		memcpy(best_bounds, uniform, sizeof(double) * nb);
-		quant.n_levels = cfg->n_levels;
-		quant.step = cfg->levels[1] - cfg->levels[0];
-		quant.levels = cfg->levels;
-		quant.boundaries = bounds;
-		quant.lambda = lambda;
-		res->lambda = lambda;
-	}
-	dmf_rng_seed(&rng, cfg->seed);
-
-	/* inputs while training: the training ratings only */
-	tparts[0] = train;
-	pos_u = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
-	pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
-	dmf_build_inputs(tparts, 1, nu, ni, cfg->input_encoding, rmin, rmax, &xu, &xi, &ignored,
-					 pos_u, pos_i);
-
-	branch_sizes(cfg->n_user_hidden, cfg->user_hidden, ni, dim, sizes);
-	dmf_branch_layout(ub, cfg->n_user_hidden + 1, sizes, cfg->activation);
-	branch_sizes(cfg->n_item_hidden, cfg->item_hidden, nu, dim, sizes);
-	dmf_branch_layout(ib, cfg->n_item_hidden + 1, sizes, cfg->activation);
-	{
-		DmfInputCoding coding = {cfg->input_encoding, cfg->row_scale, rmin, rmax};
-
-		ub->coding = coding;
-		ib->coding = coding;
-	}
-	dmf_branch_init(ub, &rng);
-	dmf_branch_init(ib, &rng);
-	dmf_adam_alloc(&ua, ub->n_params);
-	dmf_adam_alloc(&ia, ib->n_params);
-	best_u = dmf_alloc(sizeof(float) * ub->n_params);
-	best_i = dmf_alloc(sizeof(float) * ib->n_params);
-	memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
-	memcpy(best_i, ib->params, sizeof(float) * ib->n_params);
+	t->pos_u = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	t->pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	dmf_build_inputs(tparts, 1, t->nu, t->ni, cfg->input_encoding, cfg->rating_min,
+					 cfg->rating_max, &t->xu, &t->xi, &ignored, t->pos_u, t->pos_i);
 
 	/* block grid: about batch_size ratings per block */
 	{
@@ -518,389 +399,461 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		double		g = sqrt((double) train->n / (double) (cfg->batch_size > 0 ? cfg->batch_size : 1));
 		int			G = g < 1.0 ? 1 : (int) (g + 0.5);
 
-		gu = G < nu ? G : nu;
-		gi = G < ni ? G : ni;
+		t->gu = G < t->nu ? G : t->nu;
+		t->gi = G < t->ni ? G : t->ni;
 	}
-	n_blocks = gu * gi;
-	max_block_users = (nu + gu - 1) / gu;
-	max_block_items = (ni + gi - 1) / gi;
+	t->n_blocks = t->gu * t->gi;
+	max_block_users = (t->nu + t->gu - 1) / t->gu;
+	max_block_items = (t->ni + t->gi - 1) / t->gi;
 
-	dmf_branch_work_alloc(&uw, ub, max_block_users, dropout > 0.0f);
-	dmf_branch_work_alloc(&iw, ib, max_block_items, dropout > 0.0f);
-	dmf_branch_work_alloc(&ufw, ub, DMF_FACTOR_CHUNK, false);
-	dmf_branch_work_alloc(&ifw, ib, DMF_FACTOR_CHUNK, false);
-	unorm = dmf_alloc(sizeof(float) * max_block_users);
-	vnorm = dmf_alloc(sizeof(float) * max_block_items);
+	init_branches(t, max_block_users, max_block_items);
+	t->helper = cfg->threads >= 2 ? dmf_helper_start() : NULL;
+	res->user_factors = dmf_alloc(sizeof(float) * (size_t) t->nu * t->dim);
+	res->item_factors = dmf_alloc(sizeof(float) * (size_t) t->ni * t->dim);
 
-	skip_u = dmf_alloc0((size_t) train->n + 1);
-	skip_i = dmf_alloc0((size_t) train->n + 1);
-	side_task_init(&ut, cfg, ub, &uw, &ua, &xu, skip_u, unorm, &rng);
-	side_task_init(&it, cfg, ib, &iw, &ia, &xi, skip_i, vnorm, &rng);
-	worker = cfg->threads >= 2 ? dmf_helper_start() : NULL;
-	res->user_factors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
-	res->item_factors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
+	t->user_perm = identity(t->nu);
+	t->item_perm = identity(t->ni);
+	t->identity_users = identity(t->nu);
+	t->identity_items = identity(t->ni);
+	res->mean_validation_rmse = mean_validation_rmse(data);
 
-	user_perm = dmf_alloc(sizeof(int32_t) * nu);
-	item_perm = dmf_alloc(sizeof(int32_t) * ni);
-	for (int32_t k = 0; k < nu; k++)
-		user_perm[k] = k;
-	for (int32_t k = 0; k < ni; k++)
-		item_perm[k] = k;
-	identity_users = dmf_alloc(sizeof(int32_t) * nu);
-	identity_items = dmf_alloc(sizeof(int32_t) * ni);
-	for (int32_t k = 0; k < nu; k++)
-		identity_users[k] = k;
-	for (int32_t k = 0; k < ni; k++)
-		identity_items[k] = k;
-
-	/*
-	 * Early stopping is armed only once the model beats the global mean on
-	 * validation by 1%.  Before that, a flat validation curve is the plateau
-	 * of a factorization leaving its random start, not convergence.
-	 */
-	res->mean_validation_rmse = NAN;
-	if (data->validation.n > 0)
-	{
-		double		mu = 0.0,
-					se = 0.0;
-
-		for (int64_t k = 0; k < train->n; k++)
-			mu += train->rating[k];
-		mu /= (double) train->n;
-		for (int64_t k = 0; k < data->validation.n; k++)
-			se += (data->validation.rating[k] - mu) * (data->validation.rating[k] - mu);
-		res->mean_validation_rmse = sqrt(se / (double) data->validation.n);
-	}
-
-	user_group = dmf_alloc(sizeof(int32_t) * nu);
-	item_group = dmf_alloc(sizeof(int32_t) * ni);
-	user_local = dmf_alloc(sizeof(int32_t) * nu);
-	item_local = dmf_alloc(sizeof(int32_t) * ni);
-	for (int32_t k = 0; k < nu; k++)
-		user_local[k] = -1;
-	for (int32_t k = 0; k < ni; k++)
-		item_local[k] = -1;
-	block_users = dmf_alloc(sizeof(int32_t) * max_block_users);
-	block_items = dmf_alloc(sizeof(int32_t) * max_block_items);
-	block_start = dmf_alloc(sizeof(int64_t) * (n_blocks + 1));
-	block_fill = dmf_alloc(sizeof(int64_t) * (n_blocks + 1));
-	block_order = dmf_alloc(sizeof(int32_t) * n_blocks);
-	order = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
-	dU = dmf_alloc(sizeof(float) * (size_t) max_block_users * dim);
-	dV = dmf_alloc(sizeof(float) * (size_t) max_block_items * dim);
-	{
-		/* no block holds more ratings than the largest user x item group */
-		size_t		cap = (size_t) train->n + 1;
-
-		pair_u = dmf_alloc(sizeof(int32_t) * cap);
-		pair_i = dmf_alloc(sizeof(int32_t) * cap);
-		target = dmf_alloc(sizeof(float) * cap);
-	}
+	t->user_group = dmf_alloc(sizeof(int32_t) * t->nu);
+	t->item_group = dmf_alloc(sizeof(int32_t) * t->ni);
+	t->user_local = all_minus_one(t->nu);
+	t->item_local = all_minus_one(t->ni);
+	t->block_users = dmf_alloc(sizeof(int32_t) * max_block_users);
+	t->block_items = dmf_alloc(sizeof(int32_t) * max_block_items);
+	t->block_start = dmf_alloc(sizeof(int64_t) * (t->n_blocks + 1));
+	t->block_fill = dmf_alloc(sizeof(int64_t) * (t->n_blocks + 1));
+	t->block_order = dmf_alloc(sizeof(int32_t) * t->n_blocks);
+	t->order = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	t->dU = dmf_alloc(sizeof(float) * (size_t) max_block_users * t->dim);
+	t->dV = dmf_alloc(sizeof(float) * (size_t) max_block_items * t->dim);
+	/* no block holds more ratings than the largest user x item group */
+	t->pair_u = dmf_alloc(sizeof(int32_t) * ((size_t) train->n + 1));
+	t->pair_i = dmf_alloc(sizeof(int32_t) * ((size_t) train->n + 1));
+	t->target = dmf_alloc(sizeof(float) * ((size_t) train->n + 1));
 	/* DMF-D trains twice as long: the continuous phase, then the quantizer's */
 	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (2 * (size_t) cfg->epochs + 1));
+}
 
-	for (int epoch = 1, phase_epoch = 1;; epoch++, phase_epoch++)
+/* This epoch's groups, the ratings bucketed by block, and the block order. */
+static void
+epoch_plan(Training *t)
+{
+	const DmfTriples *train = &t->data->train;
+	int			gi = t->gi;
+
+	shuffle_groups(&t->rng, t->user_perm, t->nu, t->gu, t->user_group);
+	shuffle_groups(&t->rng, t->item_perm, t->ni, gi, t->item_group);
+
+	/* bucket the ratings by block (counting sort) */
+	memset(t->block_start, 0, sizeof(int64_t) * (t->n_blocks + 1));
+	for (int64_t k = 0; k < train->n; k++)
+		t->block_start[t->user_group[train->user[k]] * gi +
+					   t->item_group[train->item[k]] + 1]++;
+	for (int b = 0; b < t->n_blocks; b++)
+		t->block_start[b + 1] += t->block_start[b];
+	memcpy(t->block_fill, t->block_start, sizeof(int64_t) * (t->n_blocks + 1));
+	for (int64_t k = 0; k < train->n; k++)
+		t->order[t->block_fill[t->user_group[train->user[k]] * gi +
+							   t->item_group[train->item[k]]]++] = k;
+	for (int b = 0; b < t->n_blocks; b++)
+		t->block_order[b] = b;
+	dmf_rng_shuffle(&t->rng, t->block_order, t->n_blocks);
+}
+
+/*
+ * The block's distinct users and items, its pairs as local indices and its
+ * targets, with the targets hidden from the inputs.
+ */
+static void
+block_gather(Training *t, int64_t lo, int64_t np, int *nbu, int *nbi)
+{
+	const DmfTriples *train = &t->data->train;
+
+	*nbu = *nbi = 0;
+	for (int64_t p = 0; p < np; p++)
 	{
-		double		t_epoch = dmf_now_seconds();
-		double		se_sum = 0.0;
-		int64_t		se_n = 0;
-		DmfEpochStats *st = &res->history[epoch - 1];
+		int64_t		k = t->order[lo + p];
+		int32_t		u = train->user[k];
+		int32_t		i = train->item[k];
 
-		shuffle_groups(&rng, user_perm, nu, gu, user_group);
-		shuffle_groups(&rng, item_perm, ni, gi, item_group);
-
-		/* bucket the ratings by block (counting sort) */
-		memset(block_start, 0, sizeof(int64_t) * (n_blocks + 1));
-		for (int64_t k = 0; k < train->n; k++)
-			block_start[user_group[train->user[k]] * gi +
-						item_group[train->item[k]] + 1]++;
-		for (int b = 0; b < n_blocks; b++)
-			block_start[b + 1] += block_start[b];
-		memcpy(block_fill, block_start, sizeof(int64_t) * (n_blocks + 1));
-		for (int64_t k = 0; k < train->n; k++)
-			order[block_fill[user_group[train->user[k]] * gi +
-							 item_group[train->item[k]]]++] = k;
-		for (int b = 0; b < n_blocks; b++)
-			block_order[b] = b;
-		dmf_rng_shuffle(&rng, block_order, n_blocks);
-
-		for (int bo = 0; bo < n_blocks; bo++)
+		if (t->user_local[u] < 0)
 		{
-			int			blk = block_order[bo];
-			int64_t		lo = block_start[blk];
-			int64_t		hi = block_start[blk + 1];
-			int			nbu = 0,
-						nbi = 0;
-			int64_t		np = hi - lo;
-			const float *U;
-			const float *V;
-			double		block_se = 0.0;
-
-			dmf_check_interrupts();
-			if (np == 0)
-				continue;
-
-			/* the block's distinct users and items, and local pair indices */
-			for (int64_t p = 0; p < np; p++)
-			{
-				int64_t		k = order[lo + p];
-				int32_t		u = train->user[k];
-				int32_t		i = train->item[k];
-
-				if (user_local[u] < 0)
-				{
-					user_local[u] = nbu;
-					block_users[nbu++] = u;
-				}
-				if (item_local[i] < 0)
-				{
-					item_local[i] = nbi;
-					block_items[nbi++] = i;
-				}
-				pair_u[p] = user_local[u];
-				pair_i[p] = item_local[i];
-				target[p] = dmf_scale_target(train->rating[k], rmin, rmax);
-				/* hide the block's targets from the inputs */
-				skip_u[pos_u[k]] = 1;
-				skip_i[pos_i[k]] = 1;
-			}
-
-			ut.rows = block_users;
-			ut.nb = nbu;
-			it.rows = block_items;
-			it.nb = nbi;
-			if (worker)
-				dmf_blas_set_threads(1);
-			run_sides(worker, side_forward, &ut, &it);
-			U = ut.out;
-			V = it.out;
-
-			memset(dU, 0, sizeof(float) * (size_t) nbu * dim);
-			memset(dV, 0, sizeof(float) * (size_t) nbi * dim);
-
-			/*
-			 * pred = u.v / (|u||v|);  d pred / d u = v/(|u||v|) - pred u/|u|^2
-			 * Loss is the mean squared error over the block's ratings.
-			 */
-			for (int64_t p = 0; p < np; p++)
-			{
-				int			a = pair_u[p];
-				int			c = pair_i[p];
-				const float *u = U + (size_t) a * dim;
-				const float *v = V + (size_t) c * dim;
-				float	   *du = dU + (size_t) a * dim;
-				float	   *dv = dV + (size_t) c * dim;
-				float		nn = unorm[a] * vnorm[c];
-				float		dot = 0.0f;
-				float		pred,
-							err,
-							g,
-							gu_self,
-							gv_self;
-
-				for (int j = 0; j < dim; j++)
-					dot += u[j] * v[j];
-				pred = dot / nn;
-				if (quantizing)
-				{
-					/* through G: d loss / d cos = 2 err G'(x) half */
-					double		dgdx,
-								dgdb;
-					int			bi_;
-					double		x = mid + half * pred;
-					double		gx = dmf_quantize_smooth(&quant, x, &dgdx, &dgdb, &bi_);
-					double		e = gx - (mid + half * target[p]);
-
-					block_se += e * e;
-					g = (float) (2.0 * e / (double) np * dgdx * half);
-					bgrad[bi_] += 2.0 * e / (double) np * dgdb;
-				}
-				else
-				{
-					err = pred - target[p];
-					block_se += (double) err * err * half * half;
-					g = 2.0f * err / (float) np;
-				}
-				gu_self = g * pred / (unorm[a] * unorm[a]);
-				gv_self = g * pred / (vnorm[c] * vnorm[c]);
-				for (int j = 0; j < dim; j++)
-				{
-					du[j] += g * v[j] / nn - gu_self * u[j];
-					dv[j] += g * u[j] / nn - gv_self * v[j];
-				}
-			}
-
-			step++;
-			ut.dout = dU;
-			it.dout = dV;
-			ut.lr = it.lr = lr;
-			ut.step = it.step = step;
-			run_sides(worker, side_backward, &ut, &it);
-			if (quantizing)
-				boundary_step(cfg, bounds, uniform, bgrad, bm, bv, lr, step);
-
-			/* undo the block's marks */
-			clear_marks(&xu, block_users, nbu, skip_u);
-			clear_marks(&xi, block_items, nbi, skip_i);
-			for (int r = 0; r < nbu; r++)
-				user_local[block_users[r]] = -1;
-			for (int r = 0; r < nbi; r++)
-				item_local[block_items[r]] = -1;
-
-			se_sum += block_se;
-			se_n += np;
+			t->user_local[u] = *nbu;
+			t->block_users[(*nbu)++] = u;
 		}
-
-		/* rating-scale RMSE: the [-1, 1] scale times half the range */
-		st->epoch = epoch;
-		st->learning_rate = lr;
-		st->train_rmse = sqrt(se_sum / (double) (se_n > 0 ? se_n : 1));
-		st->lambda = quantizing ? lambda : 0.0;
-		st->validation_rmse = NAN;
-		res->epochs_run = epoch;
-
-		if (worker)
-			dmf_blas_set_threads(cfg->threads);
-		if (data->validation.n > 0)
+		if (t->item_local[i] < 0)
 		{
-			double		mse;
-
-			all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
-			all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
-			mse = triples_mse(&data->validation, res->user_factors,
-							  res->item_factors, dim, rmin, rmax,
-							  quantizing ? &quant : NULL);
-			st->validation_rmse = sqrt(mse);
+			t->item_local[i] = *nbi;
+			t->block_items[(*nbi)++] = i;
 		}
-		st->seconds = dmf_now_seconds() - t_epoch;
+		t->pair_u[p] = t->user_local[u];
+		t->pair_i[p] = t->item_local[i];
+		t->target[p] = dmf_scale_target(train->rating[k], t->cfg->rating_min, t->cfg->rating_max);
+		/* hide the block's targets from the inputs */
+		t->skip_u[t->pos_u[k]] = 1;
+		t->skip_i[t->pos_i[k]] = 1;
+	}
+}
 
-		/* early stopping keeps the weights of the best validation epoch */
-		if (data->validation.n == 0 ||
-			isnan(res->best_validation_rmse) ||
-			st->validation_rmse < res->best_validation_rmse)
-		{
-			res->best_validation_rmse = st->validation_rmse;
-			res->best_epoch = epoch;
-			res->final_train_rmse = st->train_rmse;
-			memcpy(best_u, ub->params, sizeof(float) * ub->n_params);
-			memcpy(best_i, ib->params, sizeof(float) * ib->n_params);
-			if (quantizing)
-			{
-				memcpy(best_bounds, bounds, sizeof(double) * (cfg->n_levels + 1));
-				res->lambda = lambda;
-			}
-			since_best = 0;
-		}
-		else if (res->best_validation_rmse < 0.99 * res->mean_validation_rmse &&
-				 (!quantizing || lambda >= cfg->lambda_max))
-			since_best++;
+/*
+ * The block's loss and its gradients with respect to the factors U and V
+ * (into dU, dV; DMF-D's boundary gradients into bgrad); returns the sum of
+ * squared errors on the rating scale.
+ *
+ * pred = u.v / (|u||v|);  d pred / d u = v/(|u||v|) - pred u/|u|^2
+ * Loss is the mean squared error over the block's ratings.
+ */
+static double
+block_loss(Training *t, int64_t np, const float *U, const float *V)
+{
+	int			dim = t->dim;
+	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
+	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
+	double		block_se = 0.0;
 
-		if (cfg->on_epoch)
-			cfg->on_epoch(cfg->on_epoch_arg, st);
-		if (since_best >= cfg->patience && drops_done < cfg->plateau_drops &&
-			phase_epoch < cfg->epochs && !quantizing)
+	for (int64_t p = 0; p < np; p++)
+	{
+		int			a = t->pair_u[p];
+		int			c = t->pair_i[p];
+		const float *u = U + (size_t) a * dim;
+		const float *v = V + (size_t) c * dim;
+		float	   *du = t->dU + (size_t) a * dim;
+		float	   *dv = t->dV + (size_t) c * dim;
+		float		nn = t->unorm[a] * t->vnorm[c];
+		float		dot = 0.0f;
+		float		pred,
+					err,
+					g,
+					gu_self,
+					gv_self;
+
+		for (int j = 0; j < dim; j++)
+			dot += u[j] * v[j];
+		pred = dot / nn;
+		if (t->quantizing)
 		{
-			/* validation stalled: back to the best weights with a smaller step */
-			memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
-			memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
-			lr *= cfg->plateau_factor;
-			drops_done++;
-			since_best = 0;
-			continue;
+			/* through G: d loss / d cos = 2 err G'(x) half */
+			double		dgdx,
+						dgdb;
+			int			bi_;
+			double		x = mid + half * pred;
+			double		gx = dmf_quantize_smooth(&t->quant, x, &dgdx, &dgdb, &bi_);
+			double		e = gx - (mid + half * t->target[p]);
+
+			block_se += e * e;
+			g = (float) (2.0 * e / (double) np * dgdx * half);
+			t->bgrad[bi_] += 2.0 * e / (double) np * dgdb;
 		}
-		if (since_best >= cfg->patience || phase_epoch >= cfg->epochs)
+		else
 		{
-			if (!cfg->discrete || quantizing)
-				break;
-			/*
-			 * DMF-D: from the best continuous model and the uniform quantizer
-			 * (rounding), train through the smooth quantizer while its slope
-			 * grows.  Its validation RMSE (hard quantizer) is the one to beat,
-			 * so DMF-D is never worse than rounding on validation.
-			 */
-			memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
-			memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
-			quantizing = true;
-			phase_epoch = 0;
-			since_best = 0;
-			lambda = cfg->lambda_start;
-			quant.lambda = lambda;
-			res->lambda = 0.0;
-			if (data->validation.n > 0)
-			{
-				all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
-				all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
-				res->best_validation_rmse =
-					sqrt(triples_mse(&data->validation, res->user_factors,
-									 res->item_factors, dim, rmin, rmax, &quant));
-			}
-			continue;
+			err = pred - t->target[p];
+			block_se += (double) err * err * half * half;
+			g = 2.0f * err / (float) np;
 		}
-		lr *= cfg->learning_rate_decay;
-		if (quantizing)
+		gu_self = g * pred / (t->unorm[a] * t->unorm[a]);
+		gv_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
+		for (int j = 0; j < dim; j++)
 		{
-			/* anneal: the smooth quantizer tends to the hard one */
-			lambda *= cfg->lambda_growth;
-			if (lambda > cfg->lambda_max)
-				lambda = cfg->lambda_max;
-			quant.lambda = lambda;
+			du[j] += g * v[j] / nn - gu_self * u[j];
+			dv[j] += g * u[j] / nn - gv_self * v[j];
 		}
 	}
+	return block_se;
+}
 
-	if (worker)
+/*
+ * One minibatch: the block's users and items forward, the loss, backward
+ * and one Adam step per branch.  Returns the block's sum of squared errors
+ * (rating scale); *n_ratings gets its count of ratings.
+ */
+static double
+train_block(Training *t, int blk, int64_t *n_ratings)
+{
+	int64_t		lo = t->block_start[blk];
+	int64_t		np = t->block_start[blk + 1] - lo;
+	int			nbu,
+				nbi;
+	double		block_se;
+
+	*n_ratings = np;
+	if (np == 0)
+		return 0.0;
+	block_gather(t, lo, np, &nbu, &nbi);
+
+	t->ut.rows = t->block_users;
+	t->ut.nb = nbu;
+	t->it.rows = t->block_items;
+	t->it.nb = nbi;
+	if (t->helper)
+		dmf_blas_set_threads(1);
+	dmf_run_sides(t->helper, dmf_side_forward, &t->ut, &t->it);
+
+	memset(t->dU, 0, sizeof(float) * (size_t) nbu * t->dim);
+	memset(t->dV, 0, sizeof(float) * (size_t) nbi * t->dim);
+	block_se = block_loss(t, np, t->ut.out, t->it.out);
+
+	t->step++;
+	t->ut.dout = t->dU;
+	t->it.dout = t->dV;
+	t->ut.lr = t->it.lr = t->lr;
+	t->ut.step = t->it.step = t->step;
+	dmf_run_sides(t->helper, dmf_side_backward, &t->ut, &t->it);
+	if (t->quantizing)
+		dmf_boundary_step(t->cfg, t->bounds, t->uniform, t->bgrad, t->bm, t->bv, t->lr, t->step);
+
+	/* undo the block's marks */
+	dmf_clear_marks(&t->xu, t->block_users, nbu, t->skip_u);
+	dmf_clear_marks(&t->xi, t->block_items, nbi, t->skip_i);
+	for (int r = 0; r < nbu; r++)
+		t->user_local[t->block_users[r]] = -1;
+	for (int r = 0; r < nbi; r++)
+		t->item_local[t->block_items[r]] = -1;
+	return block_se;
+}
+
+/* The validation RMSE of the current weights (through the hard quantizer in DMF-D's phase). */
+static double
+validation_rmse(Training *t, const DmfQuantizer *q)
+{
+	DmfTrainResult *res = t->res;
+
+	all_factors(&res->user_branch, &t->ufw, &t->xu, t->identity_users, res->user_factors);
+	all_factors(&res->item_branch, &t->ifw, &t->xi, t->identity_items, res->item_factors);
+	return sqrt(triples_mse(&t->data->validation, res->user_factors, res->item_factors,
+							t->dim, t->cfg->rating_min, t->cfg->rating_max, q));
+}
+
+/* One epoch: every block once, then the validation RMSE, into st. */
+static void
+train_epoch(Training *t, int epoch, DmfEpochStats *st)
+{
+	double		t_epoch = dmf_now_seconds();
+	double		se_sum = 0.0;
+	int64_t		se_n = 0;
+
+	epoch_plan(t);
+	for (int bo = 0; bo < t->n_blocks; bo++)
 	{
-		dmf_helper_stop(worker);
+		int64_t		np;
+
+		dmf_check_interrupts();
+		se_sum += train_block(t, t->block_order[bo], &np);
+		se_n += np;
+	}
+
+	/* rating-scale RMSE: the [-1, 1] scale times half the range */
+	st->epoch = epoch;
+	st->learning_rate = t->lr;
+	st->train_rmse = sqrt(se_sum / (double) (se_n > 0 ? se_n : 1));
+	st->lambda = t->quantizing ? t->lambda : 0.0;
+	st->validation_rmse = NAN;
+	t->res->epochs_run = epoch;
+
+	if (t->helper)
+		dmf_blas_set_threads(t->cfg->threads);
+	if (t->data->validation.n > 0)
+		st->validation_rmse = validation_rmse(t, t->quantizing ? &t->quant : NULL);
+	st->seconds = dmf_now_seconds() - t_epoch;
+}
+
+static void
+restore_best(Training *t)
+{
+	DmfTrainResult *res = t->res;
+
+	memcpy(res->user_branch.params, t->best_u, sizeof(float) * res->user_branch.n_params);
+	memcpy(res->item_branch.params, t->best_i, sizeof(float) * res->item_branch.n_params);
+}
+
+/* Early stopping: keeps the weights of the best validation epoch. */
+static void
+keep_if_best(Training *t, const DmfEpochStats *st)
+{
+	DmfTrainResult *res = t->res;
+
+	if (t->data->validation.n == 0 ||
+		isnan(res->best_validation_rmse) ||
+		st->validation_rmse < res->best_validation_rmse)
+	{
+		res->best_validation_rmse = st->validation_rmse;
+		res->best_epoch = st->epoch;
+		res->final_train_rmse = st->train_rmse;
+		memcpy(t->best_u, res->user_branch.params, sizeof(float) * res->user_branch.n_params);
+		memcpy(t->best_i, res->item_branch.params, sizeof(float) * res->item_branch.n_params);
+		if (t->quantizing)
+		{
+			memcpy(t->best_bounds, t->bounds, sizeof(double) * (t->cfg->n_levels + 1));
+			res->lambda = t->lambda;
+		}
+		t->since_best = 0;
+	}
+	else if (res->best_validation_rmse < 0.99 * res->mean_validation_rmse &&
+			 (!t->quantizing || t->lambda >= t->cfg->lambda_max))
+		t->since_best++;
+}
+
+/*
+ * DMF-D: from the best continuous model and the uniform quantizer
+ * (rounding), train through the smooth quantizer while its slope grows.
+ * Its validation RMSE (hard quantizer) is the one to beat, so DMF-D is
+ * never worse than rounding on validation.
+ */
+static void
+start_quantizer_phase(Training *t)
+{
+	restore_best(t);
+	t->quantizing = true;
+	t->since_best = 0;
+	t->lambda = t->cfg->lambda_start;
+	t->quant.lambda = t->lambda;
+	t->res->lambda = 0.0;
+	if (t->data->validation.n > 0)
+		t->res->best_validation_rmse = validation_rmse(t, &t->quant);
+}
+
+typedef enum NextStep
+{
+	NEXT_EPOCH,					/* go on in this phase */
+	NEXT_PHASE,					/* DMF-D's quantizer phase starts */
+	STOP
+} NextStep;
+
+/*
+ * The schedule after an epoch (phase_epoch: epochs run in this phase): a
+ * plateau cut of the learning rate, the end of a phase, or the decay of the
+ * learning rate and DMF-D's slope.
+ */
+static NextStep
+next_epoch(Training *t, int phase_epoch)
+{
+	const DmfTrainConfig *cfg = t->cfg;
+
+	if (t->since_best >= cfg->patience && t->drops_done < cfg->plateau_drops &&
+		phase_epoch < cfg->epochs && !t->quantizing)
+	{
+		/* validation stalled: back to the best weights with a smaller step */
+		restore_best(t);
+		t->lr *= cfg->plateau_factor;
+		t->drops_done++;
+		t->since_best = 0;
+		return NEXT_EPOCH;
+	}
+	if (t->since_best >= cfg->patience || phase_epoch >= cfg->epochs)
+	{
+		if (!cfg->discrete || t->quantizing)
+			return STOP;
+		start_quantizer_phase(t);
+		return NEXT_PHASE;
+	}
+	t->lr *= cfg->learning_rate_decay;
+	if (t->quantizing)
+	{
+		/* anneal: the smooth quantizer tends to the hard one */
+		t->lambda *= cfg->lambda_growth;
+		if (t->lambda > cfg->lambda_max)
+			t->lambda = cfg->lambda_max;
+		t->quant.lambda = t->lambda;
+	}
+	return NEXT_EPOCH;
+}
+
+/*
+ * The best weights, DMF-D's calibrated boundaries, and every factor from
+ * all the table's ratings, folded in against the training anchors.
+ */
+static void
+training_finish(Training *t)
+{
+	const DmfTrainConfig *cfg = t->cfg;
+	const DmfTrainSet *data = t->data;
+	DmfTrainResult *res = t->res;
+	DmfBranch  *ub = &res->user_branch;
+	DmfBranch  *ib = &res->item_branch;
+	size_t		nu = (size_t) t->nu,
+				ni = (size_t) t->ni;
+	int64_t		ignored;
+
+	if (t->helper)
+	{
+		dmf_helper_stop(t->helper);
 		dmf_blas_set_threads(cfg->threads);
 	}
-	memcpy(ub->params, best_u, sizeof(float) * ub->n_params);
-	memcpy(ib->params, best_i, sizeof(float) * ib->n_params);
-	res->boundaries = best_bounds;
+	restore_best(t);
+	res->boundaries = t->best_bounds;
 
 	/* training memory is no longer needed; the final inputs may be larger */
-	dmf_branch_work_free(&uw, ub);
-	dmf_branch_work_free(&iw, ib);
-	dmf_adam_free(&ua);
-	dmf_adam_free(&ia);
-	dmf_free(best_u);
-	dmf_free(best_i);
-	dmf_free(order);
-	dmf_free(pair_u);
-	dmf_free(pair_i);
-	dmf_free(target);
+	dmf_branch_work_free(&t->uw, ub);
+	dmf_branch_work_free(&t->iw, ib);
+	dmf_adam_free(&t->ua);
+	dmf_adam_free(&t->ia);
+	dmf_free(t->best_u);
+	dmf_free(t->best_i);
+	dmf_free(t->order);
+	dmf_free(t->pair_u);
+	dmf_free(t->pair_i);
+	dmf_free(t->target);
 
 	if (cfg->discrete && data->validation.n > 0)
-		calibrate_boundaries(cfg, data, ub, ib, &ufw, &ifw, &xu, &xi,
-							 identity_users, identity_items, best_bounds);
+		dmf_calibrate_boundaries(cfg, data, ub, ib, &t->ufw, &t->ifw, &t->xu, &t->xi,
+								 t->identity_users, t->identity_items, t->best_bounds);
 
 	/* the stored factors see every rating of the table, held-out ones too */
 	if (data->extra_input.n > 0)
 	{
-		dmf_csr_free(&xu);
-		dmf_csr_free(&xi);
-		tparts[0] = train;
-		tparts[1] = &data->extra_input;
-		dmf_build_inputs(tparts, 2, nu, ni, cfg->input_encoding, rmin, rmax, &xu, &xi, &ignored,
-						 NULL, NULL);
+		const DmfTriples *tparts[2] = {&data->train, &data->extra_input};
+
+		dmf_csr_free(&t->xu);
+		dmf_csr_free(&t->xi);
+		dmf_build_inputs(tparts, 2, t->nu, t->ni, cfg->input_encoding, cfg->rating_min,
+						 cfg->rating_max, &t->xu, &t->xi, &ignored, NULL, NULL);
 	}
-	all_factors(ub, &ufw, &xu, identity_users, res->user_factors);
-	all_factors(ib, &ifw, &xi, identity_items, res->item_factors);
+	all_factors(ub, &t->ufw, &t->xu, t->identity_users, res->user_factors);
+	all_factors(ib, &t->ifw, &t->xi, t->identity_items, res->item_factors);
 
 	/* every entity here is a training entity: its branch factor is its anchor */
-	res->user_anchors = dmf_alloc(sizeof(float) * (size_t) nu * dim);
-	res->item_anchors = dmf_alloc(sizeof(float) * (size_t) ni * dim);
-	memcpy(res->user_anchors, res->user_factors, sizeof(float) * (size_t) nu * dim);
-	memcpy(res->item_anchors, res->item_factors, sizeof(float) * (size_t) ni * dim);
+	res->user_anchors = dmf_alloc(sizeof(float) * nu * t->dim);
+	res->item_anchors = dmf_alloc(sizeof(float) * ni * t->dim);
+	memcpy(res->user_anchors, res->user_factors, sizeof(float) * nu * t->dim);
+	memcpy(res->item_anchors, res->item_factors, sizeof(float) * ni * t->dim);
 	{
-		DmfFoldInSide sides[2] = {{&xu, res->user_factors, res->item_anchors},
-								  {&xi, res->item_factors, res->user_anchors}};
+		DmfFoldInSide sides[2] = {{&t->xu, res->user_factors, res->item_anchors},
+								  {&t->xi, res->item_factors, res->user_anchors}};
 
-		dmf_fold_in_sides(sides, 2, dim, cfg->fold_in_steps, cfg->fold_in_rate,
-						  rmin, rmax, cfg->threads);
+		dmf_fold_in_sides(sides, 2, t->dim, cfg->fold_in_steps, cfg->fold_in_rate,
+						  cfg->rating_min, cfg->rating_max, cfg->threads);
 	}
 
-	dmf_branch_work_free(&ufw, ub);
-	dmf_branch_work_free(&ifw, ib);
-	dmf_csr_free(&xu);
-	dmf_csr_free(&xi);
-	res->seconds = dmf_now_seconds() - t_start;
+	dmf_branch_work_free(&t->ufw, ub);
+	dmf_branch_work_free(&t->ifw, ib);
+	dmf_csr_free(&t->xu);
+	dmf_csr_free(&t->xi);
+	res->seconds = dmf_now_seconds() - t->t_start;
+}
+
+void
+dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
+				DmfTrainResult *res)
+{
+	Training	t;
+
+	training_init(&t, cfg, data, res);
+	for (int epoch = 1, phase_epoch = 1;; epoch++, phase_epoch++)
+	{
+		DmfEpochStats *st = &res->history[epoch - 1];
+		NextStep	next;
+
+		train_epoch(&t, epoch, st);
+		keep_if_best(&t, st);
+		if (cfg->on_epoch)
+			cfg->on_epoch(cfg->on_epoch_arg, st);
+		next = next_epoch(&t, phase_epoch);
+		if (next == STOP)
+			break;
+		if (next == NEXT_PHASE)
+			phase_epoch = 0;
+	}
+	training_finish(&t);
 }

@@ -55,7 +55,7 @@ typedef struct DmfTrainConfig
 	int			fold_in_steps;	/* see fold_in.h */
 	double		fold_in_rate;
 	int			input_encoding; /* DmfInputEncoding */
-	int			row_scale;		/* see DmfInputCoding */
+	int			row_scale;		/* DmfRowScale */
 
 	/* DMF-D: train through the smooth quantizer (paper section 3) */
 	bool		discrete;

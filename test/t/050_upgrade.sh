@@ -8,19 +8,21 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
-# one version number everywhere a release states it
+# one version number, dmf.control's: the Makefile and the library take it
+# from there, META.json and CHANGELOG.md must state the same
 control=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$root/dmf.control")
 declare -A stated=(
-    [Makefile]=$(sed -n 's/^EXTVERSION = //p' "$root/Makefile")
     [META.json]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$root/META.json")
-    [src/dmf.h]=$(sed -n 's/^#define DMF_VERSION "\(.*\)"/\1/p' "$root/src/dmf.h")
+    [META.json provides]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["provides"]["dmf"]["version"])' "$root/META.json")
     [CHANGELOG.md]=$(sed -n 's/^## //p' "$root/CHANGELOG.md" | head -n 1)
 )
 for f in "${!stated[@]}"; do
     [[ ${stated[$f]} == "$control" ]] || { echo "$f says version ${stated[$f]}, dmf.control $control"; exit 1; }
 done
 [[ -f $root/sql/dmf--$control.sql ]] || { echo "no install script sql/dmf--$control.sql"; exit 1; }
-echo "version $control in dmf.control, Makefile, META.json, src/dmf.h and CHANGELOG.md"
+grep -q '^EXTVERSION :=.*dmf\.control' "$root/Makefile" ||
+    { echo "the Makefile does not take EXTVERSION from dmf.control"; exit 1; }
+echo "version $control in dmf.control (the Makefile and the library take it from there), META.json and CHANGELOG.md"
 
 fresh=dmf_t_upgrade_fresh
 upgraded=dmf_t_upgrade_path
@@ -65,6 +67,15 @@ current=$(q -d $fresh -c "SELECT extversion FROM pg_extension WHERE extname = 'd
 default=$(q -d $fresh -c "SELECT default_version FROM pg_available_extensions WHERE name = 'dmf'")
 echo "current version $current (default $default)"
 [[ $current == "$default" ]] || { echo "CREATE EXTENSION did not install the default version"; exit 1; }
+# the installed library says the same version in the models it writes
+library=$(q -d $fresh <<'SQL'
+CREATE TEMP TABLE r AS SELECT u AS user_id, i AS item_id, 1 + (u * i) % 5 AS rating
+FROM generate_series(1, 20) u, generate_series(1, 10) i;
+SELECT dmf_info(dmf_train('r', options => '{"epochs": 1, "layers": [4], "dim": 2}')) ->> 'dmf_version';
+SQL
+)
+[[ $library == "$current" ]] || { echo "the library says version $library, the extension $current"; exit 1; }
+echo "the library writes version $library into its models"
 
 # every older version that ships an install script must reach the current one
 mapfile -t older < <(q -d $fresh -c "SELECT version FROM pg_available_extension_versions

@@ -1,0 +1,98 @@
+/*
+ * dmfd.c
+ *	  DMF-D's quantizer during training: the Adam step of its boundaries and
+ *	  their final calibration (see train.c for the phase that uses them).
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "adam.h"
+#include "dmfd.h"
+#include "encoding.h"
+#include "fold_in.h"
+#include "quantizer.h"
+
+/*
+ * DMF-D's boundaries were learned on the branch's factors; predictions use
+ * the factors after fold-in, whose values spread differently.  So the
+ * boundaries are finally set where the hard quantizer's squared error on
+ * the validation ratings is least, with the factors as they will be
+ * predicted from (training inputs only: no validation rating among them).
+ */
+void
+dmf_calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTrainSet *data,
+					 const DmfBranch *ub, const DmfBranch *ib,
+					 DmfBranchWork *ufw, DmfBranchWork *ifw,
+					 const DmfCsr *xu, const DmfCsr *xi,
+					 const int32_t *identity_users, const int32_t *identity_items,
+					 double *bounds)
+{
+	int			dim = cfg->dim;
+	size_t		nu = (size_t) data->n_users,
+				ni = (size_t) data->n_items;
+	float	   *uf = dmf_alloc(sizeof(float) * nu * dim);
+	float	   *vf = dmf_alloc(sizeof(float) * ni * dim);
+	float	   *ua = dmf_alloc(sizeof(float) * nu * dim);
+	float	   *va = dmf_alloc(sizeof(float) * ni * dim);
+	const DmfTriples *val = &data->validation;
+	double	   *x = dmf_alloc(sizeof(double) * (size_t) val->n);
+	double	   *r = dmf_alloc(sizeof(double) * (size_t) val->n);
+
+	dmf_branch_factors(ub, ufw, xu, identity_users, (int) nu, uf);
+	dmf_branch_factors(ib, ifw, xi, identity_items, (int) ni, vf);
+	memcpy(ua, uf, sizeof(float) * nu * dim);
+	memcpy(va, vf, sizeof(float) * ni * dim);
+	{
+		DmfFoldInSide sides[2] = {{xu, uf, va}, {xi, vf, ua}};
+
+		dmf_fold_in_sides(sides, 2, dim, cfg->fold_in_steps, cfg->fold_in_rate,
+						  cfg->rating_min, cfg->rating_max, cfg->threads);
+	}
+	for (int64_t k = 0; k < val->n; k++)
+	{
+		const float *u = uf + (size_t) val->user[k] * dim;
+		const float *v = vf + (size_t) val->item[k] * dim;
+		double		dot = 0.0;
+
+		for (int j = 0; j < dim; j++)
+			dot += (double) u[j] * v[j];
+		x[k] = dmf_unscale_prediction(dot, cfg->rating_min, cfg->rating_max);
+		r[k] = val->rating[k];
+	}
+	dmf_fit_boundaries(x, r, val->n, cfg->levels, cfg->n_levels, bounds);
+	dmf_free(uf);
+	dmf_free(vf);
+	dmf_free(ua);
+	dmf_free(va);
+	dmf_free(x);
+	dmf_free(r);
+}
+
+/*
+ * Adam step on the quantizer's inner boundaries, with the pull towards the
+ * uniform quantizer (gamma2 ||b - b~||^2); each b_v then stays within
+ * [I_v, I_{v+1}], which also keeps the boundaries sorted.
+ */
+void
+dmf_boundary_step(const DmfTrainConfig *cfg, double *b, const double *uniform,
+			  double *grad, double *m, double *v, double lr, long t)
+{
+	double		c1 = lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+		(1.0 - pow(DMF_ADAM_BETA1, (double) t));
+
+	for (int k = 1; k < cfg->n_levels; k++)
+	{
+		double		g = grad[k] + 2.0 * cfg->boundary_l2 * (b[k] - uniform[k]);
+
+		m[k] = DMF_ADAM_BETA1 * m[k] + (1.0 - DMF_ADAM_BETA1) * g;
+		v[k] = DMF_ADAM_BETA2 * v[k] + (1.0 - DMF_ADAM_BETA2) * g * g;
+		b[k] -= c1 * m[k] / (sqrt(v[k]) + DMF_ADAM_EPS);
+		if (b[k] < cfg->levels[k - 1])
+			b[k] = cfg->levels[k - 1];
+		if (b[k] > cfg->levels[k])
+			b[k] = cfg->levels[k];
+		grad[k] = 0.0;
+	}
+}
