@@ -21,6 +21,8 @@ CORE_OBJS = \
 	src/core/adam.o \
 	src/core/block_sides.o \
 	src/core/dmfd.o \
+	src/core/levels.o \
+	src/core/prepare.o \
 	src/core/rng.o \
 	src/core/model_format.o
 SERVER_OBJS = \

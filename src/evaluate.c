@@ -130,10 +130,7 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	cols.item_column = NameStr(*PG_GETARG_NAME(3));
 	cols.rating_column = NameStr(*PG_GETARG_NAME(4));
 	dmf_scan_ratings(&cols, add_rows, &s, 0);
-	if (s.skipped_nulls > 0)
-		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
-						s.skipped_nulls, dmf_relation_name(cols.relid))));
+	dmf_report_skipped_nulls(s.skipped_nulls, dmf_relation_name(cols.relid));
 
 	values[0] = Int64GetDatum(s.n);
 	values[1] = Int64GetDatum(s.covered);

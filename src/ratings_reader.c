@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "prepare.h"
 #include "ratings_reader.h"
 
 #define FETCH_ROWS 50000
@@ -264,48 +265,54 @@ dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
 	dmf_scan_ratings(cols, collect_rows, &st, batch);
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 int32
 dmf_distinct_ids(const int64 *ids, int64 n, int64 **out)
 {
-	int64	   *s = palloc_extended(sizeof(int64) * (n > 0 ? n : 1), MCXT_ALLOC_HUGE);
-	int64		m = 0;
+	int64		m = dmf_sorted_distinct(ids, n, out);
 
-	memcpy(s, ids, sizeof(int64) * n);
-	qsort(s, n, sizeof(int64), cmp_int64);
-	for (int64 k = 0; k < n; k++)
-		if (m == 0 || s[m - 1] != s[k])
-			s[m++] = s[k];
 	if (m > PG_INT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many distinct ids: " INT64_FORMAT, m)));
-	*out = s;
 	return (int32) m;
 }
 
-int32
-dmf_find_id(const int64 *sorted, int32 n, int64 id)
+/* ---- the problems of a ratings relation, reported one way ---- */
+
+void
+dmf_report_skipped_nulls(int64 skipped, const char *relname)
 {
-	int32		lo = 0,
-				hi = n;
+	if (skipped > 0)
+		ereport(NOTICE,
+				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
+						skipped, relname)));
+}
 
-	while (lo < hi)
-	{
-		int32		mid = lo + (hi - lo) / 2;
+void
+dmf_check_rating_range(const DmfRawRatings *r, const DmfRatingColumns *cols,
+					   const char *relname, double lo, double hi,
+					   const char *range_name, const char *hint)
+{
+	for (int64 k = 0; k < r->n; k++)
+		if (r->rating[k] < lo || r->rating[k] > hi)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("rating column \"%s\" of %s holds %g, outside %s[%g, %g]",
+							cols->rating_column, relname, r->rating[k], range_name, lo, hi),
+					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
+							   r->user[k], r->item[k]),
+					 errhint("%s", hint)));
+}
 
-		if (sorted[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return (lo < n && sorted[lo] == id) ? lo : -1;
+void
+dmf_report_duplicates(const DmfRatingColumns *cols, const char *relname,
+					  int64 n_duplicates, int64 user, int64 item, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CARDINALITY_VIOLATION),
+			 errmsg("relation %s has " INT64_FORMAT " duplicate (%s, %s) pairs",
+					relname, n_duplicates, cols->user_column, cols->item_column),
+			 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
+					   user, item),
+			 errhint("%s", hint)));
 }

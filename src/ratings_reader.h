@@ -62,14 +62,27 @@ typedef struct DmfReadBudget
 void		dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
 							 const DmfReadBudget *budget);
 
+/* NOTICE of the rows skipped for a NULL user, item or rating (if any). */
+void		dmf_report_skipped_nulls(int64 skipped, const char *relname);
+
+/*
+ * ERROR at the first rating outside [lo, hi] (range_name: how the message
+ * calls the range, e.g. "the model's range ", or "").
+ */
+void		dmf_check_rating_range(const DmfRawRatings *r, const DmfRatingColumns *cols,
+								   const char *relname, double lo, double hi,
+								   const char *range_name, const char *hint);
+
+/* ERROR: the relation has n_duplicates (user, item) pairs rated twice. */
+void		dmf_report_duplicates(const DmfRatingColumns *cols, const char *relname,
+								  int64 n_duplicates, int64 user, int64 item,
+								  const char *hint) pg_attribute_noreturn();
+
 /* "10 MB": a size for messages */
 char	   *dmf_pretty_bytes(uint64 bytes);
 
-/* Sorted distinct values of ids[0..n); returns their count. */
+/* Sorted distinct values of ids[0..n); their count (ERROR past 2^31 - 1). */
 int32		dmf_distinct_ids(const int64 *ids, int64 n, int64 **out);
-
-/* Position of id in sorted[0..n), or -1. */
-int32		dmf_find_id(const int64 *sorted, int32 n, int64 id);
 
 /* The relation's name, quoted and schema-qualified, for messages and SQL. */
 char	   *dmf_relation_name(Oid relid);

@@ -30,6 +30,7 @@
 #include "model_format.h"
 #include "options.h"
 #include "platform.h"
+#include "prepare.h"
 #include "ratings_reader.h"
 #include "score.h"
 #include "sparse.h"
@@ -316,18 +317,10 @@ refresh_read(Refresh *r)
 	r->budget.rows_held = 0;
 	r->budget.operation = "refreshing the model";
 	dmf_read_ratings(&r->cols, raw, &r->budget);
-	if (raw->skipped_nulls > 0)
-		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
-						raw->skipped_nulls, r->rel)));
-	for (int64 k = 0; k < raw->n; k++)
-		if (raw->rating[k] < m->rating_min || raw->rating[k] > m->rating_max)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("rating column \"%s\" of %s holds %g, outside the model's range [%g, %g]",
-							r->cols.rating_column, r->rel, raw->rating[k], m->rating_min, m->rating_max),
-					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".", raw->user[k], raw->item[k]),
-					 errhint("Filter the rows out with a view, or retrain the model on the new scale.")));
+	dmf_report_skipped_nulls(raw->skipped_nulls, r->rel);
+	dmf_check_rating_range(raw, &r->cols, r->rel, m->rating_min, m->rating_max,
+						   "the model's range ",
+						   "Filter the rows out with a view, or retrain the model on the new scale.");
 }
 
 /*
@@ -342,7 +335,8 @@ refresh_merge(Refresh *r)
 	DmfRawRatings *raw = &r->raw;
 	int64	   *table_ids;
 	int32		n_table;
-	int64		dup = 0;
+	int64		dup = 0,
+				n_dup;
 	uint64		need;
 	float	   *ones;
 
@@ -378,14 +372,10 @@ refresh_merge(Refresh *r)
 	ones = palloc_extended(sizeof(float) * (raw->n + 1), MCXT_ALLOC_HUGE);
 	for (int64 k = 0; k < raw->n; k++)
 		ones[k] = 1.0f;
-	if (dmf_csr_build(&r->pairs, r->users.n, r->items.n, raw->n, r->ru, r->ri, ones, &dup, NULL) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CARDINALITY_VIOLATION),
-				 errmsg("relation %s has duplicate (%s, %s) pairs", r->rel,
-						r->cols.user_column, r->cols.item_column),
-				 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
-						   raw->user[dup], raw->item[dup]),
-				 errhint("Refresh from a view with one rating per pair.")));
+	n_dup = dmf_csr_build(&r->pairs, r->users.n, r->items.n, raw->n, r->ru, r->ri, ones, &dup, NULL);
+	if (n_dup > 0)
+		dmf_report_duplicates(&r->cols, r->rel, n_dup, raw->user[dup], raw->item[dup],
+							  "Refresh from a view with one rating per pair.");
 	pfree(ones);
 }
 

@@ -25,6 +25,8 @@
 #include "dmf.h"
 #include "encoding.h"
 #include "helper_thread.h"
+#include "levels.h"
+#include "prepare.h"
 #include "model_format.h"
 #include "options.h"
 #include "platform.h"
@@ -72,50 +74,13 @@ report_epoch(void *arg, const DmfEpochStats *working)
 						s->validation_rmse, s->seconds)));
 }
 
-#define MAX_DEFAULT_LEVELS 1024
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* Maps raw ids to indices; ids not in the map give -1. */
-static void
-map_ids(const int64 *raw, int64 n, const int64 *sorted, int32 n_sorted,
-		int32 *out)
-{
-	for (int64 k = 0; k < n; k++)
-	{
-		out[k] = dmf_find_id(sorted, n_sorted, raw[k]);
-		if ((k & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-}
-
-static void
-check_rating_range(const DmfRawRatings *r, const char *column, const char *rel,
-				   double lo, double hi)
-{
-	for (int64 k = 0; k < r->n; k++)
-		if (r->rating[k] < lo || r->rating[k] > hi)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("rating column \"%s\" of %s holds %g, outside [%g, %g]",
-							column, rel, r->rating[k], lo, hi),
-					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
-							   r->user[k], r->item[k]),
-					 errhint("Set the options \"rating_min\" and \"rating_max\" to the scale of the ratings, or filter the rows out with a view.")));
-}
+#define TRAIN_RANGE_HINT \
+	"Set the options \"rating_min\" and \"rating_max\" to the scale of the ratings, or filter the rows out with a view."
 
 /*
- * The rating levels: from the option "levels", else the integers from
- * rating_min to rating_max when every rating is an integer, else the grid
- * the ratings lie on (e.g. 0.5 to 5 by 0.5).  Continuous ratings have no
- * levels, which only DMF-D (option "discrete") requires.
+ * The rating levels (levels.h): from the option "levels", else from the
+ * data.  Continuous ratings have no levels, which only DMF-D (option
+ * "discrete") requires.
  */
 static void
 resolve_levels(DmfOptions *o, const DmfRawRatings *raw, const char *column,
@@ -124,92 +89,35 @@ resolve_levels(DmfOptions *o, const DmfRawRatings *raw, const char *column,
 	DmfTrainConfig *c = &o->train;
 	double		lo = c->rating_min,
 				hi = c->rating_max;
+	int64		bad = 0;
 
-	if (o->n_levels > 0)
+	switch (dmf_resolve_levels(raw->rating, raw->n, lo, hi, o->levels, o->n_levels,
+							   c->discrete, &c->levels, &c->n_levels, &bad))
 	{
-		if (o->levels[0] < lo || o->levels[o->n_levels - 1] > hi)
+		case DMF_LEVELS_OK:
+			break;
+		case DMF_LEVELS_OUTSIDE_RANGE:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"levels\" must lie within the rating range [%g, %g]", lo, hi),
 					 errhint("Set \"rating_min\" and \"rating_max\" to include the levels.")));
-		c->n_levels = o->n_levels;
-		c->levels = o->levels;
-	}
-	else
-	{
-		bool		integral = lo == floor(lo) && hi == floor(hi) && hi - lo < MAX_DEFAULT_LEVELS;
-		double		step = 0.0;
-
-		for (int64 k = 0; k < raw->n && integral; k++)
-			integral = raw->rating[k] == floor(raw->rating[k]);
-		if (integral)
-			step = 1.0;
-		else
-		{
-			/* the smallest gap between distinct ratings, if all sit on its grid */
-			int64		n;
-			double	   *v = palloc_extended(sizeof(double) * (raw->n + 1), MCXT_ALLOC_HUGE);
-
-			memcpy(v, raw->rating, sizeof(double) * raw->n);
-			qsort(v, raw->n, sizeof(double), cmp_double);
-			n = 0;
-			for (int64 k = 0; k < raw->n; k++)
-				if (n == 0 || v[k] != v[n - 1])
-					v[n++] = v[k];
-			for (int64 k = 1; k < n; k++)
-				if (step == 0.0 || v[k] - v[k - 1] < step)
-					step = v[k] - v[k - 1];
-			if (step > 0.0 && (hi - lo) / step < MAX_DEFAULT_LEVELS)
-			{
-				for (int64 k = 0; k < n && step > 0.0; k++)
-				{
-					double		pos = (v[k] - lo) / step;
-
-					if (fabs(pos - round(pos)) > 1e-6)
-						step = 0.0;
-				}
-				if (fabs((hi - lo) / step - round((hi - lo) / step)) > 1e-6)
-					step = 0.0;
-			}
-			else
-				step = 0.0;
-			pfree(v);
-		}
-		if (step > 0.0)
-		{
-			int			n = (int) round((hi - lo) / step) + 1;
-			double	   *levels = palloc(sizeof(double) * n);
-
-			for (int k = 0; k < n; k++)
-				levels[k] = lo + k * step;
-			c->n_levels = n;
-			c->levels = levels;
-		}
-	}
-
-	if (!c->discrete)
-		return;
-	if (c->n_levels < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ratings in column \"%s\" of %s are not on equally spaced levels", column, rel),
-				 errhint("Name the levels with the option \"levels\", e.g. [1, 2, 3, 4, 5].")));
-	{
-		double		step = c->levels[1] - c->levels[0];
-
-		for (int64 k = 0; k < raw->n; k++)
-		{
-			double		pos = (raw->rating[k] - c->levels[0]) / step;
-
-			if (fabs(pos - round(pos)) > 1e-6 || pos < -1e-6 || round(pos) > c->n_levels - 1)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("rating column \"%s\" of %s holds %g, which is not one of the levels",
-								column, rel, raw->rating[k]),
-						 errdetail("The levels go from %g to %g by %g.",
-								   c->levels[0], c->levels[c->n_levels - 1], step),
-						 errhint("Round the ratings to the levels in a view, or set the option \"levels\".")));
-		}
+			break;
+		case DMF_LEVELS_NONE:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ratings in column \"%s\" of %s are not on equally spaced levels", column, rel),
+					 errhint("Name the levels with the option \"levels\", e.g. [1, 2, 3, 4, 5].")));
+			break;
+		case DMF_LEVELS_RATING_OFF:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("rating column \"%s\" of %s holds %g, which is not one of the levels",
+							column, rel, raw->rating[bad]),
+					 errdetail("The levels go from %g to %g by %g.",
+							   c->levels[0], c->levels[c->n_levels - 1],
+							   c->levels[1] - c->levels[0]),
+					 errhint("Round the ratings to the levels in a view, or set the option \"levels\".")));
+			break;
 	}
 }
 
@@ -229,54 +137,19 @@ typedef struct TrainInput
 	double		load_seconds;
 } TrainInput;
 
-/*
- * The training triples, in (user, item) order whatever the order the
- * relation was read in (rank[k] is triple k's place in that order): the same
- * rows give the same model after a VACUUM FULL, a dump and restore or a
- * parallel CREATE TABLE AS.
- */
+/* The training rows and the held-out ones (prepare.h). */
 static void
 split_triples(TrainInput *in, const DmfOptions *o, int32 *u, int32 *i,
 			  const int64 *rank)
 {
 	DmfTrainSet *set = &in->set;
-	int64		n = in->raw.n;
-	int64	   *by_rank = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE);
+	/* a validation relation replaces the held-out rows */
+	double		fraction = o->validation == NULL ? o->validation_fraction : 0.0;
 
-	for (int64 k = 0; k < n; k++)
-		by_rank[rank[k]] = k;
-
-	/* training rows first, held-out rows at the end of the same arrays */
-	set->train.user = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
-	set->train.item = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
-	set->train.rating = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
-	{
-		int64		t = 0,
-					h = n;
-		uint64		threshold = (uint64) (o->validation_fraction * 18446744073709551615.0);
-
-		for (int64 r = 0; r < n; r++)
-		{
-			int64		k = by_rank[r];
-			uint64		hsh = dmf_mix64(dmf_mix64(o->train.seed ^ (uint64) in->raw.user[k]) ^
-										(uint64) in->raw.item[k]);
-			bool		held = o->validation == NULL && o->validation_fraction > 0 &&
-				hsh < threshold;
-			int64		pos = held ? --h : t++;
-
-			set->train.user[pos] = u[k];
-			set->train.item[pos] = i[k];
-			set->train.rating[pos] = (float) dmf_to_working(&in->scale, in->raw.rating[k]);
-		}
-		set->train.n = t;
-		set->extra_input.n = n - t;
-		set->extra_input.user = set->train.user + t;
-		set->extra_input.item = set->train.item + t;
-		set->extra_input.rating = set->train.rating + t;
-		if (o->validation == NULL)
-			set->validation = set->extra_input;
-	}
-	pfree(by_rank);
+	dmf_split_holdout(in->raw.n, in->raw.user, in->raw.item, u, i, in->raw.rating, &in->scale,
+					  rank, o->train.seed, fraction, &set->train, &set->extra_input);
+	if (o->validation == NULL)
+		set->validation = set->extra_input;
 }
 
 /* The relation the option "validation" names, read-locked. */
@@ -317,12 +190,12 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 
 	vcols.relid = relid;
 	dmf_read_ratings(&vcols, &v, &in->budget);
-	check_rating_range(&v, cols->rating_column, dmf_relation_name(relid),
-					   o->train.rating_min, o->train.rating_max);
+	dmf_check_rating_range(&v, cols, dmf_relation_name(relid), o->train.rating_min,
+						   o->train.rating_max, "", TRAIN_RANGE_HINT);
 	u = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
 	i = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
-	map_ids(v.user, v.n, in->user_ids, in->n_users, u);
-	map_ids(v.item, v.n, in->item_ids, in->n_items, i);
+	dmf_map_ids(v.user, v.n, in->user_ids, in->n_users, u);
+	dmf_map_ids(v.item, v.n, in->item_ids, in->n_items, i);
 	t->user = u;
 	t->item = i;
 	t->rating = palloc_extended(sizeof(float) * (v.n + 1), MCXT_ALLOC_HUGE);
@@ -379,10 +252,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	in->budget.operation = "training";
 	dmf_read_ratings(cols, raw, &in->budget);
 	in->budget.rows_held = raw->n;
-	if (raw->skipped_nulls > 0)
-		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " rows of %s with a NULL user, item or rating",
-						raw->skipped_nulls, rel)));
+	dmf_report_skipped_nulls(raw->skipped_nulls, rel);
 	if (raw->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
@@ -423,8 +293,8 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 							   o->train.rating_max - o->train.rating_min, DBL_MIN) :
 					 errdetail("Its width is beyond the largest double."),
 					 errhint("Rescale the ratings in a view, e.g. to [1, 5].")));
-		check_rating_range(raw, cols->rating_column, rel,
-						   o->train.rating_min, o->train.rating_max);
+		dmf_check_rating_range(raw, cols, rel, o->train.rating_min, o->train.rating_max,
+							   "", TRAIN_RANGE_HINT);
 	}
 	resolve_levels(o, raw, cols->rating_column, rel);
 
@@ -439,8 +309,8 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 
 	u = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
 	i = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
-	map_ids(raw->user, raw->n, in->user_ids, in->n_users, u);
-	map_ids(raw->item, raw->n, in->item_ids, in->n_items, i);
+	dmf_map_ids(raw->user, raw->n, in->user_ids, in->n_users, u);
+	dmf_map_ids(raw->item, raw->n, in->item_ids, in->n_items, i);
 
 	/* one rating per (user, item): anything else has no single target */
 	{
@@ -458,13 +328,8 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 								 0.0, in->scale.working_max,
 								 &in->rated, &b, &dup, rank, NULL);
 		if (n_dup > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CARDINALITY_VIOLATION),
-					 errmsg("relation %s has " INT64_FORMAT " duplicate (%s, %s) pairs",
-							rel, n_dup, cols->user_column, cols->item_column),
-					 errdetail("User " INT64_FORMAT " rated item " INT64_FORMAT " more than once.",
-							   raw->user[dup], raw->item[dup]),
-					 errhint("Train on a view with one rating per pair, e.g. SELECT DISTINCT ON (user, item) ... ORDER BY user, item, time DESC.")));
+			dmf_report_duplicates(cols, rel, n_dup, raw->user[dup], raw->item[dup],
+								  "Train on a view with one rating per pair, e.g. SELECT DISTINCT ON (user, item) ... ORDER BY user, item, time DESC.");
 		/* the user rows are what the model keeps of who rated what */
 		dmf_csr_free(&b);
 		pfree(all.rating);

@@ -16,7 +16,9 @@
 #include "encoding.h"
 #include "fold_in.h"
 #include "helper_thread.h"
+#include "levels.h"
 #include "model_format.h"
+#include "prepare.h"
 #include "network.h"
 #include "quantizer.h"
 #include "rng.h"
@@ -573,6 +575,112 @@ test_adam(void)
 	dmf_free(b.params);
 }
 
+/* The rating levels: integers, a half-star grid, none, and what is refused. */
+static void
+test_levels(void)
+{
+	double		stars[] = {1, 2, 5, 3, 4, 2};
+	double		halves[] = {0.5, 1.5, 5, 3.5, 2};
+	double		continuous[] = {1, 1.7, 3.14, 5};
+	double		given[] = {2, 3, 4};
+	const double *lv;
+	int			n;
+	int64_t		bad = -1;
+
+	CHECK(dmf_resolve_levels(stars, 6, 1, 5, NULL, 0, true, &lv, &n, &bad) == DMF_LEVELS_OK &&
+		  n == 5 && lv[0] == 1 && lv[4] == 5, "integer ratings: %d levels", n);
+	dmf_free((void *) lv);
+	CHECK(dmf_resolve_levels(halves, 5, 0.5, 5, NULL, 0, true, &lv, &n, &bad) == DMF_LEVELS_OK &&
+		  n == 10 && lv[1] == 1.0, "half stars: %d levels", n);
+	dmf_free((void *) lv);
+	CHECK(dmf_resolve_levels(continuous, 4, 1, 5, NULL, 0, false, &lv, &n, &bad) == DMF_LEVELS_OK &&
+		  n == 0, "continuous ratings: %d levels", n);
+	CHECK(dmf_resolve_levels(continuous, 4, 1, 5, NULL, 0, true, &lv, &n, &bad) == DMF_LEVELS_NONE,
+		  "discrete without levels is refused");
+	CHECK(dmf_resolve_levels(stars, 6, 1, 5, given, 3, false, &lv, &n, &bad) == DMF_LEVELS_OK &&
+		  lv == given && n == 3, "given levels are used");
+	CHECK(dmf_resolve_levels(stars, 6, 2.5, 5, given, 3, false, &lv, &n, &bad) == DMF_LEVELS_OUTSIDE_RANGE,
+		  "given levels outside the scale are refused");
+	CHECK(dmf_resolve_levels(stars, 6, 1, 5, given, 3, true, &lv, &n, &bad) == DMF_LEVELS_RATING_OFF &&
+		  bad == 0, "rating 1 is on none of 2, 3, 4 (bad %lld)", (long long) bad);
+}
+
+/* Dense ids, and a hold-out that depends on the rows, not their order. */
+static void
+test_prepare(void)
+{
+	enum
+	{
+		N = 2000
+	};
+	static int64_t users[N],
+				items[N],
+				rank[N],
+				rank_rev[N],
+				users_rev[N],
+				items_rev[N];
+	static int32_t u[N],
+				i[N],
+				u_rev[N],
+				i_rev[N];
+	static double ratings[N],
+				ratings_rev[N];
+	int64_t    *uid,
+			   *iid;
+	int64_t		nu,
+				ni;
+	DmfRatingScale scale;
+	DmfTriples	train,
+				held,
+				train_rev,
+				held_rev;
+
+	for (int k = 0; k < N; k++)
+	{
+		users[k] = 1000 + (k % 97) * 3;
+		items[k] = k / 97;
+		ratings[k] = 1 + k % 5;
+		rank[k] = k;			/* row k's place in the order training uses */
+	}
+	nu = dmf_sorted_distinct(users, N, &uid);
+	ni = dmf_sorted_distinct(items, N, &iid);
+	CHECK(nu == 97 && ni == (N - 1) / 97 + 1, "distinct ids %lld and %lld", (long long) nu, (long long) ni);
+	CHECK(dmf_find_id(uid, (int32_t) nu, 1003) == 1 && dmf_find_id(uid, (int32_t) nu, 1001) == -1,
+		  "positions of ids");
+	dmf_map_ids(users, N, uid, (int32_t) nu, u);
+	dmf_map_ids(items, N, iid, (int32_t) ni, i);
+	dmf_rating_scale_init(&scale, 1, 5);
+	dmf_split_holdout(N, users, items, u, i, ratings, &scale, rank, 7, 0.1, &train, &held);
+	CHECK(held.n > N / 20 && held.n < N / 5, "held out %lld of %d at 10%%", (long long) held.n, N);
+	CHECK(train.rating[0] >= 0 && train.rating[0] <= 4, "ratings enter on the working scale");
+
+	/* the same rows read backwards: the same split */
+	for (int k = 0; k < N; k++)
+	{
+		users_rev[k] = users[N - 1 - k];
+		items_rev[k] = items[N - 1 - k];
+		ratings_rev[k] = ratings[N - 1 - k];
+		u_rev[k] = u[N - 1 - k];
+		i_rev[k] = i[N - 1 - k];
+		rank_rev[k] = rank[N - 1 - k];
+	}
+	dmf_split_holdout(N, users_rev, items_rev, u_rev, i_rev, ratings_rev, &scale, rank_rev, 7, 0.1,
+					  &train_rev, &held_rev);
+	CHECK(train_rev.n == train.n &&
+		  memcmp(train_rev.user, train.user, sizeof(int32_t) * N) == 0 &&
+		  memcmp(train_rev.item, train.item, sizeof(int32_t) * N) == 0 &&
+		  memcmp(train_rev.rating, train.rating, sizeof(float) * N) == 0,
+		  "the split depends on the rows, not the order they were read in");
+	dmf_free(uid);
+	dmf_free(iid);
+	dmf_free(train.user);
+	dmf_free(train.item);
+	dmf_free(train.rating);
+	dmf_free(train_rev.user);
+	dmf_free(train_rev.item);
+	dmf_free(train_rev.rating);
+}
+
 int
 main(void)
 {
@@ -592,6 +700,8 @@ main(void)
 	test_score();
 	test_working_scale();
 	test_adam();
+	test_levels();
+	test_prepare();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,104 @@
+/*
+ * prepare.c
+ *	  From the rows of a ratings table to a training set (see prepare.h).
+ */
+#include "platform.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "prepare.h"
+#include "rng.h"
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64_t		x = *(const int64_t *) a;
+	int64_t		y = *(const int64_t *) b;
+
+	return (x > y) - (x < y);
+}
+
+int64_t
+dmf_sorted_distinct(const int64_t *ids, int64_t n, int64_t **out)
+{
+	int64_t    *s = dmf_alloc(sizeof(int64_t) * (size_t) (n > 0 ? n : 1));
+	int64_t		m = 0;
+
+	memcpy(s, ids, sizeof(int64_t) * n);
+	qsort(s, n, sizeof(int64_t), cmp_int64);
+	for (int64_t k = 0; k < n; k++)
+		if (m == 0 || s[m - 1] != s[k])
+			s[m++] = s[k];
+	*out = s;
+	return m;
+}
+
+int32_t
+dmf_find_id(const int64_t *sorted, int32_t n, int64_t id)
+{
+	int32_t		lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int32_t		mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (lo < n && sorted[lo] == id) ? lo : -1;
+}
+
+void
+dmf_map_ids(const int64_t *raw, int64_t n, const int64_t *sorted, int32_t n_sorted,
+			int32_t *out)
+{
+	for (int64_t k = 0; k < n; k++)
+	{
+		out[k] = dmf_find_id(sorted, n_sorted, raw[k]);
+		if ((k & 0xFFFF) == 0)
+			dmf_check_interrupts();
+	}
+}
+
+void
+dmf_split_holdout(int64_t n, const int64_t *user_id, const int64_t *item_id,
+				  const int32_t *u, const int32_t *i, const double *ratings,
+				  const DmfRatingScale *scale, const int64_t *rank,
+				  uint64_t seed, double fraction,
+				  DmfTriples *train, DmfTriples *held)
+{
+	int64_t    *by_rank = dmf_alloc(sizeof(int64_t) * (size_t) (n + 1));
+	uint64_t	threshold = (uint64_t) (fraction * 18446744073709551615.0);
+	int64_t		t = 0,
+				h = n;
+
+	for (int64_t k = 0; k < n; k++)
+		by_rank[rank[k]] = k;
+
+	/* training rows first, held-out rows at the end of the same arrays */
+	train->user = dmf_alloc(sizeof(int32_t) * (size_t) n);
+	train->item = dmf_alloc(sizeof(int32_t) * (size_t) n);
+	train->rating = dmf_alloc(sizeof(float) * (size_t) n);
+	for (int64_t r = 0; r < n; r++)
+	{
+		int64_t		k = by_rank[r];
+		uint64_t	hsh = dmf_mix64(dmf_mix64(seed ^ (uint64_t) user_id[k]) ^
+									(uint64_t) item_id[k]);
+		bool		is_held = fraction > 0 && hsh < threshold;
+		int64_t		pos = is_held ? --h : t++;
+
+		train->user[pos] = u[k];
+		train->item[pos] = i[k];
+		train->rating[pos] = (float) dmf_to_working(scale, ratings[k]);
+	}
+	train->n = t;
+	held->n = n - t;
+	held->user = train->user + t;
+	held->item = train->item + t;
+	held->rating = train->rating + t;
+	dmf_free(by_rank);
+}
