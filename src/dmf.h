@@ -32,6 +32,13 @@ extern uint64 dmf_max_memory_bytes(void);
 /* Threads for a training: the option's number, or all cores (at most 64) for 0. */
 extern int	dmf_resolve_threads(int threads);
 
+/*
+ * ERROR naming the first of the call's arguments 0..n-1 that is NULL
+ * (names: the SQL names of the arguments).
+ */
+extern void dmf_require_args(FunctionCallInfo fcinfo, const char *function,
+							 const char *const *names, int n);
+
 /* ---- model_bytes.c: the model values dmf returns ---- */
 
 /*

@@ -107,13 +107,12 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	EvalSums	s;
 	Datum		values[6];
 	bool		nulls[6] = {false, false, true, true, true, true};
+	static const char *const args[] = {
+		"model", "ratings", "user_column", "item_column", "rating_column"
+	};
 
 	InitMaterializedSRF(fcinfo, 0);
-	for (int a = 0; a < 5; a++)
-		if (PG_ARGISNULL(a))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("argument %d of dmf_evaluate must not be NULL", a + 1)));
+	dmf_require_args(fcinfo, "dmf_evaluate", args, lengthof(args));
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_evaluate",
 								 ALLOCSET_DEFAULT_SIZES);

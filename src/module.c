@@ -1,11 +1,12 @@
 /*
  * module.c
- *	  The dmf library: module magic, settings, and the thread count of a
- *	  training or refresh.
+ *	  The dmf library: module magic, settings, the thread count of a
+ *	  training or refresh, and the check of the SQL functions' arguments.
  */
 #include "postgres.h"
 
 #include <limits.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fmgr.h"
@@ -100,4 +101,17 @@ dmf_resolve_threads(int threads)
 	if (threads > 0)
 		return threads;
 	return cores > 0 ? (int) Min(cores, 64) : 1;
+}
+
+void
+dmf_require_args(FunctionCallInfo fcinfo, const char *function,
+				 const char *const *names, int n)
+{
+	for (int a = 0; a < n; a++)
+		if (PG_ARGISNULL(a))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument \"%s\" of %s must not be NULL", names[a], function),
+					 strcmp(names[a], "options") == 0 ?
+					 errhint("Pass '{}' for the defaults.") : 0));
 }

@@ -507,11 +507,11 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	Refresh		r;
 	bytea	   *result;
 
-	for (int a = 0; a < 5; a++)
-		if (PG_ARGISNULL(a))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("argument %d of dmf_refresh must not be NULL", a + 1)));
+	static const char *const args[] = {
+		"model", "ratings", "user_column", "item_column", "rating_column"
+	};
+
+	dmf_require_args(fcinfo, "dmf_refresh", args, lengthof(args));
 
 	work = AllocSetContextCreate(caller, "dmf refresh", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);

@@ -605,16 +605,6 @@ check_result_finite(const DmfTrainResult *res, const DmfTrainConfig *core,
 			 errhint("Lower \"learning_rate\", or check the ratings for extreme values.")));
 }
 
-static const char *
-name_arg(FunctionCallInfo fcinfo, int n, const char *what)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", what)));
-	return NameStr(*PG_GETARG_NAME(n));
-}
-
 PG_FUNCTION_INFO_V1(dmf_train);
 Datum
 dmf_train(PG_FUNCTION_ARGS)
@@ -630,19 +620,15 @@ dmf_train(PG_FUNCTION_ARGS)
 	bytea	   *model;
 	int			threads;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ratings relation must not be NULL")));
+	static const char *const args[] = {
+		"ratings", "user_column", "item_column", "rating_column", "options"
+	};
+
+	dmf_require_args(fcinfo, "dmf_train", args, lengthof(args));
 	cols.relid = PG_GETARG_OID(0);
-	cols.user_column = name_arg(fcinfo, 1, "user_column");
-	cols.item_column = name_arg(fcinfo, 2, "item_column");
-	cols.rating_column = name_arg(fcinfo, 3, "rating_column");
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("options must not be NULL"),
-				 errhint("Pass '{}' for the defaults.")));
+	cols.user_column = NameStr(*PG_GETARG_NAME(1));
+	cols.item_column = NameStr(*PG_GETARG_NAME(2));
+	cols.rating_column = NameStr(*PG_GETARG_NAME(3));
 	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
 
 	/* everything the training allocates dies with this context */
