@@ -26,7 +26,9 @@
 # Objects go to schema dmf_bench, which is dropped and recreated at the start.
 #
 # Tunables (environment): DMF_BENCH_LAMBDA_U (10), DMF_BENCH_LAMBDA_I (25), DMF_BENCH_ROUNDS (5)
-# for the bias baseline; DMF_BENCH_QUICK_OPTIONS ('{"epochs": 5}') for --quick;
+# for the bias baseline; DMF_BENCH_MF_OPTIONS for the MF yardstick (test/bench/mf_baseline.c,
+# default: the settings chosen on seed 1's validation split, docs/bench/search.md);
+# DMF_BENCH_QUICK_OPTIONS ('{"epochs": 5}') for --quick;
 # DMF_BENCH_KEEP_MODELS=1 keeps the trained models in dmf_bench.models.
 set -euo pipefail
 
@@ -70,6 +72,7 @@ done
 lambda_u=${DMF_BENCH_LAMBDA_U:-10}
 lambda_i=${DMF_BENCH_LAMBDA_I:-25}
 rounds=${DMF_BENCH_ROUNDS:-5}
+mf_options=${DMF_BENCH_MF_OPTIONS:---dim 100 --lr 0.005 --reg 0.08 --fold-reg 15}
 quick_options=${DMF_BENCH_QUICK_OPTIONS:-'{"epochs": 5}'}
 
 # --- arguments ---------------------------------------------------------------------------
@@ -159,6 +162,7 @@ server_local=no
     fi
     echo "- seeds: $seeds; protocols: $protocols; dmf_train options: $user_options"
     echo "- baselines: global mean of the training ratings; mu + b_u + b_i (lambda_u $lambda_u, lambda_i $lambda_i, $rounds alternating rounds, clamped to the rating range)"
+    echo "- MF yardstick: mu + b_u + b_i + p_u.q_i by SGD over shuffled ratings with early stopping on validation (test/bench/mf_baseline.c, one thread: $mf_options); P2: new users and items folded in by ridge regression against the frozen other side"
     echo "- CPU: $(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || echo unknown); cores: $(nproc 2>/dev/null || echo ?) (this machine; server local: $server_local)"
     echo "- PostgreSQL: $(q -c 'SHOW server_version')"
     echo "- OpenBLAS: $(dpkg-query -W -f='${Package} ${Version}\n' 'libopenblas0*' 2>/dev/null | awk 'NF == 2' | paste -sd ';' | sed 's/;/; /g' || true)"
@@ -181,6 +185,32 @@ else
     dmf_bench_copy_ratings "$data" dmf_bench.raw
 fi
 q -f "$SQL_DIR/prepare.sql" | while IFS= read -r line; do log "$line"; done
+
+# --- the MF yardstick --------------------------------------------------------------------
+mf_bin=$tmp/mf_baseline
+if ! gcc -std=gnu99 -O2 -o "$mf_bin" "$BENCH_DIR/mf_baseline.c" -lm; then
+    log "WARNING: could not build test/bench/mf_baseline.c: no MF yardstick"
+    mf_bin=
+fi
+mf() { # seed protocol train val test_table by_area [fold_table]
+    local s=$1 f summary
+    for f in train:"$3" val:"$4" test:"$5" ${7:+fold:"$7"}; do
+        q -c "\\copy (SELECT user_id, item_id, rating FROM ${f#*:}) TO '$tmp/mf_${f%%:*}.tsv'"
+    done
+    log "$2 seed $s: MF yardstick ($mf_options) on $3"
+    # shellcheck disable=SC2086  # the options are words
+    summary=$("$mf_bin" --train "$tmp/mf_train.tsv" --val "$tmp/mf_val.tsv" --test "$tmp/mf_test.tsv" \
+              --out "$tmp/mf_pred.tsv" ${7:+--fold "$tmp/mf_fold.tsv"} --seed "$s" \
+              --min "$(q -c 'SELECT min(level) FROM dmf_bench.levels')" \
+              --max "$(q -c 'SELECT max(level) FROM dmf_bench.levels')" $mf_options) \
+        || die "mf_baseline failed on $2 seed $s"
+    log "$2 seed $s: MF $summary"
+    q -c 'DROP TABLE IF EXISTS dmf_bench.mf_pred' \
+      -c 'CREATE TABLE dmf_bench.mf_pred (user_id bigint, item_id bigint, p float8)' \
+      -c "\\copy dmf_bench.mf_pred FROM '$tmp/mf_pred.tsv'"
+    q -v seed="$s" -v protocol="$2" -v test="$5" -v by_area="$6" -v summary="$summary" \
+        -f "$SQL_DIR/mf.sql" | while IFS= read -r line; do log "$line"; done
+}
 
 # --- runs --------------------------------------------------------------------------------
 train() { # name seed protocol method train_table validation_table extra_json
@@ -219,6 +249,15 @@ for s in "${seed_list[@]}"; do
     log "seed $s: baselines (lambda_u $lambda_u, lambda_i $lambda_i, $rounds rounds)"
     q -v seed="$s" -v lambda_u="$lambda_u" -v lambda_i="$lambda_i" -v rounds="$rounds" \
         -v do_p1="$do_p1" -v do_p2="$do_p2" -f "$SQL_DIR/baselines.sql" | while IFS= read -r line; do log "$line"; done
+    if [[ -n $mf_bin ]]; then
+        if [[ $do_p1 == true ]]; then
+            mf "$s" P1 "dmf_bench.train_s$s" "dmf_bench.val_s$s" "dmf_bench.test_s$s" false
+        fi
+        if [[ $do_p2 == true ]]; then
+            # new users and items are folded in from the train ratings of every area
+            mf "$s" P2 "dmf_bench.p2_train_s$s" "dmf_bench.p2_val_s$s" "dmf_bench.test_s$s" true "dmf_bench.train_s$s"
+        fi
+    fi
     ((have_dmf)) || continue
     if [[ $do_p1 == true ]]; then
         train "p1_s$s" "$s" P1 DMF "dmf_bench.train_s$s" "dmf_bench.val_s$s" '{}'

@@ -13,15 +13,16 @@ SELECT format('### P1: matrix completion, test split (mean ± std over seeds %s)
 \echo '|---|---|---|---|---|---|'
 WITH s AS (SELECT * FROM dmf_bench.summary WHERE protocol = 'P1' AND area = 'all')
 SELECT format('| %s | %s | %s | %s | %s | %s |', label, c1, c2, c3, c4, c5) FROM (
-    SELECT CASE method WHEN 'global mean' THEN 1 WHEN 'bias' THEN 2 ELSE 3 END AS ord,
+    SELECT CASE method WHEN 'global mean' THEN 1 WHEN 'bias' THEN 2 WHEN 'MF' THEN 3 ELSE 4 END AS ord,
            CASE method WHEN 'global mean' THEN 'global mean' WHEN 'bias' THEN 'mu + b_u + b_i'
+                WHEN 'MF' THEN 'biased MF, SGD (rounded: round + clamp)'
                 ELSE 'DMF (rounded: round + clamp)' END AS label,
            dmf_bench.fmt(rmse, rmse_sd) c1, dmf_bench.fmt(mae, mae_sd) c2,
            dmf_bench.fmt(rmse_round, rmse_round_sd) c3, dmf_bench.fmt(mae_round, mae_round_sd) c4,
            round(100.0 * covered / n, 2) || '%' c5
-    FROM s WHERE method IN ('global mean', 'bias', 'DMF')
+    FROM s WHERE method IN ('global mean', 'bias', 'MF', 'DMF')
     UNION ALL
-    SELECT 4, 'DMF-D (continuous / dmf_predict_discrete)',
+    SELECT 5, 'DMF-D (continuous / dmf_predict_discrete)',
            dmf_bench.fmt(c.rmse, c.rmse_sd), dmf_bench.fmt(c.mae, c.mae_sd),
            dmf_bench.fmt(d.rmse, d.rmse_sd), dmf_bench.fmt(d.mae, d.mae_sd),
            round(100.0 * d.covered / d.n, 2) || '%'
@@ -39,9 +40,10 @@ SELECT format('### P2: extendability, RMSE per area (I old x old, II new user, I
 \echo '|---|---|---|---|---|---|'
 WITH s AS (SELECT * FROM dmf_bench.summary WHERE protocol = 'P2')
 SELECT format('| %s | %s | %s | %s | %s | %s |', label, c1, c2, c3, c4, c5) FROM (
-    SELECT CASE method WHEN 'global mean' THEN 1 WHEN 'bias' THEN 2 ELSE 3 END AS ord,
+    SELECT CASE method WHEN 'global mean' THEN 1 WHEN 'bias' THEN 2 WHEN 'MF' THEN 3 ELSE 4 END AS ord,
            CASE method WHEN 'global mean' THEN 'global mean (area I train)'
                 WHEN 'bias' THEN 'mu + b_u + b_i (new biases folded in)'
+                WHEN 'MF' THEN 'biased MF (new rows folded in by ridge regression)'
                 ELSE 'DMF (trained on area I, dmf_refresh with all train ratings)' END AS label,
            coalesce(max(dmf_bench.fmt(rmse, rmse_sd)) FILTER (WHERE area = 'I'), '-') c1,
            coalesce(max(dmf_bench.fmt(rmse, rmse_sd)) FILTER (WHERE area = 'II'), '-') c2,
@@ -56,7 +58,7 @@ SELECT format('| %s | %s | %s | %s | %s | %s |', label, c1, c2, c3, c4, c5) FROM
 \echo '|---|---|---|---|---|---|'
 WITH s AS (SELECT * FROM dmf_bench.summary WHERE protocol = 'P2')
 SELECT format('| %s | %s | %s | %s | %s | %s |', label, c1, c2, c3, c4, c5) FROM (
-    SELECT CASE method WHEN 'global mean' THEN 1 WHEN 'bias' THEN 2 ELSE 3 END AS ord,
+    SELECT CASE method WHEN 'global mean' THEN 1 WHEN 'bias' THEN 2 WHEN 'MF' THEN 3 ELSE 4 END AS ord,
            CASE method WHEN 'global mean' THEN 'global mean: MAE' WHEN 'bias' THEN 'mu + b_u + b_i: MAE'
                 ELSE method || ': MAE' END AS label,
            coalesce(max(dmf_bench.fmt(mae, mae_sd)) FILTER (WHERE area = 'I'), '-') c1,
@@ -66,7 +68,7 @@ SELECT format('| %s | %s | %s | %s | %s | %s |', label, c1, c2, c3, c4, c5) FROM
            coalesce(max(dmf_bench.fmt(mae, mae_sd)) FILTER (WHERE area = 'all'), '-') c5
     FROM s GROUP BY method
     UNION ALL
-    SELECT 4, method || ': predicted (non-NULL) / test ratings, all seeds',
+    SELECT 5, method || ': predicted (non-NULL) / test ratings, all seeds',
            coalesce(max(covered || '/' || n) FILTER (WHERE area = 'I'), '-'),
            coalesce(max(covered || '/' || n) FILTER (WHERE area = 'II'), '-'),
            coalesce(max(covered || '/' || n) FILTER (WHERE area = 'III'), '-'),
@@ -94,4 +96,19 @@ SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |',
               dmf_bench.fmt(avg(refresh_vmhwm_kb) / 1024, stddev_samp(refresh_vmhwm_kb) / 1024, 0),
               coalesce(string_agg(DISTINCT threads, ','), '-'))
 FROM dmf_bench.run_figures GROUP BY protocol, method ORDER BY protocol, method;
+\endif
+
+SELECT EXISTS (SELECT FROM dmf_bench.mf_runs) AS has_mf \gset
+\if :has_mf
+\echo
+\echo '### The MF yardstick (test/bench/mf_baseline.c, one thread; mean ± std over seeds)'
+\echo
+\echo '| protocol | seeds | train s (wall, with fold-in) | median train s | epochs run | best validation RMSE |'
+\echo '|---|---|---|---|---|---|'
+SELECT format('| %s | %s | %s | %s | %s | %s |', protocol, count(*),
+              dmf_bench.fmt(avg(seconds), stddev_samp(seconds), 1),
+              round((percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds))::numeric, 1),
+              dmf_bench.fmt(avg(epochs), stddev_samp(epochs), 1),
+              dmf_bench.fmt(avg(validation_rmse), stddev_samp(validation_rmse), 4))
+FROM dmf_bench.mf_runs GROUP BY protocol ORDER BY protocol;
 \endif

@@ -35,6 +35,8 @@ CREATE TABLE dmf_bench.runs (
     refresh_info jsonb          -- P2: dmf_info of the refreshed model
 );
 CREATE TABLE dmf_bench.history (name text, epoch int, train_loss float8, train_rmse float8, validation_rmse float8, seconds float8);
+-- the MF yardstick's runs (test/bench/mf_baseline.c)
+CREATE TABLE dmf_bench.mf_runs (seed int, protocol text, epochs int, seconds float8, validation_rmse float8);
 
 -- quality figures, one row per seed x protocol x method x area
 CREATE TABLE dmf_bench.metrics (
