@@ -72,7 +72,7 @@ done
 lambda_u=${DMF_BENCH_LAMBDA_U:-10}
 lambda_i=${DMF_BENCH_LAMBDA_I:-25}
 rounds=${DMF_BENCH_ROUNDS:-5}
-mf_options=${DMF_BENCH_MF_OPTIONS:---dim 100 --lr 0.005 --reg 0.08 --fold-reg 15}
+mf_options=${DMF_BENCH_MF_OPTIONS:---dim 100 --lr 0.005 --reg 0.04 --init 0.01 --fold-reg 15}
 quick_options=${DMF_BENCH_QUICK_OPTIONS:-'{"epochs": 5}'}
 
 # --- arguments ---------------------------------------------------------------------------

@@ -8,8 +8,8 @@
  *	  "dmf vs this, on the same split".
  *
  *	  mf_baseline --train F --val F --test F --out F [--fold F]
- *	              [--dim K] [--lr A] [--reg L] [--fold-reg L] [--epochs N]
- *	              [--patience N] [--seed S] [--min R] [--max R]
+ *	              [--dim K] [--lr A] [--reg L] [--init S] [--fold-reg L]
+ *	              [--epochs N] [--patience N] [--seed S] [--min R] [--max R]
  *
  * Files are tab-separated "user item rating" lines (as COPY writes them).
  * --fold: ratings the model may see of users and items it was not trained
@@ -372,6 +372,7 @@ main(int argc, char **argv)
 				patience = 3;
 	double		lr = 0.005,
 				reg = 0.05,
+				init = 0.1,
 				fold_reg = 15.0,
 				rmin = 1.0,
 				rmax = 5.0;
@@ -412,6 +413,8 @@ main(int argc, char **argv)
 			lr = atof(argv[a + 1]);
 		else if (!strcmp(argv[a], "--reg"))
 			reg = atof(argv[a + 1]);
+		else if (!strcmp(argv[a], "--init"))
+			init = atof(argv[a + 1]);
 		else if (!strcmp(argv[a], "--fold-reg"))
 			fold_reg = atof(argv[a + 1]);
 		else if (!strcmp(argv[a], "--epochs"))
@@ -456,9 +459,9 @@ main(int argc, char **argv)
 	m.p = xmalloc(sizeof(double) * m.users.n * dim);
 	m.q = xmalloc(sizeof(double) * m.items.n * dim);
 	for (int64_t k = 0; k < m.users.n * dim; k++)
-		m.p[k] = 0.1 * rng_normal();
+		m.p[k] = init * rng_normal();
 	for (int64_t k = 0; k < m.items.n * dim; k++)
-		m.q[k] = 0.1 * rng_normal();
+		m.q[k] = init * rng_normal();
 	for (int64_t k = 0; k < train.n; k++)
 		m.mu += train.rating[k];
 	m.mu /= (double) train.n;
