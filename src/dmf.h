@@ -21,13 +21,14 @@ struct StringInfoData;
 
 /* ---- module.c: settings ---- */
 
-extern int	dmf_max_memory_kb;
-
 /*
  * dmf.max_memory in bytes, the cap of a training or refresh; ERROR if the
  * value the user set was rejected (set before the library was loaded).
  */
 extern uint64 dmf_max_memory_bytes(void);
+
+/* "10 MB": a size for messages */
+extern char *dmf_pretty_bytes(uint64 bytes);
 
 /* Threads for a training: the option's number, or all cores (at most 64) for 0. */
 extern int	dmf_resolve_threads(int threads);

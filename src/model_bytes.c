@@ -17,7 +17,6 @@
 
 #include "dmf.h"
 #include "model_format.h"
-#include "ratings_reader.h"
 #include "score.h"
 
 /* A JSON number, or null for NaN/infinity (which JSON cannot hold). */
@@ -91,11 +90,10 @@ dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
 void
 dmf_check_factors_finite(const float *f, size_t n, const char *side)
 {
-	for (size_t k = 0; k < n; k++)
-		if (!isfinite(f[k]))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("the model's %s branch gives factors that are not finite numbers", side),
-					 errdetail("Its weights are too large for the ratings given: the model is corrupt or its training diverged."),
-					 errhint("Retrain the model.")));
+	if (!dmf_all_finite(f, n))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the model's %s branch gives factors that are not finite numbers", side),
+				 errdetail("Its weights are too large for the ratings given: the model is corrupt or its training diverged."),
+				 errhint("Retrain the model.")));
 }

@@ -1,7 +1,8 @@
 /*
  * module.c
  *	  The dmf library: module magic, settings, the thread count of a
- *	  training or refresh, and the check of the SQL functions' arguments.
+ *	  training or refresh, and small helpers of the SQL functions (the check
+ *	  of their arguments, sizes in messages).
  */
 #include "postgres.h"
 
@@ -18,7 +19,7 @@
 PG_MODULE_MAGIC;
 
 /* dmf.max_memory, in kB: the most a training or refresh may allocate */
-int			dmf_max_memory_kb = 1024 * 1024;
+static int	dmf_max_memory_kb = 1024 * 1024;
 #define MAX_MEMORY_MIN_KB 1024
 
 /*
@@ -114,4 +115,14 @@ dmf_require_args(FunctionCallInfo fcinfo, const char *function,
 					 errmsg("argument \"%s\" of %s must not be NULL", names[a], function),
 					 strcmp(names[a], "options") == 0 ?
 					 errhint("Pass '{}' for the defaults.") : 0));
+}
+
+char *
+dmf_pretty_bytes(uint64 bytes)
+{
+	if (bytes >= (uint64) 10 * 1024 * 1024 * 1024)
+		return psprintf(UINT64_FORMAT " GB", bytes >> 30);
+	if (bytes >= (uint64) 10 * 1024 * 1024)
+		return psprintf(UINT64_FORMAT " MB", bytes >> 20);
+	return psprintf(UINT64_FORMAT " kB", bytes >> 10);
 }

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "dmf.h"
 #include "prepare.h"
 #include "ratings_reader.h"
 
@@ -78,16 +79,6 @@ check_column(Oid relid, const char *column, const char *role, bool numeric_ok)
 			 numeric_ok ?
 			 errhint("Ratings must be of a numeric type (smallint, integer, bigint, real, double precision or numeric).") :
 			 errhint("Ids must be of an integer type (smallint, integer or bigint); map other keys to integers in a view.")));
-}
-
-char *
-dmf_pretty_bytes(uint64 bytes)
-{
-	if (bytes >= (uint64) 10 * 1024 * 1024 * 1024)
-		return psprintf(UINT64_FORMAT " GB", bytes >> 30);
-	if (bytes >= (uint64) 10 * 1024 * 1024)
-		return psprintf(UINT64_FORMAT " MB", bytes >> 20);
-	return psprintf(UINT64_FORMAT " kB", bytes >> 10);
 }
 
 /* ERROR unless the cursor's columns are what the query asked for. */

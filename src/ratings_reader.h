@@ -78,8 +78,6 @@ void		dmf_report_duplicates(const DmfRatingColumns *cols, const char *relname,
 								  int64 n_duplicates, int64 user, int64 item,
 								  const char *hint) pg_attribute_noreturn();
 
-/* "10 MB": a size for messages */
-char	   *dmf_pretty_bytes(uint64 bytes);
 
 /* Sorted distinct values of ids[0..n); their count (ERROR past 2^31 - 1). */
 int32		dmf_distinct_ids(const int64 *ids, int64 n, int64 **out);
