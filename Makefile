@@ -16,6 +16,7 @@ CORE_OBJS = \
 	src/core/train.o \
 	src/core/quantizer.o \
 	src/core/fold_in.o \
+	src/core/fold_choice.o \
 	src/core/score.o \
 	src/core/helper_thread.o \
 	src/core/adam.o \

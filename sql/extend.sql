@@ -135,6 +135,43 @@ RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
 
+-- Fold-in of the entities a training saw: chosen on validation ("auto") or
+-- fixed by the fold_in_training option; new entities are always folded in.
+-- "auto" keeps the lowest validation RMSE of the four (a tie folds in)
+SELECT name,
+       (SELECT key FROM jsonb_each_text(info->'fold_in_validation_rmse')
+        ORDER BY value::float8, key = 'both' DESC LIMIT 1) =
+       CASE WHEN (info->>'fold_in_training_users')::bool AND (info->>'fold_in_training_items')::bool THEN 'both'
+            WHEN (info->>'fold_in_training_users')::bool THEN 'users'
+            WHEN (info->>'fold_in_training_items')::bool THEN 'items' ELSE 'none' END AS auto_takes_the_best
+FROM (SELECT name, dmf_info(model) AS info FROM models WHERE name IN ('base', 'p2')) s ORDER BY name;
+-- the same training with training users left unfolded: the weights and the
+-- items' factors are the same, the training users keep their branch factors
+INSERT INTO models SELECT 'p2_items_only', dmf_train('p2_area1_train',
+    options => test_options('{"input_encoding": "centered", "fold_in_training": "items"}'));
+SELECT info->'fold_in_training_users' AS users_folded, info->'fold_in_training_items' AS items_folded,
+       info->'options'->'fold_in_training' AS option
+FROM (SELECT dmf_info(model) AS info FROM models WHERE name = 'p2_items_only') s;
+SELECT bool_and(dmf_item_factor(a.model, t.item_id) = dmf_item_factor(b.model, t.item_id)) AS item_factors_equal,
+       bool_or(dmf_user_factor(a.model, t.user_id) <> dmf_user_factor(b.model, t.user_id)) AS user_factors_differ
+FROM p2_area1_train t, models a, models b WHERE a.name = 'p2' AND b.name = 'p2_items_only';
+-- a refresh applies the model's choice: with the training ratings it gives
+-- back the trained factors; new users are still folded in, as aggregates are
+WITH r AS MATERIALIZED (
+    SELECT dmf_refresh(model, 'p2_area1_train') AS model FROM models WHERE name = 'p2_items_only')
+SELECT bool_and(dmf_predict(m.model, t.user_id, t.item_id) IS NOT DISTINCT FROM
+                dmf_predict(r.model, t.user_id, t.item_id)) AS refresh_keeps_the_choice
+FROM p2 t, models m, r WHERE m.name = 'p2_items_only' AND t.is_test;
+WITH r AS MATERIALIZED (
+    SELECT dmf_refresh(model, 'p2_all_train') AS model FROM models WHERE name = 'p2_items_only'),
+agg AS (SELECT user_id, dmf_user_factor(m.model, item_id, rating) AS f
+        FROM p2_all_train JOIN p2 USING (user_id, item_id, rating), models m
+        WHERE m.name = 'p2_items_only' AND new_user GROUP BY user_id)
+SELECT count(*) > 0 AS new_users,
+       max((SELECT max(abs(a - b)) FROM unnest(agg.f, dmf_user_factor(r.model, agg.user_id)) x(a, b))) < 1e-5
+           AS new_users_folded_in
+FROM agg, r;
+
 -- no rating of a training item: no factor, so NULL
 SELECT dmf_user_factor(m.model, item_id, rating) IS NULL AS no_known_items
 FROM (VALUES (999999::bigint, 4.0::float8)) v(item_id, rating), models m WHERE m.name = 'p2';

@@ -35,6 +35,8 @@ typedef enum OptionType
 /* names of the values of the choice options, by their numeric value */
 static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
 static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfRowScale */
+/* DmfFoldInTraining */
+static const char *const fold_in_training_names[] = {"auto", "none", "users", "items", "both"};
 
 /*
  * Every option of dmf_train, once: its name, type, where its value goes,
@@ -95,6 +97,8 @@ static const OptionSpec option_specs[] = {
 	CHOICES(row_scale_names)},
 	{"fold_in_steps", OPT_INT, TRAIN(fold_in_steps), 0, 10000, true, "25", NO_CHOICES},
 	{"fold_in_rate", OPT_FLOAT, TRAIN(fold_in_rate), 0.0, 100.0, false, "0.3", NO_CHOICES},
+	{"fold_in_training", OPT_CHOICE, TRAIN(fold_in_training), 0, 0, true, "\"auto\"",
+	CHOICES(fold_in_training_names)},
 	{"discrete", OPT_BOOL, TRAIN(discrete), 0, 0, true, "false", NO_CHOICES},
 	{"levels", OPT_NUMBERS, 0, 0, 0, true, NULL, NO_CHOICES},
 	{"lambda_start", OPT_FLOAT, TRAIN(lambda_start), 0.0, 1e6, false, "5", NO_CHOICES},

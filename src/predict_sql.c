@@ -238,6 +238,9 @@ dmf_info(PG_FUNCTION_ARGS)
 	append_shape(&s, "item_branch", &m->item_branch);
 	appendStringInfo(&s, ", \"fold_in_steps\": %d, \"fold_in_rate\": ", m->fold_in_steps);
 	dmf_append_json_number(&s, m->fold_in_rate);
+	appendStringInfo(&s, ", \"fold_in_training_users\": %s, \"fold_in_training_items\": %s",
+					 (m->flags & DMF_FLAG_TRAINED_USERS_UNFOLDED) ? "false" : "true",
+					 (m->flags & DMF_FLAG_TRAINED_ITEMS_UNFOLDED) ? "false" : "true");
 	appendStringInfoString(&s, ", \"rating_min\": ");
 	dmf_append_json_number(&s, m->rating_min);
 	appendStringInfoString(&s, ", \"rating_max\": ");

@@ -442,8 +442,10 @@ refresh_factors(Refresh *r)
 	{
 		/* a refresh, like a training, uses the machine's cores (two at most) */
 		DmfFoldInSide sides[2] = {
-			{&r->users.x, r->users.factors, r->items.anchors},
-			{&r->items.x, r->items.factors, r->users.anchors}
+			{&r->users.x, r->users.factors, r->items.anchors, r->users.input,
+			(m->flags & DMF_FLAG_TRAINED_USERS_UNFOLDED) != 0},
+			{&r->items.x, r->items.factors, r->users.anchors, r->items.input,
+			(m->flags & DMF_FLAG_TRAINED_ITEMS_UNFOLDED) != 0}
 		};
 
 		dmf_fold_in_sides(sides, 2, m->dim, m->fold_in_steps, m->fold_in_rate,

@@ -452,6 +452,18 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 	dmf_append_json_number(meta, res->best_validation_rmse);
 	appendStringInfoString(meta, ", \"train_rmse\": ");
 	dmf_append_json_number(meta, res->final_train_rmse);
+	/* the validation RMSE of the stored factors by which training entities get fold-in */
+	{
+		static const char *const names[4] = {"none", "users", "items", "both"};
+
+		appendStringInfoString(meta, ", \"fold_in_validation_rmse\": {");
+		for (int c = 0; c < 4; c++)
+		{
+			appendStringInfo(meta, "%s\"%s\": ", c > 0 ? ", " : "", names[c]);
+			dmf_append_json_number(meta, res->fold_choice.validation_rmse[c]);
+		}
+		appendStringInfoChar(meta, '}');
+	}
 	appendStringInfoString(meta, ", \"load_seconds\": ");
 	dmf_append_json_number(meta, in->load_seconds);
 	appendStringInfoString(meta, ", \"training_seconds\": ");
@@ -533,6 +545,10 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 	}
 	if (o->train.discrete)
 		m.flags |= DMF_FLAG_DISCRETE;
+	if (!res->fold_choice.users)
+		m.flags |= DMF_FLAG_TRAINED_USERS_UNFOLDED;
+	if (!res->fold_choice.items)
+		m.flags |= DMF_FLAG_TRAINED_ITEMS_UNFOLDED;
 	if (o->train.input_encoding == DMF_INPUT_CENTERED)
 		m.flags |= DMF_FLAG_CENTERED_INPUT;
 	if (o->train.row_scale == DMF_ROW_SCALE_NONE)
@@ -570,6 +586,8 @@ result_to_rating_scale(DmfTrainResult *res, const DmfTrainConfig *core,
 	res->mean_validation_rmse /= scale->factor;
 	res->best_validation_rmse /= scale->factor;
 	res->final_train_rmse /= scale->factor;
+	for (int c = 0; c < 4; c++)
+		res->fold_choice.validation_rmse[c] /= scale->factor;
 	for (int e = 0; e < res->epochs_run; e++)
 	{
 		res->history[e].train_rmse /= scale->factor;

@@ -11,7 +11,6 @@
 #include "adam.h"
 #include "dmfd.h"
 #include "encoding.h"
-#include "fold_in.h"
 #include "quantizer.h"
 
 /*
@@ -22,51 +21,14 @@
  * predicted from (training inputs only: no validation rating among them).
  */
 void
-dmf_calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTrainSet *data,
-					 const DmfBranch *ub, const DmfBranch *ib,
-					 DmfBranchWork *ufw, DmfBranchWork *ifw,
-					 const DmfCsr *xu, const DmfCsr *xi,
-					 const int32_t *identity_users, const int32_t *identity_items,
-					 double *bounds)
+dmf_calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTriples *val,
+						 double *predictions, double *bounds)
 {
-	int			dim = cfg->dim;
-	size_t		nu = (size_t) data->n_users,
-				ni = (size_t) data->n_items;
-	float	   *uf = dmf_alloc(sizeof(float) * nu * dim);
-	float	   *vf = dmf_alloc(sizeof(float) * ni * dim);
-	float	   *ua = dmf_alloc(sizeof(float) * nu * dim);
-	float	   *va = dmf_alloc(sizeof(float) * ni * dim);
-	const DmfTriples *val = &data->validation;
-	double	   *x = dmf_alloc(sizeof(double) * (size_t) val->n);
 	double	   *r = dmf_alloc(sizeof(double) * (size_t) val->n);
 
-	dmf_branch_factors(ub, ufw, xu, identity_users, (int) nu, uf);
-	dmf_branch_factors(ib, ifw, xi, identity_items, (int) ni, vf);
-	memcpy(ua, uf, sizeof(float) * nu * dim);
-	memcpy(va, vf, sizeof(float) * ni * dim);
-	{
-		DmfFoldInSide sides[2] = {{xu, uf, va}, {xi, vf, ua}};
-
-		dmf_fold_in_sides(sides, 2, dim, cfg->fold_in_steps, cfg->fold_in_rate,
-						  cfg->rating_min, cfg->rating_max, cfg->threads);
-	}
 	for (int64_t k = 0; k < val->n; k++)
-	{
-		const float *u = uf + (size_t) val->user[k] * dim;
-		const float *v = vf + (size_t) val->item[k] * dim;
-		double		dot = 0.0;
-
-		for (int j = 0; j < dim; j++)
-			dot += (double) u[j] * v[j];
-		x[k] = dmf_unscale_prediction(dot, cfg->rating_min, cfg->rating_max);
 		r[k] = val->rating[k];
-	}
-	dmf_fit_boundaries(x, r, val->n, cfg->levels, cfg->n_levels, bounds);
-	dmf_free(uf);
-	dmf_free(vf);
-	dmf_free(ua);
-	dmf_free(va);
-	dmf_free(x);
+	dmf_fit_boundaries(predictions, r, val->n, cfg->levels, cfg->n_levels, bounds);
 	dmf_free(r);
 }
 

@@ -20,14 +20,10 @@ void		dmf_boundary_step(const DmfTrainConfig *cfg, double *b, const double *unif
 
 /*
  * Sets the boundaries where the hard quantizer's squared error on the
- * validation ratings is least, for the factors as they will be predicted
- * from (branch factors, then fold-in).
+ * validation ratings val is least, given their predictions (rating scale)
+ * from the factors as they will be stored (see fold_choice.h).
  */
-void		dmf_calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTrainSet *data,
-									 const DmfBranch *ub, const DmfBranch *ib,
-									 DmfBranchWork *ufw, DmfBranchWork *ifw,
-									 const DmfCsr *xu, const DmfCsr *xi,
-									 const int32_t *identity_users,
-									 const int32_t *identity_items, double *bounds);
+void		dmf_calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTriples *val,
+									 double *predictions, double *bounds);
 
 #endif

@@ -106,6 +106,8 @@ fold_in_one(const FoldInJob *job, int64_t row, float *g, float *u0)
 	r = (int32_t) row;
 	if (side->x->rowptr[r + 1] == side->x->rowptr[r])
 		return;
+	if (side->skip_trained && side->input[r] >= 0)
+		return;
 	u = side->factors + (size_t) r * job->dim;
 	for (int j = 0; j < job->dim && !has_factor; j++)
 		has_factor = u[j] != 0.0f;
@@ -194,7 +196,7 @@ void
 dmf_fold_in(const DmfCsr *x, float *factors, const float *anchors, int dim,
 			int steps, double rate, double rating_min, double rating_max)
 {
-	DmfFoldInSide side = {x, factors, anchors};
+	DmfFoldInSide side = {x, factors, anchors, NULL, false};
 
 	dmf_fold_in_sides(&side, 1, dim, steps, rate, rating_min, rating_max, 1);
 }

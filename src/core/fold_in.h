@@ -14,6 +14,9 @@
 #ifndef DMF_FOLD_IN_H
 #define DMF_FOLD_IN_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "sparse.h"
 
 /* One side of a model to fold in: its rows, factors and the anchors. */
@@ -23,6 +26,9 @@ typedef struct DmfFoldInSide
 								 * entities, by position */
 	float	   *factors;		/* x->nrows x dim */
 	const float *anchors;		/* n_positions x dim */
+	/* with skip_trained, rows r with input[r] >= 0 (trained on) are left alone */
+	const int32_t *input;
+	bool		skip_trained;
 } DmfFoldInSide;
 
 /*

@@ -76,8 +76,12 @@
 #define DMF_FLAG_CENTERED_INPUT 0x0002	/* inputs centred per row */
 #define DMF_FLAG_ROW_SCALE_ONE 0x0004	/* rows not scaled by their length */
 #define DMF_FLAG_ROW_SCALE_MEAN 0x0008	/* rows scaled by 1/length */
+/* training users (items) keep their branch factor: no fold-in (fold_choice.h) */
+#define DMF_FLAG_TRAINED_USERS_UNFOLDED 0x0010
+#define DMF_FLAG_TRAINED_ITEMS_UNFOLDED 0x0020
 #define DMF_KNOWN_FLAGS (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT | \
-						 DMF_FLAG_ROW_SCALE_ONE | DMF_FLAG_ROW_SCALE_MEAN)
+						 DMF_FLAG_ROW_SCALE_ONE | DMF_FLAG_ROW_SCALE_MEAN | \
+						 DMF_FLAG_TRAINED_USERS_UNFOLDED | DMF_FLAG_TRAINED_ITEMS_UNFOLDED)
 
 typedef enum DmfSectionKind
 {

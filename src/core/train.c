@@ -31,6 +31,7 @@
 #include "block_sides.h"
 #include "dmfd.h"
 #include "encoding.h"
+#include "fold_choice.h"
 #include "fold_in.h"
 #include "helper_thread.h"
 #include "quantizer.h"
@@ -796,9 +797,21 @@ training_finish(Training *t)
 	dmf_free(t->pair_i);
 	dmf_free(t->target);
 
-	if (cfg->discrete && data->validation.n > 0)
-		dmf_calibrate_boundaries(cfg, data, ub, ib, &t->ufw, &t->ifw, &t->xu, &t->xi,
-								 t->identity_users, t->identity_items, t->best_bounds);
+	/* which training entities fold-in helps; DMF-D's boundaries for those factors */
+	{
+		bool		calibrate = cfg->discrete && data->validation.n > 0;
+		double	   *predictions = calibrate ?
+			dmf_alloc(sizeof(double) * (size_t) data->validation.n) : NULL;
+
+		dmf_choose_fold_in(cfg, data, ub, ib, &t->ufw, &t->ifw, &t->xu, &t->xi,
+						   t->identity_users, t->identity_items, &res->fold_choice,
+						   predictions);
+		if (calibrate)
+		{
+			dmf_calibrate_boundaries(cfg, &data->validation, predictions, t->best_bounds);
+			dmf_free(predictions);
+		}
+	}
 
 	/* the stored factors see every rating of the table, held-out ones too */
 	if (data->extra_input.n > 0)
@@ -819,10 +832,14 @@ training_finish(Training *t)
 	memcpy(res->user_anchors, res->user_factors, sizeof(float) * nu * t->dim);
 	memcpy(res->item_anchors, res->item_factors, sizeof(float) * ni * t->dim);
 	{
-		DmfFoldInSide sides[2] = {{&t->xu, res->user_factors, res->item_anchors},
-								  {&t->xi, res->item_factors, res->user_anchors}};
+		DmfFoldInSide sides[2];
+		int			n_sides = 0;
 
-		dmf_fold_in_sides(sides, 2, t->dim, cfg->fold_in_steps, cfg->fold_in_rate,
+		if (res->fold_choice.users)
+			sides[n_sides++] = (DmfFoldInSide) {&t->xu, res->user_factors, res->item_anchors, NULL, false};
+		if (res->fold_choice.items)
+			sides[n_sides++] = (DmfFoldInSide) {&t->xi, res->item_factors, res->user_anchors, NULL, false};
+		dmf_fold_in_sides(sides, n_sides, t->dim, cfg->fold_in_steps, cfg->fold_in_rate,
 						  cfg->rating_min, cfg->rating_max, cfg->threads);
 	}
 

@@ -54,6 +54,7 @@ typedef struct DmfTrainConfig
 	int			threads;		/* 2 or more: the two branches in parallel */
 	int			fold_in_steps;	/* see fold_in.h */
 	double		fold_in_rate;
+	int			fold_in_training;	/* DmfFoldInTraining */
 	int			input_encoding; /* DmfInputEncoding */
 	int			row_scale;		/* DmfRowScale */
 
@@ -80,6 +81,25 @@ typedef struct DmfTrainSet
 	DmfTriples	extra_input;	/* also fed to the final factors */
 } DmfTrainSet;
 
+/* Which training entities get fold-in: chosen on validation, or fixed. */
+typedef enum DmfFoldInTraining
+{
+	DMF_FOLD_TRAINING_AUTO = 0,
+	DMF_FOLD_TRAINING_NONE,
+	DMF_FOLD_TRAINING_USERS,
+	DMF_FOLD_TRAINING_ITEMS,
+	DMF_FOLD_TRAINING_BOTH
+} DmfFoldInTraining;
+
+/* Which training entities get fold-in (fold_choice.h). */
+typedef struct DmfFoldChoice
+{
+	bool		users;			/* fold in training users */
+	bool		items;			/* fold in training items */
+	/* validation RMSE, rating scale, by users + 2 * items; NaN: not measured */
+	double		validation_rmse[4];
+} DmfFoldChoice;
+
 typedef struct DmfTrainResult
 {
 	DmfBranch	user_branch;
@@ -94,6 +114,7 @@ typedef struct DmfTrainResult
 	double		best_validation_rmse;
 	double		final_train_rmse;
 	DmfEpochStats *history;		/* epochs_run entries */
+	DmfFoldChoice fold_choice;	/* which training entities got fold-in */
 	double	   *boundaries;		/* DMF-D: n_levels + 1, learned; else NULL */
 	double		lambda;			/* DMF-D: slope of the kept epoch */
 	double		seconds;

@@ -440,8 +440,8 @@ test_fold_in(void)
 	memcpy(one, start, sizeof(start));
 	memcpy(two, start, sizeof(start));
 	{
-		DmfFoldInSide side1 = {&x, one, anchors};
-		DmfFoldInSide side2 = {&x, two, anchors};
+		DmfFoldInSide side1 = {&x, one, anchors, NULL, false};
+		DmfFoldInSide side2 = {&x, two, anchors, NULL, false};
 
 		dmf_fold_in_sides(&side1, 1, DIM, 10, 0.3, 1.0, 5.0, 1);
 		dmf_fold_in_sides(&side2, 1, DIM, 10, 0.3, 1.0, 5.0, 2);
