@@ -452,7 +452,7 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 	dmf_append_json_number(meta, res->best_validation_rmse);
 	appendStringInfoString(meta, ", \"train_rmse\": ");
 	dmf_append_json_number(meta, res->final_train_rmse);
-	/* the validation RMSE of the stored factors by which training entities get fold-in */
+	/* validation RMSE (factors of the training inputs) by which training entities get fold-in */
 	{
 		static const char *const names[4] = {"none", "users", "items", "both"};
 

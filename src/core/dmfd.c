@@ -15,10 +15,11 @@
 
 /*
  * DMF-D's boundaries were learned on the branch's factors; predictions use
- * the factors after fold-in, whose values spread differently.  So the
- * boundaries are finally set where the hard quantizer's squared error on
- * the validation ratings is least, with the factors as they will be
- * predicted from (training inputs only: no validation rating among them).
+ * the stored factors (fold-in included where fold_choice.h keeps it),
+ * whose values spread differently.  So the boundaries are finally set
+ * where the hard quantizer's squared error on the validation ratings is
+ * least, with the factors as they will be predicted from (training inputs
+ * only: no validation rating among them).
  */
 void
 dmf_calibrate_boundaries(const DmfTrainConfig *cfg, const DmfTriples *val,

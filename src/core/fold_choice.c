@@ -64,8 +64,9 @@ dmf_choose_fold_in(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	choice->users = choice->items = true;
 	for (int c = 0; c < 4; c++)
 		choice->validation_rmse[c] = NAN;
-	if (val->n == 0)
+	if (val->n == 0 || (cfg->fold_in_steps <= 0 && predictions == NULL))
 	{
+		/* nothing to measure, or nothing to choose: fold-in changes nothing */
 		apply_option(cfg, choice);
 		return;
 	}

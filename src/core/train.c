@@ -762,8 +762,9 @@ next_epoch(Training *t, int phase_epoch)
 }
 
 /*
- * The best weights, DMF-D's calibrated boundaries, and every factor from
- * all the table's ratings, folded in against the training anchors.
+ * The best weights, the choice of which sides to fold in (fold_choice.h),
+ * DMF-D's calibrated boundaries, and every factor from all the table's
+ * ratings, folded in against the training anchors where chosen.
  */
 static void
 training_finish(Training *t)
