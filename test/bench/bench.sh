@@ -314,17 +314,20 @@ fi
 
 # --- plots -------------------------------------------------------------------------------
 plots() {
-    # RMSE per protocol / area: global mean, bias, DMF (mean and std over seeds), paper
+    # RMSE per protocol / area: global mean, bias, the MF yardstick, DMF (mean and std over
+    # seeds), paper
     q -F ' ' <<'SQL' >"$out/rmse_by_area.dat"
 SELECT v.label,
        coalesce(round(g.rmse::numeric, 4)::text, 'NaN'), coalesce(round(g.rmse_sd::numeric, 4)::text, '0'),
        coalesce(round(b.rmse::numeric, 4)::text, 'NaN'), coalesce(round(b.rmse_sd::numeric, 4)::text, '0'),
+       coalesce(round(f.rmse::numeric, 4)::text, 'NaN'), coalesce(round(f.rmse_sd::numeric, 4)::text, '0'),
        coalesce(round(d.rmse::numeric, 4)::text, 'NaN'), coalesce(round(d.rmse_sd::numeric, 4)::text, '0'),
        v.paper, 0
 FROM (VALUES (1, 'P1', 'P1', 'all', 0.850), (2, 'P2-I', 'P2', 'I', 0.850), (3, 'P2-II', 'P2', 'II', 0.883),
              (4, 'P2-III', 'P2', 'III', 0.864), (5, 'P2-IV', 'P2', 'IV', 0.904)) v (ord, label, protocol, area, paper)
 LEFT JOIN dmf_bench.summary g ON (g.protocol, g.area, g.method) = (v.protocol, v.area, 'global mean')
 LEFT JOIN dmf_bench.summary b ON (b.protocol, b.area, b.method) = (v.protocol, v.area, 'bias')
+LEFT JOIN dmf_bench.summary f ON (f.protocol, f.area, f.method) = (v.protocol, v.area, 'MF')
 LEFT JOIN dmf_bench.summary d ON (d.protocol, d.area, d.method) = (v.protocol, v.area, 'DMF')
 WHERE EXISTS (SELECT FROM dmf_bench.summary s WHERE s.protocol = v.protocol)
 ORDER BY v.ord
@@ -333,9 +336,9 @@ SQL
         # only the series that have a number (gnuplot rejects an all-missing histogram column)
         local series='' col title ymin
         # the bars start a little below the smallest RMSE
-        ymin=$(awk '{for (c = 2; c <= 8; c += 2) if ($c != "NaN" && (m == "" || $c < m)) m = $c}
+        ymin=$(awk '{for (c = 2; c <= 10; c += 2) if ($c != "NaN" && (m == "" || $c < m)) m = $c}
                     END {printf "%.2f", (m == "" ? 0 : int(m * 20 - 1) / 20)}' "$out/rmse_by_area.dat")
-        for col in 2:'global mean' 4:'mu + b_u + b_i' 6:DMF 8:'paper DMF (ML-1M)'; do
+        for col in 2:'global mean' 4:'mu + b_u + b_i' 6:'biased MF' 8:DMF 10:'paper DMF (ML-1M)'; do
             title=${col#*:}; col=${col%%:*}
             awk -v c="$col" '$c != "NaN" {found = 1} END {exit !found}' "$out/rmse_by_area.dat" || continue
             if [[ -z $series ]]; then
