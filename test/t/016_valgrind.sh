@@ -10,8 +10,9 @@
 #     variants of each: a changed byte with the checksums recomputed, and a
 #     truncation
 #   - the unit tests (test/unit/test_numeric.c)
-#   - two small trainings (test/unit/train_small.c): plain on two threads with
-#     dropout, validation and extra inputs; DMF-D with centred inputs
+#   - three small trainings (test/unit/train_small.c): plain on two threads with
+#     dropout, validation and extra inputs; the same with training users left
+#     unfolded (the fold-in choice checked); DMF-D with centred inputs
 #
 # Valgrind does not decode AVX-512, and reports a CPU without it: the AVX2
 # variants of the kernels (src/core/platform.h) and OpenBLAS run here.  Each run

@@ -2,12 +2,14 @@
  * train_small.c
  *	  Small trainings outside the server, for valgrind (test/t/016_valgrind.sh):
  *	  a plain model with dropout, two dense layers, a validation set, extra
- *	  inputs and the two branches on two threads; then DMF-D with centred
- *	  inputs, rows scaled by their length and boundary calibration.  Every
+ *	  inputs and the two branches on two threads; the same with training
+ *	  users left unfolded; then DMF-D with centred inputs, rows scaled by
+ *	  their length and boundary calibration.  Every
  *	  buffer is its own malloc (DMF_STANDALONE), so valgrind sees its ends
  *	  and which bytes were written.
  *
- * Exits non-zero if a result is not finite or the boundaries are unsorted.
+ * Exits non-zero if a result is not finite, the boundaries are unsorted or
+ * the fold-in choice is not the best of the four (or not the option's).
  */
 #include "platform.h"
 
@@ -84,6 +86,37 @@ make_data(DmfTrainSet *d)
 		}
 }
 
+/*
+ * The fold-in choice: "auto" keeps the combination with the lowest validation
+ * RMSE (folding in on a tie); a side left unfolded keeps its branch factors,
+ * which are its anchors.
+ */
+static void
+check_fold_choice(const char *name, const DmfTrainConfig *cfg, const DmfTrainResult *res)
+{
+	const DmfFoldChoice *c = &res->fold_choice;
+	int			chosen = (c->users ? 1 : 0) + (c->items ? 2 : 0);
+
+	for (int k = 0; k < 4; k++)
+		CHECK(isfinite(c->validation_rmse[k]), "%s: fold-in RMSE %d not measured", name, k);
+	if (cfg->fold_in_training == DMF_FOLD_TRAINING_AUTO)
+		for (int k = 0; k < 4; k++)
+			CHECK(c->validation_rmse[chosen] < c->validation_rmse[k] ||
+				  (c->validation_rmse[chosen] == c->validation_rmse[k] && chosen >= k),
+				  "%s: fold-in choice %d is not the best (%d: %g < %g)", name, chosen, k,
+				  c->validation_rmse[k], c->validation_rmse[chosen]);
+	else
+		CHECK(chosen == cfg->fold_in_training - DMF_FOLD_TRAINING_NONE,
+			  "%s: fold-in choice %d, the option asked for %d", name, chosen,
+			  cfg->fold_in_training - DMF_FOLD_TRAINING_NONE);
+	if (!c->users)
+		CHECK(memcmp(res->user_factors, res->user_anchors, sizeof(float) * USERS * cfg->dim) == 0,
+			  "%s: unfolded user factors differ from their branch factors", name);
+	if (!c->items)
+		CHECK(memcmp(res->item_factors, res->item_anchors, sizeof(float) * ITEMS * cfg->dim) == 0,
+			  "%s: unfolded item factors differ from their branch factors", name);
+}
+
 static void
 check_result(const char *name, const DmfTrainConfig *cfg, const DmfTrainResult *res)
 {
@@ -100,6 +133,7 @@ check_result(const char *name, const DmfTrainConfig *cfg, const DmfTrainResult *
 	CHECK(isfinite(sum), "%s: non-finite factors or weights", name);
 	CHECK(res->epochs_run >= 1 && isfinite(res->final_train_rmse), "%s: %d epochs, train RMSE %g",
 		  name, res->epochs_run, res->final_train_rmse);
+	check_fold_choice(name, cfg, res);
 	if (res->boundaries)
 		for (int v = 0; v < cfg->n_levels; v++)
 			CHECK(res->boundaries[v] <= res->boundaries[v + 1], "%s: boundary %d unsorted", name, v);
@@ -156,6 +190,13 @@ main(void)
 	dmf_train_model(&cfg, &data, &res);
 	check_result("plain", &cfg, &res);
 	free_result(&res);
+
+	/* the same training, training users left unfolded */
+	cfg.fold_in_training = DMF_FOLD_TRAINING_ITEMS;
+	dmf_train_model(&cfg, &data, &res);
+	check_result("items folded in", &cfg, &res);
+	free_result(&res);
+	cfg.fold_in_training = DMF_FOLD_TRAINING_AUTO;
 
 	cfg.n_user_hidden = cfg.n_item_hidden = 1;
 	cfg.activation = DMF_ACT_TANH;
