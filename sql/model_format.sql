@@ -9,7 +9,7 @@ SELECT dmf_info('not a model at all, just some text that is long enough'::bytea)
 SELECT dmf_predict(substring(model FROM 1 FOR 128), 1, 1) FROM models WHERE name = 'base';
 \set VERBOSITY default
 -- a future format version (bytes 5-6, little-endian)
-SELECT dmf_predict(set_byte(model, 4, 2), 1, 1) FROM models WHERE name = 'base';
+SELECT dmf_predict(set_byte(model, 4, 3), 1, 1) FROM models WHERE name = 'base';
 -- a flipped payload byte
 SELECT dmf_predict(set_byte(model, 5000, get_byte(model, 5000) # 1), 1, 1) FROM models WHERE name = 'base';
 -- the magic of another format
@@ -60,3 +60,70 @@ SELECT * FROM count_rejected(ARRAY(
 
 -- the intact model still works after all that
 SELECT dmf_predict(model, 1, 1) BETWEEN 1 AND 5 AS intact FROM models WHERE name = 'base';
+
+-- A model stored out of line and uncompressed is read lazily: dmf_predict,
+-- dmf_predict_discrete, dmf_user_factor and dmf_item_factor in a fresh
+-- backend read the header, the page checksums, the section table, the ids
+-- and the pages of the factors they use, each page checked against its
+-- checksum before use; any other function reads and checks the rest.
+CREATE TABLE stored_models (name text PRIMARY KEY, model bytea);
+ALTER TABLE stored_models ALTER model SET STORAGE EXTERNAL;
+-- byte offset of section kind k (model_format.h: 7 ITEM_FACTORS), little-endian
+CREATE FUNCTION section_offset(m bytea, k int) RETURNS int LANGUAGE sql AS $$
+    SELECT get_byte(m, 136 + 24 * e) + 256 * get_byte(m, 137 + 24 * e)
+           + 65536 * get_byte(m, 138 + 24 * e)
+    FROM generate_series(0, get_byte(m, 68) - 1) e WHERE get_byte(m, 128 + 24 * e) = k $$;
+INSERT INTO stored_models SELECT 'intact', model FROM models WHERE name = 'base';
+-- the same bytes under another TOAST pointer: a cache entry of their own
+INSERT INTO stored_models SELECT 'intact_whole', model FROM models WHERE name = 'base';
+-- one byte of the last item's factor changed
+INSERT INTO stored_models
+SELECT 'bad_factor', set_byte(model, p, (get_byte(model, p) + 1) % 256)
+FROM models, LATERAL (SELECT section_offset(model, 7) + (200 - 1) * 16 * 4 + 5 AS p) s
+WHERE name = 'base';
+-- one byte of the page checksums (the last bytes of the model) changed
+INSERT INTO stored_models
+SELECT 'bad_table', set_byte(model, length(model) - 1, (get_byte(model, length(model) - 1) + 1) % 256)
+FROM models WHERE name = 'base';
+SELECT name, pg_column_size(model) = length(model) AS stored_uncompressed,
+       (dmf_info(model) ->> 'format_version') AS version
+FROM stored_models WHERE name = 'intact';
+-- the last item's factor lies on another page than the first item's and the ids
+SELECT (section_offset(model, 7) + 199 * 64 - 128) / 32768 AS last_item_page,
+       (section_offset(model, 7) - 128) / 32768 AS first_item_page,
+       (section_offset(model, 5) - 128) / 32768 AS item_ids_page
+FROM models WHERE name = 'base';
+
+\c
+\set VERBOSITY default
+-- every prediction and stored factor read lazily equals the one of the
+-- model read whole (by dmf_info, first)
+SELECT dmf_info(model) ->> 'users' AS users FROM stored_models WHERE name = 'intact_whole';
+CREATE TEMP TABLE lazy AS
+SELECT u, i, dmf_predict(s.model, u, i) AS p, dmf_predict_discrete(s.model, u, i) AS d,
+       dmf_user_factor(s.model, u) AS uf, dmf_item_factor(s.model, i) AS itf
+FROM stored_models s, generate_series(0, 301) u, generate_series(0, 201) i
+WHERE s.name = 'intact';
+SELECT count(*) AS pairs, count(p) AS predicted,
+       count(*) FILTER (WHERE p IS NOT DISTINCT FROM dmf_predict(w.model, u, i)
+                          AND d IS NOT DISTINCT FROM dmf_predict_discrete(w.model, u, i)
+                          AND uf IS NOT DISTINCT FROM dmf_user_factor(w.model, u)
+                          AND itf IS NOT DISTINCT FROM dmf_item_factor(w.model, i)) AS equal
+FROM lazy, stored_models w WHERE w.name = 'intact_whole';
+
+\c
+\set VERBOSITY default
+-- a damaged factor page: an ERROR when a call reads it, and for any full read;
+-- a call that reads other pages only is served (user 1's factor lies on page 0)
+SELECT (section_offset(model, 4) + 64 * 16 * 4 - 128) / 32768 AS first_users_end_page
+FROM models WHERE name = 'base';
+SELECT dmf_user_factor(model, 1) IS NOT NULL AS served FROM stored_models WHERE name = 'bad_factor';
+SELECT dmf_predict(model, 1, 200) FROM stored_models WHERE name = 'bad_factor';
+SELECT dmf_item_factor(model, 200) FROM stored_models WHERE name = 'bad_factor';
+SELECT dmf_info(model) FROM stored_models WHERE name = 'bad_factor';
+SELECT count(*) FROM dmf_recommend((SELECT model FROM stored_models WHERE name = 'bad_factor'), 1, 5);
+-- damaged page checksums: an ERROR at the first call
+SELECT dmf_predict(model, 1, 1) FROM stored_models WHERE name = 'bad_table';
+-- the intact model, read lazily in the same backend, is unaffected
+SELECT dmf_predict(s.model, 1, 200) = dmf_predict(m.model, 1, 200) AS intact_equal
+FROM stored_models s, models m WHERE s.name = 'intact' AND m.name = 'base';

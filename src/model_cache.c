@@ -8,6 +8,14 @@
  * the ones it decoded: the same TOAST pointer (a stored value never changes
  * under it), or a full comparison with the cached bytes.  A header match
  * or a checksum match is no proof: CRC32C collisions are easy to make.
+ *
+ * A model stored out of line, uncompressed and in format version 2 can be
+ * read lazily (dmf_model_arg_lazy): a prediction in a fresh backend reads
+ * the header, the page checksums, the section table, the ids and the pages
+ * of the two factors it needs, not the whole value, and checks each page
+ * against its checksum before any byte of it is used.  Any other use of
+ * the model reads the rest and validates it whole, as a first full read
+ * would (dmf_model_from_datum).
  */
 #include "postgres.h"
 
@@ -22,6 +30,8 @@
 
 #define CACHE_ENTRIES 8
 #define TOAST_KEYS_PER_ENTRY 4
+/* a lazily read model checks its factors in blocks of this many rows */
+#define FACTOR_BLOCK_ROWS 64
 
 /* What identifies an out-of-line value without reading it. */
 typedef struct ToastKey
@@ -49,6 +59,18 @@ typedef struct CacheEntry
 	bool		has_digest;
 	uint8		digest[DMF_MODEL_DIGEST_LEN];	/* SHA-256 of bytes, once asked */
 	DmfModel	model;
+
+	/*
+	 * Whether the model is entirely read and validated.  Until then (a lazy
+	 * read) only the header, the ids and the settings in model are set,
+	 * bytes holds the pages read so far and only dmf_access_factor reads
+	 * factors.
+	 */
+	bool		complete;
+	uint8	   *page_table;		/* the page checksums, checked */
+	uint8	   *page_read;		/* per page: read and checked */
+	DmfSectionRef sections[DMF_SECTION_KIND_END];
+	uint8	   *factor_block_ok[2]; /* users, items: per FACTOR_BLOCK_ROWS rows */
 } CacheEntry;
 
 static CacheEntry cache[CACHE_ENTRIES];
@@ -139,7 +161,7 @@ static CacheEntry *
 find_by_bytes(const uint8 *data, Size len)
 {
 	for (int e = 0; e < CACHE_ENTRIES; e++)
-		if (cache[e].used && cache[e].total_size == len &&
+		if (cache[e].used && cache[e].complete && cache[e].total_size == len &&
 			memcmp(cache[e].header, data, DMF_HEADER_SIZE) == 0 &&
 			memcmp(cache[e].bytes, data, len) == 0)
 			return &cache[e];
@@ -199,6 +221,190 @@ use_entry(CacheEntry *e)
 	return &e->model;
 }
 
+/* ---- lazy reading of version 2 models stored out of line ---- */
+
+/*
+ * Reads bytes [from, to) of the body of e's model from source, a TOAST
+ * pointer to it: every page in the range not read yet, each checked against
+ * its checksum before it counts as read.
+ */
+static void
+read_range(CacheEntry *e, struct varlena *source, uint64 from, uint64 to)
+{
+	uint64		body_end = dmf_model_body_end(&e->model, e->total_size);
+	uint64		page = e->model.page_size;
+	uint32		first,
+				last;
+
+	Assert(from >= DMF_HEADER_SIZE && to <= body_end);
+	if (from >= to)
+		return;
+	first = (uint32) ((from - DMF_HEADER_SIZE) / page);
+	last = (uint32) ((to - 1 - DMF_HEADER_SIZE) / page);
+	for (uint32 k = first; k <= last;)
+	{
+		uint32		run_end = k;
+		uint64		start,
+					end;
+		struct varlena *slice;
+
+		if (e->page_read[k])
+		{
+			k++;
+			continue;
+		}
+		while (run_end < last && !e->page_read[run_end + 1])
+			run_end++;
+		start = DMF_HEADER_SIZE + (uint64) k * page;
+		end = Min(DMF_HEADER_SIZE + ((uint64) run_end + 1) * page, body_end);
+		slice = detoast_attr_slice(source, (int32) start, (int32) (end - start));
+		if (VARSIZE_ANY_EXHDR(slice) != end - start)
+			report_decode_error(DMF_DECODE_CORRUPT, "The model is shorter than its header says.");
+		memcpy(e->bytes + start, VARDATA_ANY(slice), end - start);
+		pfree(slice);
+		for (uint32 j = k; j <= run_end; j++)
+		{
+			if (!dmf_model_page_ok(&e->model, e->total_size, e->bytes, e->page_table, j))
+				report_decode_error(DMF_DECODE_CORRUPT,
+									psprintf("The checksum of page %u does not match.", j));
+			e->page_read[j] = 1;
+		}
+		k = run_end + 1;
+	}
+}
+
+static void
+read_section(CacheEntry *e, struct varlena *source, DmfSectionKind kind)
+{
+	const DmfSectionRef *s = &e->sections[kind];
+
+	if (s->present)
+		read_range(e, source, s->offset, s->offset + s->length);
+}
+
+/*
+ * A new entry for the model behind source (a TOAST pointer to an
+ * uncompressed value) with only what a prediction needs besides factors:
+ * header, page checksums, section table, ids and quantizer, each checked.
+ * NULL if the model is in format version 1, which has one checksum over
+ * everything and is read whole.
+ */
+static CacheEntry *
+lazy_entry(struct varlena *source, const ToastKey *key)
+{
+	struct varlena *head = detoast_attr_slice(source, 0, DMF_HEADER_SIZE);
+	CacheEntry	fresh;
+	CacheEntry *slot;
+	DmfModel	peek;
+	uint64		total,
+				body_end;
+	uint32		crc;
+	char		detail[256];
+	DmfDecodeStatus status;
+	MemoryContext cxt;
+	struct varlena *table;
+
+	status = dmf_model_peek((const uint8 *) VARDATA_ANY(head), VARSIZE_ANY_EXHDR(head),
+							&peek, &total, &crc, detail, sizeof(detail));
+	report_decode_error(status, detail);
+	if (peek.version < 2)
+		return NULL;
+	if (total != (uint64) key->rawsize - VARHDRSZ)
+		report_decode_error(DMF_DECODE_CORRUPT,
+							psprintf("The model has %zu bytes but its header says " UINT64_FORMAT ".",
+									 (size_t) key->rawsize - VARHDRSZ, total));
+	slot = victim();			/* may ERROR: before allocating */
+
+	/* under the query's context until complete, so that an ERROR frees it */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "dmf model", ALLOCSET_DEFAULT_SIZES);
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.cxt = cxt;
+	fresh.total_size = total;
+	fresh.payload_crc = crc;
+	fresh.model = peek;
+	/* the whole size, but only the pages read are ever touched */
+	fresh.bytes = MemoryContextAllocExtended(cxt, total, MCXT_ALLOC_HUGE);
+	memcpy(fresh.bytes, VARDATA_ANY(head), DMF_HEADER_SIZE);
+	memcpy(fresh.header, VARDATA_ANY(head), DMF_HEADER_SIZE);
+
+	body_end = dmf_model_body_end(&peek, total);
+	table = detoast_attr_slice(source, (int32) body_end, (int32) (total - body_end));
+	if (VARSIZE_ANY_EXHDR(table) != total - body_end ||
+		!dmf_model_page_table_ok(&peek, (const uint8 *) VARDATA_ANY(table), crc))
+		report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
+	fresh.page_table = MemoryContextAlloc(cxt, total - body_end);
+	memcpy(fresh.page_table, VARDATA_ANY(table), total - body_end);
+	fresh.page_read = MemoryContextAllocZero(cxt, peek.n_pages);
+
+	/* the section table, then the sections a prediction needs */
+	read_range(&fresh, source, DMF_HEADER_SIZE,
+			   Min(body_end, DMF_HEADER_SIZE + (uint64) DMF_MAX_SECTIONS * DMF_SECTION_ENTRY_SIZE));
+	status = dmf_model_read_sections(fresh.bytes, &peek, total, fresh.sections,
+									 detail, sizeof(detail));
+	report_decode_error(status, detail);
+	read_section(&fresh, source, DMF_SECTION_USER_IDS);
+	read_section(&fresh, source, DMF_SECTION_ITEM_IDS);
+	read_section(&fresh, source, DMF_SECTION_QUANTIZER);
+	status = dmf_model_decode_ids(fresh.bytes, fresh.sections, &fresh.model,
+								  detail, sizeof(detail));
+	report_decode_error(status, detail);
+	add_side_index(&fresh.model.users, cxt);
+	add_side_index(&fresh.model.items, cxt);
+	fresh.factor_block_ok[0] =
+		MemoryContextAllocZero(cxt, fresh.model.users.n / FACTOR_BLOCK_ROWS + 1);
+	fresh.factor_block_ok[1] =
+		MemoryContextAllocZero(cxt, fresh.model.items.n / FACTOR_BLOCK_ROWS + 1);
+
+	/* install it */
+	if (cache_cxt == NULL)
+		cache_cxt = AllocSetContextCreate(TopMemoryContext, "dmf model cache",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextSetParent(cxt, cache_cxt);
+	if (slot->used)
+		MemoryContextDelete(slot->cxt);
+	*slot = fresh;
+	slot->used = true;
+	slot->generation = ++generation_clock;
+	memcpy(slot->model_id, peek.model_id, 16);
+	remember_toast(slot, key);
+	return slot;
+}
+
+/*
+ * Reads the rest of a lazily read model from source and validates it whole,
+ * as a first full read does; the pointers handed out so far stay valid.
+ */
+static void
+complete_entry(CacheEntry *e, struct varlena *source)
+{
+	DmfModel	m;
+	DmfDecodeStatus status;
+	char		detail[256];
+	MemoryContext old;
+
+	read_range(e, source, DMF_HEADER_SIZE, dmf_model_body_end(&e->model, e->total_size));
+	memcpy(e->bytes + dmf_model_body_end(&e->model, e->total_size), e->page_table,
+		   4 * (uint64) e->model.n_pages);
+	old = MemoryContextSwitchTo(e->cxt);
+	status = dmf_model_decode(e->bytes, e->total_size, &m, detail, sizeof(detail));
+	MemoryContextSwitchTo(old);
+	if (status == DMF_DECODE_OK && !meta_is_json_object(m.meta, m.meta_len))
+	{
+		status = DMF_DECODE_CORRUPT;
+		snprintf(detail, sizeof(detail), "The metadata is not a JSON object.");
+	}
+	report_decode_error(status, detail);
+	/* the ids are the ones already indexed */
+	m.users.index = e->model.users.index;
+	m.users.index_lo = e->model.users.index_lo;
+	m.users.index_len = e->model.users.index_len;
+	m.items.index = e->model.items.index;
+	m.items.index_lo = e->model.items.index_lo;
+	m.items.index_len = e->model.items.index_len;
+	e->model = m;
+	e->complete = true;
+}
+
 const DmfModel *
 dmf_model_from_datum(Datum datum)
 {
@@ -219,7 +425,11 @@ dmf_model_from_datum(Datum datum)
 
 	/* a stored value cannot change under its TOAST pointer */
 	if (has_key && (e = find_by_toast(&key)) != NULL)
+	{
+		if (!e->complete)
+			complete_entry(e, raw);
 		return use_entry(e);
+	}
 
 	full = pg_detoast_datum_packed(raw);
 	data = (const uint8 *) VARDATA_ANY(full);
@@ -240,7 +450,7 @@ dmf_model_from_datum(Datum datum)
 		DmfModel	m;
 		CacheEntry *slot;
 
-		if (dmf_model_payload_crc(data, len) != crc)
+		if (!dmf_model_checksums_ok(data, len, &peek, crc))
 			report_decode_error(DMF_DECODE_CORRUPT, "The payload checksum does not match.");
 		slot = victim();		/* may ERROR: before allocating */
 
@@ -276,6 +486,7 @@ dmf_model_from_datum(Datum datum)
 		e->generation = ++generation_clock;
 		e->cxt = cxt;
 		e->model = m;
+		e->complete = true;
 		add_side_index(&e->model.users, cxt);
 		add_side_index(&e->model.items, cxt);
 		e->bytes = bytes;
@@ -337,7 +548,8 @@ dmf_model_arg(FunctionCallInfo fcinfo, int argno)
 	CacheEntry *e;
 
 	if (memo && memo->argno == argno && memo->ptr == DatumGetPointer(datum) &&
-		cache[memo->entry].used && cache[memo->entry].generation == memo->generation)
+		cache[memo->entry].used && cache[memo->entry].generation == memo->generation &&
+		cache[memo->entry].complete)
 		return use_entry(&cache[memo->entry]);
 	m = dmf_model_from_datum(datum);
 	if (!arg_is_const(fcinfo, argno))
@@ -463,7 +675,7 @@ const DmfModel *
 dmf_model_find_digest(const uint8 *digest)
 {
 	for (int e = 0; e < CACHE_ENTRIES; e++)
-		if (cache[e].used &&
+		if (cache[e].used && cache[e].complete &&
 			memcmp(entry_digest(&cache[e]), digest, DMF_MODEL_DIGEST_LEN) == 0)
 			return use_entry(&cache[e]);
 	return NULL;
@@ -504,4 +716,70 @@ dmf_model_shippable(DmfModelRef ref)
 	SET_VARSIZE(out, VARHDRSZ + e->total_size);
 	memcpy(VARDATA(out), e->bytes, e->total_size);
 	return out;
+}
+
+/* ---- single factors of a model, read lazily ---- */
+
+static bool
+value_is_compressed(struct varlena *v)
+{
+	struct varatt_external ext;
+
+	VARATT_EXTERNAL_GET_POINTER(ext, v);
+	return VARATT_EXTERNAL_IS_COMPRESSED(ext);
+}
+
+const DmfModel *
+dmf_model_arg_lazy(FunctionCallInfo fcinfo, int argno, DmfModelAccess *access)
+{
+	struct varlena *raw = (struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno));
+	ToastKey	key;
+	CacheEntry *e = NULL;
+
+	/* a compressed value has no slices cheaper than the whole */
+	if (toast_key_of(raw, &key) && !value_is_compressed(raw))
+	{
+		e = find_by_toast(&key);
+		if (e == NULL)
+			e = lazy_entry(raw, &key);
+	}
+	if (e == NULL)
+	{
+		const DmfModel *m = dmf_model_arg(fcinfo, argno);
+
+		e = (CacheEntry *) ((char *) m - offsetof(CacheEntry, model));
+	}
+	access->slot = (int) (e - cache);
+	access->source = raw;
+	return use_entry(e);
+}
+
+const float *
+dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k)
+{
+	CacheEntry *e = &cache[access->slot];
+	const DmfSide *s = user_side ? &e->model.users : &e->model.items;
+	const DmfSectionRef *sec;
+	uint8	   *ok;
+	uint64		row = (uint64) e->model.dim * sizeof(float);
+
+	Assert(e->used && k >= 0 && k < s->n);
+	if (e->complete)
+		return s->factors + (size_t) k * e->model.dim;
+	sec = &e->sections[user_side ? DMF_SECTION_USER_FACTORS : DMF_SECTION_ITEM_FACTORS];
+	ok = &e->factor_block_ok[user_side ? 0 : 1][k / FACTOR_BLOCK_ROWS];
+	if (!*ok)
+	{
+		uint64		first = (uint64) (k / FACTOR_BLOCK_ROWS) * FACTOR_BLOCK_ROWS;
+		uint64		rows = Min((uint64) FACTOR_BLOCK_ROWS, (uint64) s->n - first);
+		uint64		from = sec->offset + first * row;
+
+		read_range(e, access->source, from, from + rows * row);
+		if (!dmf_factor_values_ok((const float *) (e->bytes + from), rows * e->model.dim))
+			report_decode_error(DMF_DECODE_CORRUPT,
+								psprintf("The %s factors are not unit vectors.",
+										 user_side ? "user" : "item"));
+		*ok = 1;
+	}
+	return (const float *) (e->bytes + sec->offset + (uint64) k * row);
 }

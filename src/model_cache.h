@@ -32,6 +32,25 @@ const DmfModel *dmf_model_from_datum(Datum datum);
 const DmfModel *dmf_model_arg(FunctionCallInfo fcinfo, int argno);
 
 /*
+ * For calls that read single factors (dmf_predict and the like): the model
+ * of argument argno, read lazily when it is stored out of line in format
+ * version 2 (see model_cache.c), else as dmf_model_arg reads it.  Its ids,
+ * counts, rating range and quantizer are set; its factors are read only
+ * through dmf_access_factor, with the access filled here, within the call.
+ * Nothing else of the model may be used.
+ */
+typedef struct DmfModelAccess
+{
+	int			slot;
+	struct varlena *source;		/* the argument: where further pages come from */
+} DmfModelAccess;
+
+const DmfModel *dmf_model_arg_lazy(FunctionCallInfo fcinfo, int argno,
+								   DmfModelAccess *access);
+/* Factor k (an index from dmf_side_find) of the users or the items. */
+const float *dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k);
+
+/*
  * A reference to a cached model that survives across calls, for aggregate
  * states: pinned, the model is not evicted until the owner context is
  * reset or deleted.

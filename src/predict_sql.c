@@ -22,14 +22,37 @@
 #include "quantizer.h"
 #include "score.h"
 
+/*
+ * The prediction for the user and item ids of arguments 1 and 2; false if
+ * the model has no factor for either.  Reads only the two factors of a
+ * model stored out of line (dmf_model_arg_lazy).
+ */
+static bool
+predict_args(FunctionCallInfo fcinfo, const DmfModel **model, double *rating)
+{
+	DmfModelAccess access;
+	const DmfModel *m = dmf_model_arg_lazy(fcinfo, 0, &access);
+	int32		u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
+	int32		i;
+
+	*model = m;
+	if (u < 0)
+		return false;
+	i = dmf_side_find(&m->items, PG_GETARG_INT64(2));
+	if (i < 0)
+		return false;
+	return dmf_score_factors(m, dmf_access_factor(&access, true, u),
+							 dmf_access_factor(&access, false, i), rating);
+}
+
 PG_FUNCTION_INFO_V1(dmf_predict);
 Datum
 dmf_predict(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_arg(fcinfo, 0);
+	const DmfModel *m;
 	double		r;
 
-	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
+	if (!predict_args(fcinfo, &m, &r))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(r);
 }
@@ -58,11 +81,12 @@ PG_FUNCTION_INFO_V1(dmf_predict_discrete);
 Datum
 dmf_predict_discrete(PG_FUNCTION_ARGS)
 {
-	const DmfModel *m = dmf_model_arg(fcinfo, 0);
-	DmfQuantizer q = model_quantizer(m);
+	const DmfModel *m;
 	double		r;
+	bool		known = predict_args(fcinfo, &m, &r);
+	DmfQuantizer q = model_quantizer(m);	/* an ERROR even for unknown ids */
 
-	if (!dmf_predict_ids(m, PG_GETARG_INT64(1), PG_GETARG_INT64(2), &r))
+	if (!known)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(dmf_quantize(&q, r));
 }
@@ -91,14 +115,14 @@ dmf_factor_array(const float *f, int dim)
 static Datum
 stored_factor(FunctionCallInfo fcinfo, bool user_side)
 {
-	const DmfModel *m = dmf_model_arg(fcinfo, 0);
-	const DmfSide *s = dmf_model_side(m, user_side);
-	int32		k = dmf_side_find(s, PG_GETARG_INT64(1));
+	DmfModelAccess access;
+	const DmfModel *m = dmf_model_arg_lazy(fcinfo, 0, &access);
+	int32		k = dmf_side_find(dmf_model_side(m, user_side), PG_GETARG_INT64(1));
 	const float *f;
 
 	if (k < 0)
 		PG_RETURN_NULL();
-	f = s->factors + (size_t) k * m->dim;
+	f = dmf_access_factor(&access, user_side, k);
 	if (dmf_factor_is_zero(f, m->dim))
 		PG_RETURN_NULL();
 	PG_RETURN_ARRAYTYPE_P(dmf_factor_array(f, m->dim));

@@ -43,7 +43,10 @@
 #define H_N_SECTIONS 68
 #define H_RATING_MIN 72
 #define H_RATING_MAX 80
-#define H_RESERVED 88
+#define H_PAGE_SIZE 88			/* version 2 */
+#define H_N_PAGES 92			/* version 2 */
+#define H_RESERVED_V1 88
+#define H_RESERVED 96
 
 #define MAX_ENTITIES INT32_MAX
 
@@ -107,8 +110,6 @@ put_f64(uint8_t *p, double v)
 	memcpy(p, &v, sizeof(v));
 }
 
-static uint32_t payload_crc(const uint8_t *buf, uint64_t total);
-
 static DmfDecodeStatus
 fail(DmfDecodeStatus status, char *detail, size_t detail_len,
 	 const char *fmt,...)
@@ -136,21 +137,66 @@ header_crc(const uint8_t *h)
 	return (uint32_t) crc;
 }
 
-uint32_t
-dmf_model_payload_crc(const uint8_t *buf, size_t len)
-{
-	return payload_crc(buf, len);
-}
-
 static uint32_t
-payload_crc(const uint8_t *buf, uint64_t total)
+crc32c_of(const uint8_t *p, uint64_t n)
 {
 	pg_crc32c	crc;
 
 	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, buf + DMF_HEADER_SIZE, (size_t) (total - DMF_HEADER_SIZE));
+	COMP_CRC32C(crc, p, (size_t) n);
 	FIN_CRC32C(crc);
 	return (uint32_t) crc;
+}
+
+/* version 1: one checksum over everything after the header */
+static uint32_t
+payload_crc(const uint8_t *buf, uint64_t total)
+{
+	return crc32c_of(buf + DMF_HEADER_SIZE, total - DMF_HEADER_SIZE);
+}
+
+uint64_t
+dmf_model_body_end(const DmfModel *peeked, uint64_t total)
+{
+	return total - 4 * (uint64_t) peeked->n_pages;
+}
+
+bool
+dmf_model_page_table_ok(const DmfModel *peeked, const uint8_t *table, uint32_t crc)
+{
+	return crc32c_of(table, 4 * (uint64_t) peeked->n_pages) == crc;
+}
+
+bool
+dmf_model_page_ok(const DmfModel *peeked, uint64_t total, const uint8_t *buf,
+				  const uint8_t *table, uint32_t k)
+{
+	uint64_t	body_end = dmf_model_body_end(peeked, total);
+	uint64_t	start = DMF_HEADER_SIZE + (uint64_t) k * peeked->page_size;
+	uint64_t	end = start + peeked->page_size;
+
+	if (k >= peeked->n_pages)
+		return false;
+	if (end > body_end)
+		end = body_end;
+	return crc32c_of(buf + start, end - start) == get_u32(table + 4 * (uint64_t) k);
+}
+
+bool
+dmf_model_checksums_ok(const uint8_t *buf, size_t len, const DmfModel *peeked,
+					   uint32_t crc)
+{
+	const uint8_t *table;
+
+	if (peeked->version == 1)
+		return payload_crc(buf, len) == crc;
+	table = buf + dmf_model_body_end(peeked, len);
+	if (!dmf_model_page_table_ok(peeked, table, crc))
+		return false;
+	for (uint32_t k = 0; k < peeked->n_pages; k++)
+		if (!dmf_model_page_ok(peeked, len, buf, table, k))
+			return false;
+	return true;
 }
 
 DmfDecodeStatus
@@ -166,10 +212,10 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The value does not start with the dmf model signature.");
 	version = get_u16(buf + H_VERSION);
-	if (version != DMF_FORMAT_VERSION)
+	if (version < DMF_FORMAT_VERSION_MIN || version > DMF_FORMAT_VERSION)
 		return fail(DMF_DECODE_VERSION, detail, detail_len,
-					"The model has format version %u; this build of dmf reads version %d.",
-					(unsigned) version, DMF_FORMAT_VERSION);
+					"The model has format version %u; this build of dmf reads versions %d to %d.",
+					(unsigned) version, DMF_FORMAT_VERSION_MIN, DMF_FORMAT_VERSION);
 	if (len < DMF_HEADER_SIZE)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The model is truncated: %zu bytes, less than its %d-byte header.",
@@ -199,8 +245,14 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 	if (crc_out)
 		*crc_out = get_u32(buf + H_PAYLOAD_CRC);
 
+	if (version >= 2)
+	{
+		m->page_size = get_u32(buf + H_PAGE_SIZE);
+		m->n_pages = get_u32(buf + H_N_PAGES);
+	}
+
 	/* the header checksum passed, so these would be encoder bugs; check anyway */
-	for (int k = H_RESERVED; k < DMF_HEADER_SIZE; k++)
+	for (int k = version >= 2 ? H_RESERVED : H_RESERVED_V1; k < DMF_HEADER_SIZE; k++)
 		if (buf[k] != 0)
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"Reserved header byte %d is not zero.", k);
@@ -225,19 +277,30 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The total size %llu is smaller than the header.",
 					(unsigned long long) *total_size);
+	if (version >= 2)
+	{
+		uint64_t	p = m->page_size;
+		uint64_t	body;
+
+		/* N pages of P bytes cover the body exactly: the last one is not empty */
+		if (p < DMF_MIN_PAGE_SIZE || p > DMF_MAX_PAGE_SIZE || (p & (p - 1)) != 0 ||
+			m->n_pages < 1 ||
+			4 * (uint64_t) m->n_pages > *total_size - DMF_HEADER_SIZE)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The page layout (%u pages of %u bytes) is not valid.",
+						(unsigned) m->n_pages, (unsigned) m->page_size);
+		body = dmf_model_body_end(m, *total_size) - DMF_HEADER_SIZE;
+		if (body == 0 || body % 8 != 0 || (body + p - 1) / p != m->n_pages)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The page layout (%u pages of %u bytes) does not match the size.",
+						(unsigned) m->n_pages, (unsigned) m->page_size);
+	}
 	return DMF_DECODE_OK;
 }
 
-typedef struct SectionRef
-{
-	bool		present;
-	uint64_t	offset;
-	uint64_t	length;
-} SectionRef;
-
 /* Checks a section's length against count * elem_size without overflow. */
 static bool
-section_has(const SectionRef *s, uint64_t count, uint64_t elem_size)
+section_has(const DmfSectionRef *s, uint64_t count, uint64_t elem_size)
 {
 	if (!s->present)
 		return false;
@@ -247,8 +310,8 @@ section_has(const SectionRef *s, uint64_t count, uint64_t elem_size)
 }
 
 static DmfDecodeStatus
-decode_shape(const uint8_t *buf, const SectionRef *shape,
-			 const SectionRef *weights, int32_t input, int32_t dim,
+decode_shape(const uint8_t *buf, const DmfSectionRef *shape,
+			 const DmfSectionRef *weights, int32_t input, int32_t dim,
 			 DmfActivation act, DmfBranch *b, const char *side,
 			 char *detail, size_t detail_len)
 {
@@ -281,8 +344,8 @@ decode_shape(const uint8_t *buf, const SectionRef *shape,
 	return DMF_DECODE_OK;
 }
 
-static bool
-unit_components(const float *v, uint64_t n)
+bool
+dmf_factor_values_ok(const float *v, uint64_t n)
 {
 	for (uint64_t k = 0; k < n; k++)
 		if (!(v[k] >= -1.001f && v[k] <= 1.001f))
@@ -318,15 +381,12 @@ dmf_side_index_build(DmfSide *s, int32_t *index)
 	s->index_len = len;
 }
 
+/* A side's section sizes against its counts, and its ids strictly ascending. */
 static DmfDecodeStatus
-decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
-			const SectionRef *factors, const SectionRef *anchors, int32_t dim,
-			DmfSide *s, const char *side, char *detail, size_t detail_len)
+decode_side_ids(const uint8_t *buf, const DmfSectionRef *ids, const DmfSectionRef *input,
+				const DmfSectionRef *factors, const DmfSectionRef *anchors, int32_t dim,
+				DmfSide *s, const char *side, char *detail, size_t detail_len)
 {
-	uint8_t    *seen;
-	int64_t		n_inputs = 0;
-	DmfDecodeStatus status = DMF_DECODE_OK;
-
 	if (!section_has(ids, (uint64_t) s->n, 8) ||
 		!section_has(input, (uint64_t) s->n, 4) ||
 		!section_has(factors, (uint64_t) s->n * (uint64_t) dim, 4) ||
@@ -335,21 +395,36 @@ decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 					"The %s sections do not match %d %ss of size %d.",
 					side, (int) s->n, side, (int) dim);
 	s->ids = (const int64_t *) (buf + ids->offset);
-	s->input = (const int32_t *) (buf + input->offset);
-	s->factors = (const float *) (buf + factors->offset);
-	s->anchors = (const float *) (buf + anchors->offset);
-
-	/* factors and anchors are unit vectors or zero: anything else is forged */
-	if (!unit_components(s->factors, (uint64_t) s->n * dim) ||
-		!unit_components(s->anchors, (uint64_t) s->n_train * dim))
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"The %s factors are not unit vectors.", side);
-
 	for (int32_t k = 1; k < s->n; k++)
 		if (s->ids[k] <= s->ids[k - 1])
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"The %s ids are not strictly ascending at position %d.",
 						side, (int) k);
+	return DMF_DECODE_OK;
+}
+
+static DmfDecodeStatus
+decode_side(const uint8_t *buf, const DmfSectionRef *ids, const DmfSectionRef *input,
+			const DmfSectionRef *factors, const DmfSectionRef *anchors, int32_t dim,
+			DmfSide *s, const char *side, char *detail, size_t detail_len)
+{
+	uint8_t    *seen;
+	int64_t		n_inputs = 0;
+	DmfDecodeStatus status;
+
+	status = decode_side_ids(buf, ids, input, factors, anchors, dim, s, side,
+							 detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
+	s->input = (const int32_t *) (buf + input->offset);
+	s->factors = (const float *) (buf + factors->offset);
+	s->anchors = (const float *) (buf + anchors->offset);
+
+	/* factors and anchors are unit vectors or zero: anything else is forged */
+	if (!dmf_factor_values_ok(s->factors, (uint64_t) s->n * dim) ||
+		!dmf_factor_values_ok(s->anchors, (uint64_t) s->n_train * dim))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The %s factors are not unit vectors.", side);
 
 	/* input positions: each training entity exactly once */
 	seen = dmf_alloc0((size_t) s->n_train);
@@ -378,7 +453,7 @@ decode_side(const uint8_t *buf, const SectionRef *ids, const SectionRef *input,
 
 /* USER_RATED: offsets over the users, item indices ascending per user */
 static DmfDecodeStatus
-decode_rated(const uint8_t *buf, const SectionRef *sec, DmfModel *m,
+decode_rated(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m,
 			 char *detail, size_t detail_len)
 {
 	uint64_t	offsets_len = ((uint64_t) m->users.n + 1) * 8;
@@ -415,13 +490,17 @@ decode_rated(const uint8_t *buf, const SectionRef *sec, DmfModel *m,
 }
 
 /* The section table: kinds known and unique, sections in order, inside the model. */
-static DmfDecodeStatus
-read_section_table(const uint8_t *buf, uint64_t total, SectionRef *sec,
-				   char *detail, size_t detail_len)
+DmfDecodeStatus
+dmf_model_read_sections(const uint8_t *buf, const DmfModel *peeked, uint64_t total,
+						DmfSectionRef sec[DMF_SECTION_KIND_END],
+						char *detail, size_t detail_len)
 {
 	uint32_t	n_sections = get_u32(buf + H_N_SECTIONS);
 	uint64_t	table_end;
 	uint64_t	prev_end;
+
+	/* sections lie in the body, before the page checksums of version 2 */
+	total = dmf_model_body_end(peeked, total);
 
 	if (n_sections < 1 || n_sections > DMF_MAX_SECTIONS)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
@@ -431,7 +510,7 @@ read_section_table(const uint8_t *buf, uint64_t total, SectionRef *sec,
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The section table runs past the end of the model.");
 
-	memset(sec, 0, sizeof(SectionRef) * DMF_SECTION_KIND_END);
+	memset(sec, 0, sizeof(DmfSectionRef) * DMF_SECTION_KIND_END);
 	prev_end = table_end;
 	for (uint32_t k = 0; k < n_sections; k++)
 	{
@@ -460,7 +539,7 @@ read_section_table(const uint8_t *buf, uint64_t total, SectionRef *sec,
 
 /* DMF-D's quantizer: levels ascending, boundaries sorted, every value finite. */
 static DmfDecodeStatus
-decode_quantizer(const uint8_t *buf, const SectionRef *q, DmfModel *m,
+decode_quantizer(const uint8_t *buf, const DmfSectionRef *q, DmfModel *m,
 				 char *detail, size_t detail_len)
 {
 	double		nl;
@@ -489,6 +568,59 @@ decode_quantizer(const uint8_t *buf, const SectionRef *q, DmfModel *m,
 	return DMF_DECODE_OK;
 }
 
+/* The quantizer: optional, but a discrete model must have one. */
+static DmfDecodeStatus
+decode_levels(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m,
+			  char *detail, size_t detail_len)
+{
+	m->n_levels = 0;
+	if (sec[DMF_SECTION_QUANTIZER].present)
+		return decode_quantizer(buf, &sec[DMF_SECTION_QUANTIZER], m, detail, detail_len);
+	if (m->flags & DMF_FLAG_DISCRETE)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"A discrete model has no quantizer section.");
+	return DMF_DECODE_OK;
+}
+
+/* The fold-in settings. */
+static DmfDecodeStatus
+decode_fold_in(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m,
+			   char *detail, size_t detail_len)
+{
+	if (!section_has(&sec[DMF_SECTION_FOLD_IN], 2, 8))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The fold-in section is missing or has the wrong size.");
+	{
+		double		steps = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset);
+
+		m->fold_in_rate = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset + 8);
+		if (!(steps >= 0 && steps <= DMF_MAX_FOLD_IN_STEPS) || steps != floor(steps) ||
+			!(m->fold_in_rate >= 0 && m->fold_in_rate <= 100))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"The fold-in settings are out of range.");
+		m->fold_in_steps = (int32_t) steps;
+	}
+	return DMF_DECODE_OK;
+}
+
+DmfDecodeStatus
+dmf_model_decode_ids(const uint8_t *buf, const DmfSectionRef sec[DMF_SECTION_KIND_END],
+					 DmfModel *m, char *detail, size_t detail_len)
+{
+	DmfDecodeStatus status;
+
+	status = decode_side_ids(buf, &sec[DMF_SECTION_USER_IDS], &sec[DMF_SECTION_USER_INPUT],
+							 &sec[DMF_SECTION_USER_FACTORS], &sec[DMF_SECTION_USER_ANCHORS],
+							 m->dim, &m->users, "user", detail, detail_len);
+	if (status == DMF_DECODE_OK)
+		status = decode_side_ids(buf, &sec[DMF_SECTION_ITEM_IDS], &sec[DMF_SECTION_ITEM_INPUT],
+								 &sec[DMF_SECTION_ITEM_FACTORS], &sec[DMF_SECTION_ITEM_ANCHORS],
+								 m->dim, &m->items, "item", detail, detail_len);
+	if (status == DMF_DECODE_OK)
+		status = decode_levels(buf, sec, m, detail, detail_len);
+	return status;
+}
+
 DmfDecodeStatus
 dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 				 char *detail, size_t detail_len)
@@ -496,7 +628,7 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	DmfDecodeStatus status;
 	uint64_t	total;
 	uint32_t	crc;
-	SectionRef	sec[DMF_SECTION_KIND_END];
+	DmfSectionRef	sec[DMF_SECTION_KIND_END];
 
 	if (((uintptr_t) buf & 7) != 0)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
@@ -508,11 +640,11 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The model has %zu bytes but its header says %llu.",
 					len, (unsigned long long) total);
-	if (payload_crc(buf, total) != crc)
+	if (!dmf_model_checksums_ok(buf, len, m, crc))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The payload checksum does not match.");
 
-	status = read_section_table(buf, total, sec, detail, detail_len);
+	status = dmf_model_read_sections(buf, m, total, sec, detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 
@@ -560,30 +692,11 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 		m->item_branch.coding = coding;
 	}
 
-	if (!section_has(&sec[DMF_SECTION_FOLD_IN], 2, 8))
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"The fold-in section is missing or has the wrong size.");
-	{
-		double		steps = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset);
-
-		m->fold_in_rate = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset + 8);
-		if (!(steps >= 0 && steps <= DMF_MAX_FOLD_IN_STEPS) || steps != floor(steps) ||
-			!(m->fold_in_rate >= 0 && m->fold_in_rate <= 100))
-			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-						"The fold-in settings are out of range.");
-		m->fold_in_steps = (int32_t) steps;
-	}
-
-	m->n_levels = 0;
-	if (sec[DMF_SECTION_QUANTIZER].present)
-	{
-		status = decode_quantizer(buf, &sec[DMF_SECTION_QUANTIZER], m, detail, detail_len);
-		if (status != DMF_DECODE_OK)
-			return status;
-	}
-	else if (m->flags & DMF_FLAG_DISCRETE)
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"A discrete model has no quantizer section.");
+	status = decode_fold_in(buf, sec, m, detail, detail_len);
+	if (status == DMF_DECODE_OK)
+		status = decode_levels(buf, sec, m, detail, detail_len);
+	if (status != DMF_DECODE_OK)
+		return status;
 
 	m->rated_offsets = NULL;
 	m->rated_items = NULL;
@@ -648,16 +761,30 @@ plan_sections(const DmfModel *m, PlannedSection *ps)
 	return n;
 }
 
-uint64_t
-dmf_model_encoded_size(const DmfModel *m)
+/* The end of the body: the header, the section table and the sections. */
+static uint64_t
+body_end_of(const PlannedSection *ps, int n)
 {
-	PlannedSection ps[DMF_MAX_SECTIONS];
-	int			n = plan_sections(m, ps);
 	uint64_t	off = align8(DMF_HEADER_SIZE + (uint64_t) n * DMF_SECTION_ENTRY_SIZE);
 
 	for (int k = 0; k < n; k++)
 		off = align8(off + ps[k].length);
 	return off;
+}
+
+static uint64_t
+pages_of(uint64_t body_end)
+{
+	return (body_end - DMF_HEADER_SIZE + DMF_PAGE_SIZE - 1) / DMF_PAGE_SIZE;
+}
+
+uint64_t
+dmf_model_encoded_size(const DmfModel *m)
+{
+	PlannedSection ps[DMF_MAX_SECTIONS];
+	uint64_t	body_end = body_end_of(ps, plan_sections(m, ps));
+
+	return body_end + 4 * pages_of(body_end);
 }
 
 void
@@ -666,6 +793,8 @@ dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
 	PlannedSection ps[DMF_MAX_SECTIONS];
 	int			n = plan_sections(m, ps);
 	uint64_t	off = align8(DMF_HEADER_SIZE + (uint64_t) n * DMF_SECTION_ENTRY_SIZE);
+	uint64_t	body_end = body_end_of(ps, n);
+	uint64_t	n_pages = pages_of(body_end);
 
 	memset(dst, 0, size);
 	memcpy(dst + H_MAGIC, DMF_MAGIC, 4);
@@ -683,6 +812,8 @@ dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
 	put_u32(dst + H_N_SECTIONS, (uint32_t) n);
 	put_f64(dst + H_RATING_MIN, m->rating_min);
 	put_f64(dst + H_RATING_MAX, m->rating_max);
+	put_u32(dst + H_PAGE_SIZE, DMF_PAGE_SIZE);
+	put_u32(dst + H_N_PAGES, (uint32_t) n_pages);
 
 	for (int k = 0; k < n; k++)
 	{
@@ -721,6 +852,13 @@ dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
 			memcpy(p, ps[k].data, ps[k].length);
 		off = align8(off + ps[k].length);
 	}
-	put_u32(dst + H_PAYLOAD_CRC, payload_crc(dst, size));
+	for (uint64_t k = 0; k < n_pages; k++)
+	{
+		uint64_t	start = DMF_HEADER_SIZE + k * DMF_PAGE_SIZE;
+		uint64_t	len = body_end - start < DMF_PAGE_SIZE ? body_end - start : DMF_PAGE_SIZE;
+
+		put_u32(dst + body_end + 4 * k, crc32c_of(dst + start, len));
+	}
+	put_u32(dst + H_PAYLOAD_CRC, crc32c_of(dst + body_end, 4 * n_pages));
 	put_u32(dst + H_HEADER_CRC, header_crc(dst));
 }

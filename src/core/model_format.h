@@ -12,7 +12,8 @@
  *                 backend can recognise a model it already decoded from
  *                 this header alone
  *    24  uint64   total size of the model in bytes
- *    32  uint32   CRC32C of bytes [header size, total size)
+ *    32  uint32   version 1: CRC32C of bytes [header size, total size);
+ *                 version 2: CRC32C of the page checksums (below)
  *    36  uint32   CRC32C of the header without this field
  *    40  uint32   flags (DMF_FLAG_*)
  *    44  int32    dim, the latent factor size d
@@ -24,7 +25,9 @@
  *    68  uint32   number of sections
  *    72  float64  rating_min
  *    80  float64  rating_max
- *    88  reserved, zero
+ *    88  version 2: uint32 page size P, a power of two (DMF_PAGE_SIZE)
+ *    92  version 2: uint32 number of pages N
+ *    88  (version 1), 96 (version 2): reserved, zero
  *   section table: per section {uint32 kind, uint32 zero, uint64 offset,
  *                  uint64 length}, offsets ascending, no overlap
  *   sections (DmfSectionKind), each exactly once unless optional:
@@ -50,9 +53,14 @@
  *                   recommendations that leave them out: int64[users + 1]
  *                   offsets, then int32[offsets[users]] item indices
  *                   (positions in ITEM_IDS), strictly ascending per user
+ *   version 2 only, after the last section: uint32[N] page checksums.  The
+ *   bytes from the header to the checksums (the body) are cut into pages of
+ *   P bytes, the last one shorter; checksum k is the CRC32C of page k.
  *
- * Decoding validates every field and size against the length and both
- * checksums; it never reads outside the buffer.
+ * Decoding validates every field and size against the length and the
+ * checksums; it never reads outside the buffer.  Version 2 lets a reader
+ * check the pieces it reads one page at a time (model_cache.c reads only
+ * what a prediction needs); a full decode still checks every page.
  */
 #ifndef DMF_MODEL_FORMAT_H
 #define DMF_MODEL_FORMAT_H
@@ -65,7 +73,11 @@
 #include "network.h"
 
 #define DMF_MAGIC "DMFM"
-#define DMF_FORMAT_VERSION 1
+#define DMF_FORMAT_VERSION 2		/* what this build writes */
+#define DMF_FORMAT_VERSION_MIN 1	/* the oldest it reads */
+#define DMF_PAGE_SIZE 32768			/* what it writes; any power of two */
+#define DMF_MIN_PAGE_SIZE 4096		/* in this range is read */
+#define DMF_MAX_PAGE_SIZE (1 << 20)
 #define DMF_HEADER_SIZE 128
 #define DMF_SECTION_ENTRY_SIZE 24
 #define DMF_MAX_SECTIONS 32
@@ -127,6 +139,8 @@ typedef struct DmfSide
 typedef struct DmfModel
 {
 	uint16_t	version;
+	uint32_t	page_size;		/* version 2; 0 in version 1 */
+	uint32_t	n_pages;
 	uint8_t		model_id[16];
 	uint32_t	flags;
 	int32_t		dim;
@@ -175,8 +189,55 @@ DmfDecodeStatus dmf_model_peek(const uint8_t *buf, size_t len,
 DmfDecodeStatus dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 								 char *detail, size_t detail_len);
 
-/* CRC32C of the payload of the model bytes buf[0..len), len >= header. */
-uint32_t	dmf_model_payload_crc(const uint8_t *buf, size_t len);
+/*
+ * Whether the checksums of the whole model buf[0..len) hold (peeked from its
+ * header by dmf_model_peek, whose payload_crc goes in crc).
+ */
+bool		dmf_model_checksums_ok(const uint8_t *buf, size_t len,
+								   const DmfModel *peeked, uint32_t crc);
+
+/*
+ * Reading a version 2 model piece by piece (model_cache.c).  After
+ * dmf_model_peek: the page checksums lie at [dmf_model_body_end, total);
+ * page k covers [header + k P, min(header + (k + 1) P, body end)).
+ */
+uint64_t	dmf_model_body_end(const DmfModel *peeked, uint64_t total);
+/* The checksums (4 N bytes, unaligned) against the header's crc. */
+bool		dmf_model_page_table_ok(const DmfModel *peeked, const uint8_t *table,
+									uint32_t crc);
+/* Page k of buf (at least that page is present) against its checksum. */
+bool		dmf_model_page_ok(const DmfModel *peeked, uint64_t total,
+							  const uint8_t *buf, const uint8_t *table, uint32_t k);
+
+/* Where a section lies in the model bytes. */
+typedef struct DmfSectionRef
+{
+	bool		present;
+	uint64_t	offset;
+	uint64_t	length;
+} DmfSectionRef;
+
+/*
+ * The section table of buf, which must hold at least the header and the
+ * table (N entries from the header's count), checked as a full decode does.
+ */
+DmfDecodeStatus dmf_model_read_sections(const uint8_t *buf, const DmfModel *peeked,
+										uint64_t total,
+										DmfSectionRef sec[DMF_SECTION_KIND_END],
+										char *detail, size_t detail_len);
+
+/*
+ * What a prediction needs besides factors, with buf holding the header and
+ * the USER_IDS, ITEM_IDS and QUANTIZER sections: fills m (from the peek)
+ * with validated ids and quantizer.  Factors, anchors, input positions,
+ * weights, rated items, fold-in settings and metadata are left unset.
+ */
+DmfDecodeStatus dmf_model_decode_ids(const uint8_t *buf,
+									 const DmfSectionRef sec[DMF_SECTION_KIND_END],
+									 DmfModel *m, char *detail, size_t detail_len);
+
+/* Whether n floats of a factor section are as a full decode accepts them. */
+bool		dmf_factor_values_ok(const float *v, uint64_t n);
 
 /* Exact size of the encoding of m (every field of m set, ids etc.). */
 uint64_t	dmf_model_encoded_size(const DmfModel *m);

@@ -22,6 +22,10 @@
  * quantizer on a few ratings, and checks that re-encoding the decoded model
  * gives bytes that decode to the same model.
  *
+ * The lazy reading of src/model_cache.c (header, page checksums, section
+ * table, ids and settings, then factor rows) runs on every input too, and
+ * where the full decode accepts a model the lazy one must agree with it.
+ *
  * Any violated invariant calls abort(), which libFuzzer reports as a crash.
  */
 #include "postgres_fe.h"
@@ -500,6 +504,64 @@ check_roundtrip(const DmfModel *m)
 	free(buf);
 }
 
+/*
+ * The steps of the lazy reader of src/model_cache.c on buf: they must stay
+ * inside the buffer on any input, and agree with a full decode (full,
+ * when ok) about the ids and the settings.
+ */
+static void
+check_lazy(const uint8_t *buf, size_t len, const DmfModel *full, bool ok)
+{
+	DmfModel	m;
+	DmfSectionRef sec[DMF_SECTION_KIND_END];
+	uint64_t	total,
+				body_end;
+	uint32_t	crc;
+
+	if (dmf_model_peek(buf, len, &m, &total, &crc, NULL, 0) != DMF_DECODE_OK ||
+		m.version < 2 || total != len)
+	{
+		CHECK(!ok || m.version < 2, "a decodable version 2 model fails the lazy peek");
+		return;
+	}
+	body_end = dmf_model_body_end(&m, total);
+	CHECK(body_end > DMF_HEADER_SIZE && body_end <= total, "body end");
+	if (!dmf_model_page_table_ok(&m, buf + body_end, crc))
+	{
+		CHECK(!ok, "a decodable model fails its page table");
+		return;
+	}
+	for (uint32_t k = 0; k < m.n_pages; k++)
+		CHECK(dmf_model_page_ok(&m, total, buf, buf + body_end, k) || !ok,
+			  "a decodable model fails page %u", (unsigned) k);
+	if (dmf_model_read_sections(buf, &m, total, sec, NULL, 0) != DMF_DECODE_OK ||
+		dmf_model_decode_ids(buf, sec, &m, NULL, 0) != DMF_DECODE_OK)
+	{
+		CHECK(!ok, "a decodable model fails the lazy decode");
+		return;
+	}
+	for (int kind = 1; kind < DMF_SECTION_KIND_END; kind++)
+		CHECK(!sec[kind].present ||
+			  (sec[kind].offset >= DMF_HEADER_SIZE &&
+			   sec[kind].offset + sec[kind].length <= body_end),
+			  "section %d outside the body", kind);
+	/* the factor rows, as the reader checks them block by block */
+	sink += dmf_factor_values_ok((const float *) (buf + sec[DMF_SECTION_USER_FACTORS].offset),
+								 sec[DMF_SECTION_USER_FACTORS].length / 4);
+	sink += dmf_factor_values_ok((const float *) (buf + sec[DMF_SECTION_ITEM_FACTORS].offset),
+								 sec[DMF_SECTION_ITEM_FACTORS].length / 4);
+	if (ok)
+	{
+		CHECK(m.users.n == full->users.n && m.items.n == full->items.n &&
+			  m.users.ids == full->users.ids && m.items.ids == full->items.ids &&
+			  m.n_levels == full->n_levels && m.levels == full->levels,
+			  "the lazy decode disagrees with the full one");
+		CHECK((const uint8_t *) full->users.factors == buf + sec[DMF_SECTION_USER_FACTORS].offset &&
+			  (const uint8_t *) full->items.factors == buf + sec[DMF_SECTION_ITEM_FACTORS].offset,
+			  "the lazy factor sections are not the full decode's");
+	}
+}
+
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -551,16 +613,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		/* what the cache checks before decoding agrees with the decoder */
 		CHECK(dmf_model_peek(buf, len, &m, &peek_total, &crc, NULL, 0) == DMF_DECODE_OK &&
-			  peek_total == len && dmf_model_payload_crc(buf, len) == crc,
+			  peek_total == len && dmf_model_checksums_ok(buf, len, &m, crc),
 			  "decoded model fails the cache's checks");
 		CHECK(dmf_model_decode(buf, len, &m, NULL, 0) == DMF_DECODE_OK, "decode again");
 		check_ranges(&m, buf, len);
 		sink = touch_model(&m);
 		check_roundtrip(&m);
+		check_lazy(buf, len, &m, true);
 		n_decoded++;
 	}
 	else
 	{
+		check_lazy(buf, len, &m, false);
 		CHECK(st == DMF_DECODE_CORRUPT || st == DMF_DECODE_VERSION,
 			  "decode status %d", (int) st);
 		if (st == DMF_DECODE_CORRUPT)

@@ -7,9 +7,11 @@
  *	  gen_seeds DIR
  *
  * Each model is written three times, with the harness's mode byte 0 (raw),
- * 1 (recompute the CRCs) and 3 (also the total size) in front.  Every model
- * is decoded back before it is written: a seed that does not decode is an
- * encoder bug, and the generator fails.
+ * 1 (recompute the CRCs) and 3 (also the total size) in front, and so are
+ * two variants of it: cut into 4 kB pages (several pages in a small seed),
+ * and in format version 1, which this build still reads.  Every model is
+ * decoded back before it is written: a seed that does not decode is an
+ * encoder bug (or a reader that lost version 1), and the generator fails.
  */
 #include "postgres_fe.h"
 
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "platform.h"
+#include "fuzz_crc.h"
 #include "model_format.h"
 #include "network.h"
 #include "rng.h"
@@ -262,10 +265,33 @@ main(int argc, char **argv)
 					sp->name);
 			return 1;
 		}
-		write_seed(argv[1], sp->name, 0, bytes, size);
-		write_seed(argv[1], sp->name, 1, bytes, size);
-		write_seed(argv[1], sp->name, 3, bytes, size);
-		written += 3;
+		for (int variant = 0; variant < 3; variant++)
+		{
+			static const char *const suffix[] = {"", "_p4k", "_v1"};
+			char		name[128];
+			size_t		vlen = (size_t) size;
+			uint8_t    *v = variant == 0 ? bytes :
+				variant == 1 ? fuzz_repage(bytes, (size_t) size, 4096, &vlen) :
+				fuzz_as_v1(bytes, (size_t) size, &vlen);
+
+			if (v == NULL ||
+				dmf_model_decode(v, vlen, &back, detail, sizeof(detail)) != DMF_DECODE_OK ||
+				back.version != (variant == 2 ? 1 : 2) || back.users.n != m.users.n ||
+				memcmp(back.items.factors, m.items.factors,
+					   sizeof(float) * (size_t) m.items.n * m.dim) != 0)
+			{
+				fprintf(stderr, "gen_seeds: variant %s of seed %s does not decode to it: %s\n",
+						suffix[variant], sp->name, v == NULL ? "not made" : detail);
+				return 1;
+			}
+			snprintf(name, sizeof(name), "%s%s", sp->name, suffix[variant]);
+			write_seed(argv[1], name, 0, v, vlen);
+			write_seed(argv[1], name, 1, v, vlen);
+			write_seed(argv[1], name, 3, v, vlen);
+			written += 3;
+			if (v != bytes)
+				free(v);
+		}
 
 		free(bytes);
 		free(levels);

@@ -13,7 +13,7 @@
 # a format version this build cannot read.
 #
 # Then mutations that get past the checksums: a tiny model is changed and its
-# two CRC32C fields recomputed (in SQL), so the structural validation is what
+# checksums recomputed (in SQL), so the structural validation is what
 # must catch it.  Targeted changes (counts, dim, flags, section table, missing
 # sections, ids, input positions, anchors, fold-in settings, branch shapes,
 # quantizer) must give XX001; metadata that is not a JSON object must give
@@ -232,13 +232,13 @@ DO $$
 DECLARE m bytea := (SELECT model FROM models WHERE name = 'base');
 BEGIN
     PERFORM record('version', 1, set_byte(m, 4, 0), 'base');
-    PERFORM record('version', 2, set_byte(m, 4, 2), 'base');
+    PERFORM record('version', 2, set_byte(m, 4, 3), 'base');
     PERFORM record('version', 3, set_byte(m, 5, 1), 'base');
     PERFORM record('version', 4, set_byte(set_byte(m, 4, 255), 5, 255), 'base');
-    PERFORM record('version', 5, substring(set_byte(m, 4, 2) FROM 1 FOR 8), 'base');
+    PERFORM record('version', 5, substring(set_byte(m, 4, 3) FROM 1 FOR 8), 'base');
 END $$;
 
-\echo == re-sealed mutations of the tiny model (both CRC32C fields recomputed)
+\echo == re-sealed mutations of the tiny model (every checksum recomputed)
 -- little-endian fields and CRC32C, in SQL
 CREATE FUNCTION u32(b bytea, o int) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
 -- (parenthesised: | and << have the same precedence in SQL)
@@ -281,10 +281,24 @@ BEGIN
     END LOOP;
     RETURN c # 4294967295;
 END $$;
--- payload CRC at 32 over [128, length), header CRC at 36 over the header without it
+-- format version 2 (a usable page layout: page size at 88, N pages at 92):
+-- the N page checksums at the end, then the payload CRC at 32 over them;
+-- else (version 1) the payload CRC over [128, length); then the header CRC
+-- at 36 over the header without it
 CREATE FUNCTION reseal(b bytea) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE np bigint := u32(b, 92); ps bigint := u32(b, 88); body bigint;
 BEGIN
-    b := put_u32(b, 32, crc32c(b, 128, length(b)));
+    IF u32(b, 4) & 65535 = 2 AND np > 0 AND ps > 0 AND 4 * np < length(b) - 128 THEN
+        body := length(b) - 4 * np;
+        FOR k IN 0 .. np - 1 LOOP
+            EXIT WHEN 128 + k * ps >= body;
+            b := put_u32(b, (body + 4 * k)::int,
+                         crc32c(b, (128 + k * ps)::int, least(128 + (k + 1) * ps, body)::int));
+        END LOOP;
+        b := put_u32(b, 32, crc32c(b, body::int, length(b)));
+    ELSE
+        b := put_u32(b, 32, crc32c(b, 128, length(b)));
+    END IF;
     RETURN put_u32(b, 36, crc32c(substring(b FROM 1 FOR 36) || substring(b FROM 41 FOR 88), 0, 124));
 END $$;
 -- where section `kind` is: (entry offset in the table, data offset, data length)
