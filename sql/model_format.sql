@@ -114,7 +114,7 @@ FROM lazy, stored_models w WHERE w.name = 'intact_whole';
 \c
 \set VERBOSITY default
 -- a damaged factor page: an ERROR when a call reads it, and for any full read;
--- a call that reads other pages only is served (user 1's factor lies on page 0)
+-- a call that reads other pages only, before, is served (user 1's factor lies on page 0)
 SELECT (section_offset(model, 4) + 64 * 16 * 4 - 128) / 32768 AS first_users_end_page
 FROM models WHERE name = 'base';
 SELECT dmf_user_factor(model, 1) IS NOT NULL AS served FROM stored_models WHERE name = 'bad_factor';
@@ -122,6 +122,8 @@ SELECT dmf_predict(model, 1, 200) FROM stored_models WHERE name = 'bad_factor';
 SELECT dmf_item_factor(model, 200) FROM stored_models WHERE name = 'bad_factor';
 SELECT dmf_info(model) FROM stored_models WHERE name = 'bad_factor';
 SELECT count(*) FROM dmf_recommend((SELECT model FROM stored_models WHERE name = 'bad_factor'), 1, 5);
+-- once found corrupt, the model answers no call of the backend, not even what it served before
+SELECT dmf_user_factor(model, 1) IS NOT NULL AS served FROM stored_models WHERE name = 'bad_factor';
 -- damaged page checksums: an ERROR at the first call
 SELECT dmf_predict(model, 1, 1) FROM stored_models WHERE name = 'bad_table';
 -- the intact model, read lazily in the same backend, is unaffected

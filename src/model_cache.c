@@ -32,6 +32,8 @@
 #define TOAST_KEYS_PER_ENTRY 4
 /* a lazily read model checks its factors in blocks of this many rows */
 #define FACTOR_BLOCK_ROWS 64
+/* and reads at most this many bytes per TOAST slice, to bound its memory */
+#define MAX_SLICE_BYTES (8 << 20)
 
 /* What identifies an out-of-line value without reading it. */
 typedef struct ToastKey
@@ -71,6 +73,8 @@ typedef struct CacheEntry
 	uint8	   *page_read;		/* per page: read and checked */
 	DmfSectionRef sections[DMF_SECTION_KIND_END];
 	uint8	   *factor_block_ok[2]; /* users, items: per FACTOR_BLOCK_ROWS rows */
+	/* non-empty: found corrupt while read lazily; no call gets an answer again */
+	char		rejected[256];
 } CacheEntry;
 
 static CacheEntry cache[CACHE_ENTRIES];
@@ -224,6 +228,26 @@ use_entry(CacheEntry *e)
 /* ---- lazy reading of version 2 models stored out of line ---- */
 
 /*
+ * An ERROR for a model found corrupt; an entry already in the cache, some
+ * of which may have answered calls, answers none again (dmf_model_arg_lazy,
+ * dmf_model_from_datum).
+ */
+static void
+reject(CacheEntry *e, const char *detail)
+{
+	if (e->used)
+		strlcpy(e->rejected, detail, sizeof(e->rejected));
+	report_decode_error(DMF_DECODE_CORRUPT, detail);
+}
+
+static void
+report_if_rejected(const CacheEntry *e)
+{
+	if (e->rejected[0] != '\0')
+		report_decode_error(DMF_DECODE_CORRUPT, e->rejected);
+}
+
+/*
  * Reads bytes [from, to) of the body of e's model from source, a TOAST
  * pointer to it: every page in the range not read yet, each checked against
  * its checksum before it counts as read.
@@ -233,6 +257,7 @@ read_range(CacheEntry *e, struct varlena *source, uint64 from, uint64 to)
 {
 	uint64		body_end = dmf_model_body_end(&e->model, e->total_size);
 	uint64		page = e->model.page_size;
+	uint32		max_run = (uint32) Max(1, MAX_SLICE_BYTES / page);
 	uint32		first,
 				last;
 
@@ -253,20 +278,19 @@ read_range(CacheEntry *e, struct varlena *source, uint64 from, uint64 to)
 			k++;
 			continue;
 		}
-		while (run_end < last && !e->page_read[run_end + 1])
+		while (run_end < last && run_end - k + 1 < max_run && !e->page_read[run_end + 1])
 			run_end++;
 		start = DMF_HEADER_SIZE + (uint64) k * page;
 		end = Min(DMF_HEADER_SIZE + ((uint64) run_end + 1) * page, body_end);
 		slice = detoast_attr_slice(source, (int32) start, (int32) (end - start));
 		if (VARSIZE_ANY_EXHDR(slice) != end - start)
-			report_decode_error(DMF_DECODE_CORRUPT, "The model is shorter than its header says.");
+			reject(e, "The model is shorter than its header says.");
 		memcpy(e->bytes + start, VARDATA_ANY(slice), end - start);
 		pfree(slice);
 		for (uint32 j = k; j <= run_end; j++)
 		{
 			if (!dmf_model_page_ok(&e->model, e->total_size, e->bytes, e->page_table, j))
-				report_decode_error(DMF_DECODE_CORRUPT,
-									psprintf("The checksum of page %u does not match.", j));
+				reject(e, psprintf("The checksum of page %u does not match.", j));
 			e->page_read[j] = 1;
 		}
 		k = run_end + 1;
@@ -393,7 +417,8 @@ complete_entry(CacheEntry *e, struct varlena *source)
 		status = DMF_DECODE_CORRUPT;
 		snprintf(detail, sizeof(detail), "The metadata is not a JSON object.");
 	}
-	report_decode_error(status, detail);
+	if (status != DMF_DECODE_OK)
+		reject(e, detail);
 	/* the ids are the ones already indexed */
 	m.users.index = e->model.users.index;
 	m.users.index_lo = e->model.users.index_lo;
@@ -426,6 +451,7 @@ dmf_model_from_datum(Datum datum)
 	/* a stored value cannot change under its TOAST pointer */
 	if (has_key && (e = find_by_toast(&key)) != NULL)
 	{
+		report_if_rejected(e);
 		if (!e->complete)
 			complete_entry(e, raw);
 		return use_entry(e);
@@ -740,7 +766,9 @@ dmf_model_arg_lazy(FunctionCallInfo fcinfo, int argno, DmfModelAccess *access)
 	if (toast_key_of(raw, &key) && !value_is_compressed(raw))
 	{
 		e = find_by_toast(&key);
-		if (e == NULL)
+		if (e != NULL)
+			report_if_rejected(e);
+		else
 			e = lazy_entry(raw, &key);
 	}
 	if (e == NULL)
@@ -750,6 +778,7 @@ dmf_model_arg_lazy(FunctionCallInfo fcinfo, int argno, DmfModelAccess *access)
 		e = (CacheEntry *) ((char *) m - offsetof(CacheEntry, model));
 	}
 	access->slot = (int) (e - cache);
+	access->generation = e->generation;
 	access->source = raw;
 	return use_entry(e);
 }
@@ -763,7 +792,9 @@ dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k)
 	uint8	   *ok;
 	uint64		row = (uint64) e->model.dim * sizeof(float);
 
-	Assert(e->used && k >= 0 && k < s->n);
+	if (!e->used || e->generation != access->generation)
+		elog(ERROR, "dmf model cache entry %d is gone", access->slot);
+	Assert(k >= 0 && k < s->n);
 	if (e->complete)
 		return s->factors + (size_t) k * e->model.dim;
 	sec = &e->sections[user_side ? DMF_SECTION_USER_FACTORS : DMF_SECTION_ITEM_FACTORS];
@@ -776,9 +807,8 @@ dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k)
 
 		read_range(e, access->source, from, from + rows * row);
 		if (!dmf_factor_values_ok((const float *) (e->bytes + from), rows * e->model.dim))
-			report_decode_error(DMF_DECODE_CORRUPT,
-								psprintf("The %s factors are not unit vectors.",
-										 user_side ? "user" : "item"));
+			reject(e, psprintf("The %s factors are not unit vectors.",
+							   user_side ? "user" : "item"));
 		*ok = 1;
 	}
 	return (const float *) (e->bytes + sec->offset + (uint64) k * row);

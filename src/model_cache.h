@@ -42,6 +42,7 @@ const DmfModel *dmf_model_arg(FunctionCallInfo fcinfo, int argno);
 typedef struct DmfModelAccess
 {
 	int			slot;
+	uint64		generation;		/* of the slot's entry */
 	struct varlena *source;		/* the argument: where further pages come from */
 } DmfModelAccess;
 

@@ -76,7 +76,7 @@
 #define DMF_FORMAT_VERSION 2		/* what this build writes */
 #define DMF_FORMAT_VERSION_MIN 1	/* the oldest it reads */
 #define DMF_PAGE_SIZE 32768			/* what it writes; any power of two */
-#define DMF_MIN_PAGE_SIZE 4096		/* in this range is read */
+#define DMF_MIN_PAGE_SIZE 1024		/* in this range is read */
 #define DMF_MAX_PAGE_SIZE (1 << 20)
 #define DMF_HEADER_SIZE 128
 #define DMF_SECTION_ENTRY_SIZE 24

@@ -253,7 +253,7 @@ force_v2(const uint8_t *a, uint8_t *b, size_t len)
 	uint64_t	body_end = len - 4 * n_pages;
 	int			flips = 0;
 
-	if (page == 0 || 4 * n_pages >= len)
+	if (page == 0 || n_pages == 0 || 4 * n_pages > len - DMF_HEADER_SIZE)
 		die("the page layout is not valid");
 	for (uint64_t k = 0; k < n_pages; k++)
 	{

@@ -23,8 +23,10 @@
  * gives bytes that decode to the same model.
  *
  * The lazy reading of src/model_cache.c (header, page checksums, section
- * table, ids and settings, then factor rows) runs on every input too, and
- * where the full decode accepts a model the lazy one must agree with it.
+ * table, ids and levels, then blocks of factor rows) runs on every input
+ * too, on a copy holding only the pages it read (the rest uninitialised and
+ * poisoned for ASan), and where the full decode accepts a model the lazy one
+ * must agree with it.
  *
  * Any violated invariant calls abort(), which libFuzzer reports as a crash.
  */
@@ -505,18 +507,84 @@ check_roundtrip(const DmfModel *m)
 }
 
 /*
- * The steps of the lazy reader of src/model_cache.c on buf: they must stay
- * inside the buffer on any input, and agree with a full decode (full,
- * when ok) about the ids and the settings.
+ * The lazy reader of src/model_cache.c, replayed on a copy that holds only
+ * the pages it has read: the rest is never written (valgrind sees reads of
+ * it) and, under ASan, poisoned, so a step that touches a page it did not
+ * read is reported.
+ */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#endif
+#endif
+#ifndef POISON
+#define POISON(p, n) ((void) 0)
+#define UNPOISON(p, n) ((void) 0)
+#endif
+
+#define LAZY_FACTOR_BLOCK_ROWS 64	/* FACTOR_BLOCK_ROWS of model_cache.c */
+
+typedef struct LazyCopy
+{
+	uint8_t    *dst;
+	const uint8_t *src;
+	const DmfModel *peeked;
+	uint64_t	total;
+	uint64_t	body_end;
+} LazyCopy;
+
+/* read_range: the pages over [from, to) copied and checked; false if one fails */
+static bool
+lazy_read(LazyCopy *c, uint64_t from, uint64_t to)
+{
+	uint64_t	page = c->peeked->page_size;
+
+	CHECK(from >= DMF_HEADER_SIZE && to <= c->body_end, "lazy read outside the body");
+	if (from >= to)
+		return true;
+	for (uint64_t k = (from - DMF_HEADER_SIZE) / page; k <= (to - 1 - DMF_HEADER_SIZE) / page; k++)
+	{
+		uint64_t	start = DMF_HEADER_SIZE + k * page;
+		uint64_t	end = start + page < c->body_end ? start + page : c->body_end;
+
+		UNPOISON(c->dst + start, end - start);
+		memcpy(c->dst + start, c->src + start, end - start);
+		if (!dmf_model_page_ok(c->peeked, c->total, c->dst, c->dst + c->body_end, (uint32_t) k))
+			return false;
+	}
+	return true;
+}
+
+/* dmf_access_factor's block of rows around row k of a factor section */
+static bool
+lazy_factor_block(LazyCopy *c, const DmfSectionRef *sec, int32_t n, int32_t dim, int32_t k)
+{
+	uint64_t	row = (uint64_t) dim * 4;
+	uint64_t	first = (uint64_t) (k / LAZY_FACTOR_BLOCK_ROWS) * LAZY_FACTOR_BLOCK_ROWS;
+	uint64_t	rows = (uint64_t) n - first < LAZY_FACTOR_BLOCK_ROWS ? (uint64_t) n - first
+		: LAZY_FACTOR_BLOCK_ROWS;
+	uint64_t	from = sec->offset + first * row;
+
+	if (!lazy_read(c, from, from + rows * row))
+		return false;
+	return dmf_factor_values_ok((const float *) (c->dst + from), rows * dim);
+}
+
+/*
+ * The lazy reader's steps on buf: they must read only pages they fetched,
+ * and agree with a full decode (full, when ok) about ids and levels.
  */
 static void
 check_lazy(const uint8_t *buf, size_t len, const DmfModel *full, bool ok)
 {
 	DmfModel	m;
 	DmfSectionRef sec[DMF_SECTION_KIND_END];
-	uint64_t	total,
-				body_end;
+	uint64_t	total;
 	uint32_t	crc;
+	LazyCopy	c;
+	bool		good;
 
 	if (dmf_model_peek(buf, len, &m, &total, &crc, NULL, 0) != DMF_DECODE_OK ||
 		m.version < 2 || total != len)
@@ -524,42 +592,52 @@ check_lazy(const uint8_t *buf, size_t len, const DmfModel *full, bool ok)
 		CHECK(!ok || m.version < 2, "a decodable version 2 model fails the lazy peek");
 		return;
 	}
-	body_end = dmf_model_body_end(&m, total);
-	CHECK(body_end > DMF_HEADER_SIZE && body_end <= total, "body end");
-	if (!dmf_model_page_table_ok(&m, buf + body_end, crc))
-	{
-		CHECK(!ok, "a decodable model fails its page table");
-		return;
-	}
-	for (uint32_t k = 0; k < m.n_pages; k++)
-		CHECK(dmf_model_page_ok(&m, total, buf, buf + body_end, k) || !ok,
-			  "a decodable model fails page %u", (unsigned) k);
-	if (dmf_model_read_sections(buf, &m, total, sec, NULL, 0) != DMF_DECODE_OK ||
-		dmf_model_decode_ids(buf, sec, &m, NULL, 0) != DMF_DECODE_OK)
-	{
-		CHECK(!ok, "a decodable model fails the lazy decode");
-		return;
-	}
-	for (int kind = 1; kind < DMF_SECTION_KIND_END; kind++)
-		CHECK(!sec[kind].present ||
-			  (sec[kind].offset >= DMF_HEADER_SIZE &&
-			   sec[kind].offset + sec[kind].length <= body_end),
-			  "section %d outside the body", kind);
-	/* the factor rows, as the reader checks them block by block */
-	sink += dmf_factor_values_ok((const float *) (buf + sec[DMF_SECTION_USER_FACTORS].offset),
-								 sec[DMF_SECTION_USER_FACTORS].length / 4);
-	sink += dmf_factor_values_ok((const float *) (buf + sec[DMF_SECTION_ITEM_FACTORS].offset),
-								 sec[DMF_SECTION_ITEM_FACTORS].length / 4);
-	if (ok)
+	c.src = buf;
+	c.peeked = &m;
+	c.total = total;
+	c.body_end = dmf_model_body_end(&m, total);
+	CHECK(c.body_end > DMF_HEADER_SIZE && c.body_end <= total, "body end");
+	c.dst = malloc(len);		/* never cleared: unread pages stay uninitialised */
+	CHECK(c.dst != NULL, "out of memory");
+	POISON(c.dst, len);
+	UNPOISON(c.dst, DMF_HEADER_SIZE);
+	memcpy(c.dst, buf, DMF_HEADER_SIZE);
+	UNPOISON(c.dst + c.body_end, total - c.body_end);
+	memcpy(c.dst + c.body_end, buf + c.body_end, total - c.body_end);
+
+	good = dmf_model_page_table_ok(&m, c.dst + c.body_end, crc) &&
+		lazy_read(&c, DMF_HEADER_SIZE,
+				  c.body_end < DMF_HEADER_SIZE + DMF_MAX_SECTIONS * DMF_SECTION_ENTRY_SIZE ?
+				  c.body_end : DMF_HEADER_SIZE + DMF_MAX_SECTIONS * DMF_SECTION_ENTRY_SIZE) &&
+		dmf_model_read_sections(c.dst, &m, total, sec, NULL, 0) == DMF_DECODE_OK;
+	for (int kind = DMF_SECTION_USER_IDS; good && kind <= DMF_SECTION_QUANTIZER; kind++)
+		if ((kind == DMF_SECTION_USER_IDS || kind == DMF_SECTION_ITEM_IDS ||
+			 kind == DMF_SECTION_QUANTIZER) && sec[kind].present)
+			good = lazy_read(&c, sec[kind].offset, sec[kind].offset + sec[kind].length);
+	good = good && dmf_model_decode_ids(c.dst, sec, &m, NULL, 0) == DMF_DECODE_OK;
+	/* the first and the last factor of each side, as predictions read them */
+	if (good && m.users.n > 0)
+		good = lazy_factor_block(&c, &sec[DMF_SECTION_USER_FACTORS], m.users.n, m.dim, 0) &&
+			lazy_factor_block(&c, &sec[DMF_SECTION_USER_FACTORS], m.users.n, m.dim, m.users.n - 1);
+	if (good && m.items.n > 0)
+		good = lazy_factor_block(&c, &sec[DMF_SECTION_ITEM_FACTORS], m.items.n, m.dim, 0) &&
+			lazy_factor_block(&c, &sec[DMF_SECTION_ITEM_FACTORS], m.items.n, m.dim, m.items.n - 1);
+	CHECK(good || !ok, "a decodable model fails the lazy reader");
+	if (good && ok)
 	{
 		CHECK(m.users.n == full->users.n && m.items.n == full->items.n &&
-			  m.users.ids == full->users.ids && m.items.ids == full->items.ids &&
-			  m.n_levels == full->n_levels && m.levels == full->levels,
+			  memcmp(m.users.ids, full->users.ids, 8 * (size_t) m.users.n) == 0 &&
+			  memcmp(m.items.ids, full->items.ids, 8 * (size_t) m.items.n) == 0 &&
+			  m.n_levels == full->n_levels,
 			  "the lazy decode disagrees with the full one");
-		CHECK((const uint8_t *) full->users.factors == buf + sec[DMF_SECTION_USER_FACTORS].offset &&
-			  (const uint8_t *) full->items.factors == buf + sec[DMF_SECTION_ITEM_FACTORS].offset,
+		CHECK(sec[DMF_SECTION_USER_FACTORS].offset ==
+			  (uint64_t) ((const uint8_t *) full->users.factors - buf) &&
+			  sec[DMF_SECTION_ITEM_FACTORS].offset ==
+			  (uint64_t) ((const uint8_t *) full->items.factors - buf),
 			  "the lazy factor sections are not the full decode's");
 	}
+	UNPOISON(c.dst, len);
+	free(c.dst);
 }
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -8,8 +8,9 @@
  *
  * Each model is written three times, with the harness's mode byte 0 (raw),
  * 1 (recompute the CRCs) and 3 (also the total size) in front, and so are
- * two variants of it: cut into 4 kB pages (several pages in a small seed),
- * and in format version 1, which this build still reads.  Every model is
+ * two variants of it: cut into pages of the smallest size a reader accepts
+ * (several pages in a small seed), and in format version 1, which this
+ * build still reads.  Every model is
  * decoded back before it is written: a seed that does not decode is an
  * encoder bug (or a reader that lost version 1), and the generator fails.
  */
@@ -179,6 +180,7 @@ int
 main(int argc, char **argv)
 {
 	int			written = 0;
+	int			multi_page = 0; /* small-page variants with more than one page */
 
 	if (argc != 2)
 	{
@@ -267,11 +269,11 @@ main(int argc, char **argv)
 		}
 		for (int variant = 0; variant < 3; variant++)
 		{
-			static const char *const suffix[] = {"", "_p4k", "_v1"};
+			static const char *const suffix[] = {"", "_small_pages", "_v1"};
 			char		name[128];
 			size_t		vlen = (size_t) size;
 			uint8_t    *v = variant == 0 ? bytes :
-				variant == 1 ? fuzz_repage(bytes, (size_t) size, 4096, &vlen) :
+				variant == 1 ? fuzz_repage(bytes, (size_t) size, DMF_MIN_PAGE_SIZE, &vlen) :
 				fuzz_as_v1(bytes, (size_t) size, &vlen);
 
 			if (v == NULL ||
@@ -282,8 +284,12 @@ main(int argc, char **argv)
 			{
 				fprintf(stderr, "gen_seeds: variant %s of seed %s does not decode to it: %s\n",
 						suffix[variant], sp->name, v == NULL ? "not made" : detail);
+				if (v != bytes)
+					free(v);
 				return 1;
 			}
+			if (variant == 1 && back.n_pages > 1)
+				multi_page++;
 			snprintf(name, sizeof(name), "%s%s", sp->name, suffix[variant]);
 			write_seed(argv[1], name, 0, v, vlen);
 			write_seed(argv[1], name, 1, v, vlen);
@@ -309,6 +315,11 @@ main(int argc, char **argv)
 		free(m.user_branch.params);
 		free(m.item_branch.params);
 	}
-	printf("%d seeds written to %s\n", written, argv[1]);
+	if (multi_page == 0)
+	{
+		fprintf(stderr, "gen_seeds: no seed spans several pages: page arithmetic goes unfuzzed\n");
+		return 1;
+	}
+	printf("%d seeds written to %s (%d models over several pages)\n", written, argv[1], multi_page);
 	return 0;
 }
