@@ -25,17 +25,21 @@ dmf_factor_is_zero(const float *f, int dim)
  * the order of the additions explicit, so the loop runs as vector
  * instructions without reassociating anything (one chain of dependent
  * double adds is what made a prediction slow), and every instruction set
- * adds in the same order.
+ * adds in the same order.  The eight lanes are two vectors of four: a
+ * vector of eight doubles is wider than AVX2's registers, and GCC lowers
+ * it through the stack, which cost more than the arithmetic.  (A product
+ * of two floats is exact in double, so fused or not, every lane rounds the
+ * same way.)
  */
-typedef float DmfFloat8 __attribute__((vector_size(32)));
-typedef double DmfDouble8 __attribute__((vector_size(64)));
+typedef float DmfFloat4 __attribute__((vector_size(16)));
+typedef double DmfDouble4 __attribute__((vector_size(32)));
 
 DMF_INLINE void
 cosine_sums_impl(const float *u, const float *v, int dim, double *sums)
 {
-	DmfDouble8	uu = {0},
-				vv = {0},
-				uv = {0};
+	DmfDouble4	uu[2] = {{0}},
+				vv[2] = {{0}},
+				uv[2] = {{0}};
 	double		tail_uu = 0.0,
 				tail_vv = 0.0,
 				tail_uv = 0.0;
@@ -43,18 +47,21 @@ cosine_sums_impl(const float *u, const float *v, int dim, double *sums)
 
 	for (; j + 8 <= dim; j += 8)
 	{
-		DmfFloat8	uf,
-					vf;
-		DmfDouble8	a,
-					b;
+		for (int h = 0; h < 2; h++)
+		{
+			DmfFloat4	uf,
+						vf;
+			DmfDouble4	a,
+						b;
 
-		memcpy(&uf, u + j, sizeof(uf));
-		memcpy(&vf, v + j, sizeof(vf));
-		a = __builtin_convertvector(uf, DmfDouble8);
-		b = __builtin_convertvector(vf, DmfDouble8);
-		uu += a * a;
-		vv += b * b;
-		uv += a * b;
+			memcpy(&uf, u + j + 4 * h, sizeof(uf));
+			memcpy(&vf, v + j + 4 * h, sizeof(vf));
+			a = __builtin_convertvector(uf, DmfDouble4);
+			b = __builtin_convertvector(vf, DmfDouble4);
+			uu[h] += a * a;
+			vv[h] += b * b;
+			uv[h] += a * b;
+		}
 	}
 	for (; j < dim; j++)
 	{
@@ -67,9 +74,9 @@ cosine_sums_impl(const float *u, const float *v, int dim, double *sums)
 	sums[2] = tail_uv;
 	for (int l = 0; l < 8; l++)
 	{
-		sums[0] += uu[l];
-		sums[1] += vv[l];
-		sums[2] += uv[l];
+		sums[0] += uu[l / 4][l % 4];
+		sums[1] += vv[l / 4][l % 4];
+		sums[2] += uv[l / 4][l % 4];
 	}
 }
 
