@@ -66,14 +66,10 @@ dmf_malloc_or_die(size_t size, bool zero)
  */
 #define DMF_INLINE static inline __attribute__((always_inline))
 
+#define DMF_ARGS(...) __VA_ARGS__
+
 #if defined(__x86_64__) && defined(__GNUC__)
-#define DMF_KERNEL(name, params, args) \
-	__attribute__((target("avx512f"))) static void name##_avx512 params \
-	{ name##_impl args; } \
-	__attribute__((target("avx2,fma"))) static void name##_avx2 params \
-	{ name##_impl args; } \
-	static void name##_generic params { name##_impl args; } \
-	typedef void (*name##_fn) params; \
+#define DMF_KERNEL_PICK(name) \
 	static name##_fn name##_pick(void) \
 	{ \
 		__builtin_cpu_init(); \
@@ -83,9 +79,35 @@ dmf_malloc_or_die(size_t size, bool zero)
 			return name##_avx2; \
 		return name##_generic; \
 	}
+#define DMF_KERNEL(name, params, args) \
+	__attribute__((target("avx512f"))) static void name##_avx512 params \
+	{ name##_impl args; } \
+	__attribute__((target("avx2,fma"))) static void name##_avx2 params \
+	{ name##_impl args; } \
+	static void name##_generic params { name##_impl args; } \
+	typedef void (*name##_fn) params; \
+	DMF_KERNEL_PICK(name)
+/*
+ * The same for a kernel written for vectors of a width its first argument
+ * gives, a constant: 16 floats (one AVX-512 register) where the CPU has
+ * AVX-512, else 8 (one AVX2 register).  GCC lowers a vector wider than the
+ * target's registers through the stack, which costs more than the work.
+ */
+#define DMF_KERNEL_LANES(name, params, args) \
+	__attribute__((target("avx512f"))) static void name##_avx512 params \
+	{ name##_impl(16, DMF_ARGS args); } \
+	__attribute__((target("avx2,fma"))) static void name##_avx2 params \
+	{ name##_impl(8, DMF_ARGS args); } \
+	static void name##_generic params { name##_impl(8, DMF_ARGS args); } \
+	typedef void (*name##_fn) params; \
+	DMF_KERNEL_PICK(name)
 #else
 #define DMF_KERNEL(name, params, args) \
 	static void name##_generic params { name##_impl args; } \
+	typedef void (*name##_fn) params; \
+	static name##_fn name##_pick(void) { return name##_generic; }
+#define DMF_KERNEL_LANES(name, params, args) \
+	static void name##_generic params { name##_impl(8, DMF_ARGS args); } \
 	typedef void (*name##_fn) params; \
 	static name##_fn name##_pick(void) { return name##_generic; }
 #endif
@@ -95,30 +117,35 @@ dmf_malloc_or_die(size_t size, bool zero)
  * the additions is fixed by the lanes, so the loop runs as vector
  * instructions on every instruction set without reassociating anything; a
  * plain loop is one chain of dependent adds, which the compiler may not
- * vectorize.  Use it inside DMF_KERNELs.
+ * vectorize.  The lanes are two vectors of eight, the width of an AVX2
+ * register (see DMF_KERNEL_LANES).  Use it inside DMF_KERNELs.
  */
 typedef float DmfFloat16 __attribute__((vector_size(64)));
+typedef float DmfFloat8 __attribute__((vector_size(32)));
 
 DMF_INLINE float
 dmf_dot(const float *a, const float *b, int n)
 {
-	DmfFloat16	acc = {0};
+	DmfFloat8	acc[2] = {{0}};
 	float		sum = 0.0f;
 	int			j = 0;
 
 	for (; j + 16 <= n; j += 16)
 	{
-		DmfFloat16	x,
-					y;
+		for (int h = 0; h < 2; h++)
+		{
+			DmfFloat8	x,
+						y;
 
-		memcpy(&x, a + j, sizeof(x));
-		memcpy(&y, b + j, sizeof(y));
-		acc += x * y;
+			memcpy(&x, a + j + 8 * h, sizeof(x));
+			memcpy(&y, b + j + 8 * h, sizeof(y));
+			acc[h] += x * y;
+		}
 	}
 	for (; j < n; j++)
 		sum += a[j] * b[j];
 	for (int l = 0; l < 16; l++)
-		sum += acc[l];
+		sum += acc[l / 8][l % 8];
 	return sum;
 }
 

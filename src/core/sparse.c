@@ -113,23 +113,127 @@ dmf_csr_free(DmfCsr *m)
 }
 
 /*
- * The width of the first layer goes in chunks of SPARSE_CHUNK floats held in
- * vector registers (8 AVX-512 registers): the forward pass sums a row's
- * output chunk in registers over all the row's entries instead of loading
- * and storing it at each entry, and the backward pass keeps the row's
- * gradient chunk in registers while it adds it to each entry's row of dW.
- * Every element adds the same terms in the same order as one at a time, so
- * the results are the same to the bit.
+ * The width of the first layer goes in chunks of SPARSE_VECTORS vectors of
+ * `lanes` floats held in registers (16 lanes with AVX-512, 8 with AVX2 or
+ * less: DMF_KERNEL_LANES): the forward pass sums a row's output chunk in
+ * registers over all the row's entries instead of loading and storing it
+ * at each entry, and the backward pass keeps the row's gradient chunk in
+ * registers while it adds it to each entry's row of dW.  Every element
+ * adds the same terms in the same order as one at a time, so the results
+ * are the same to the bit whatever the width.
  */
 #define SPARSE_VECTORS 8
-#define SPARSE_CHUNK (16 * SPARSE_VECTORS)
+
+/* o[0 .. SPARSE_VECTORS * lanes) = sum over the kept entries of (a val + c) W[col, j0 ..] */
+DMF_INLINE void
+forward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t *skip,
+			  float a, float c, const float *W, int width, int j0, float *o)
+{
+	if (lanes == 16)
+	{
+		DmfFloat16	acc[SPARSE_VECTORS];
+
+		memset(acc, 0, sizeof(acc));
+		for (int64_t k = lo; k < hi; k++)
+		{
+			const float *w = W + (size_t) x->col[k] * width + j0;
+			float		v = a * x->val[k] + c;
+
+			if (skip && skip[k])
+				continue;
+			for (int q = 0; q < SPARSE_VECTORS; q++)
+			{
+				DmfFloat16	wq;
+
+				memcpy(&wq, w + 16 * q, sizeof(wq));
+				acc[q] += v * wq;
+			}
+		}
+		memcpy(o, acc, sizeof(acc));
+	}
+	else
+	{
+		DmfFloat8	acc[SPARSE_VECTORS];
+
+		memset(acc, 0, sizeof(acc));
+		for (int64_t k = lo; k < hi; k++)
+		{
+			const float *w = W + (size_t) x->col[k] * width + j0;
+			float		v = a * x->val[k] + c;
+
+			if (skip && skip[k])
+				continue;
+			for (int q = 0; q < SPARSE_VECTORS; q++)
+			{
+				DmfFloat8	wq;
+
+				memcpy(&wq, w + 8 * q, sizeof(wq));
+				acc[q] += v * wq;
+			}
+		}
+		memcpy(o, acc, sizeof(acc));
+	}
+}
+
+/* dW[col, j0 .. + SPARSE_VECTORS * lanes) += s (a val + c) d over the kept entries */
+DMF_INLINE void
+backward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t *skip,
+			   float s, float a, float c, const float *d, int width, int j0, float *dW)
+{
+	if (lanes == 16)
+	{
+		DmfFloat16	dq[SPARSE_VECTORS];
+
+		memcpy(dq, d, sizeof(dq));
+		for (int64_t k = lo; k < hi; k++)
+		{
+			float	   *g = dW + (size_t) x->col[k] * width + j0;
+			float		v = s * (a * x->val[k] + c);
+
+			if (skip && skip[k])
+				continue;
+			for (int q = 0; q < SPARSE_VECTORS; q++)
+			{
+				DmfFloat16	gq;
+
+				memcpy(&gq, g + 16 * q, sizeof(gq));
+				gq += v * dq[q];
+				memcpy(g + 16 * q, &gq, sizeof(gq));
+			}
+		}
+	}
+	else
+	{
+		DmfFloat8	dq[SPARSE_VECTORS];
+
+		memcpy(dq, d, sizeof(dq));
+		for (int64_t k = lo; k < hi; k++)
+		{
+			float	   *g = dW + (size_t) x->col[k] * width + j0;
+			float		v = s * (a * x->val[k] + c);
+
+			if (skip && skip[k])
+				continue;
+			for (int q = 0; q < SPARSE_VECTORS; q++)
+			{
+				DmfFloat8	gq;
+
+				memcpy(&gq, g + 8 * q, sizeof(gq));
+				gq += v * dq[q];
+				memcpy(g + 8 * q, &gq, sizeof(gq));
+			}
+		}
+	}
+}
 
 DMF_INLINE void
-sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
+sparse_forward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 					const uint8_t *skip, const DmfInputCoding *coding,
 					const float *W, const float *bias, int width, float *out,
 					float *scale, float *enc_a, float *enc_c)
 {
+	int			chunk = SPARSE_VECTORS * lanes;
+
 	for (int r = 0; r < nb; r++)
 	{
 		int32_t		row = rows[r];
@@ -166,30 +270,8 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 		enc_a[r] = a;
 		enc_c[r] = c;
 
-		for (j0 = 0; j0 + SPARSE_CHUNK <= width; j0 += SPARSE_CHUNK)
-		{
-			DmfFloat16	acc[SPARSE_VECTORS];
-
-			memset(acc, 0, sizeof(acc));
-			for (int64_t k = lo; k < hi; k++)
-			{
-				const float *w;
-				float		v;
-
-				if (skip && skip[k])
-					continue;
-				w = W + (size_t) x->col[k] * width + j0;
-				v = a * x->val[k] + c;
-				for (int q = 0; q < SPARSE_VECTORS; q++)
-				{
-					DmfFloat16	wq;
-
-					memcpy(&wq, w + 16 * q, sizeof(wq));
-					acc[q] += v * wq;
-				}
-			}
-			memcpy(o + j0, acc, sizeof(acc));
-		}
+		for (j0 = 0; j0 + chunk <= width; j0 += chunk)
+			forward_chunk(lanes, x, lo, hi, skip, a, c, W, width, j0, o + j0);
 		if (j0 < width)
 		{
 			/* the rest of the width, element by element */
@@ -213,11 +295,13 @@ sparse_forward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 }
 
 DMF_INLINE void
-sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
+sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 					 const uint8_t *skip, const float *scale,
 					 const float *enc_a, const float *enc_c,
 					 const float *dout, int width, float *dW)
 {
+	int			chunk = SPARSE_VECTORS * lanes;
+
 	for (int r = 0; r < nb; r++)
 	{
 		int32_t		row = rows[r];
@@ -229,30 +313,9 @@ sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 
 		if (s == 0.0f)
 			continue;
-		for (j0 = 0; j0 + SPARSE_CHUNK <= width; j0 += SPARSE_CHUNK)
-		{
-			DmfFloat16	dq[SPARSE_VECTORS];
-
-			memcpy(dq, d + j0, sizeof(dq));
-			for (int64_t k = lo; k < hi; k++)
-			{
-				float	   *g;
-				float		v;
-
-				if (skip && skip[k])
-					continue;
-				g = dW + (size_t) x->col[k] * width + j0;
-				v = s * (enc_a[r] * x->val[k] + enc_c[r]);
-				for (int q = 0; q < SPARSE_VECTORS; q++)
-				{
-					DmfFloat16	gq;
-
-					memcpy(&gq, g + 16 * q, sizeof(gq));
-					gq += v * dq[q];
-					memcpy(g + 16 * q, &gq, sizeof(gq));
-				}
-			}
-		}
+		for (j0 = 0; j0 + chunk <= width; j0 += chunk)
+			backward_chunk(lanes, x, lo, hi, skip, s, enc_a[r], enc_c[r], d + j0,
+						   width, j0, dW);
 		for (int64_t k = lo; k < hi && j0 < width; k++)
 		{
 			float	   *restrict g;
@@ -269,17 +332,17 @@ sparse_backward_impl(const DmfCsr *x, const int32_t *rows, int nb,
 	}
 }
 
-DMF_KERNEL(sparse_forward,
-		   (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
-			const DmfInputCoding *coding, const float *W, const float *bias,
-			int width, float *out, float *scale, float *enc_a, float *enc_c),
-		   (x, rows, nb, skip, coding, W, bias, width, out, scale, enc_a, enc_c))
+DMF_KERNEL_LANES(sparse_forward,
+				 (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
+				  const DmfInputCoding *coding, const float *W, const float *bias,
+				  int width, float *out, float *scale, float *enc_a, float *enc_c),
+				 (x, rows, nb, skip, coding, W, bias, width, out, scale, enc_a, enc_c))
 
-DMF_KERNEL(sparse_backward,
-		   (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
-			const float *scale, const float *enc_a, const float *enc_c,
-			const float *dout, int width, float *dW),
-		   (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, dW))
+DMF_KERNEL_LANES(sparse_backward,
+				 (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
+				  const float *scale, const float *enc_a, const float *enc_c,
+				  const float *dout, int width, float *dW),
+				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, dW))
 
 void
 dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
