@@ -8,6 +8,8 @@ CREATE SCHEMA dmf_perf;
 CREATE TABLE dmf_perf.raw (user_id bigint, item_id bigint, rating float8, ts bigint);
 CREATE TABLE dmf_perf.ratings (user_id bigint NOT NULL, item_id bigint NOT NULL, rating float8 NOT NULL);
 CREATE TABLE dmf_perf.models (name text PRIMARY KEY, model bytea);
+-- out of line and uncompressed, as the README advises: a first prediction reads only what it needs
+ALTER TABLE dmf_perf.models ALTER model SET STORAGE EXTERNAL;
 
 -- one row per dmf_train call: wall clock, peak memory of the backend, dmf_info, or the error
 CREATE TABLE dmf_perf.runs (
