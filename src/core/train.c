@@ -507,6 +507,37 @@ block_gather(Training *t, int64_t lo, int64_t np, int *nbu, int *nbi)
  * pred = u.v / (|u||v|);  d pred / d u = v/(|u||v|) - pred u/|u|^2
  * Loss is the mean squared error over the block's ratings.
  */
+#define DOT_GROUP 8
+
+/*
+ * The dot products u.v of pairs p0 .. p0 + n - 1 (n <= DOT_GROUP), each
+ * summed in order of j as one chain of float additions.  One chain waits
+ * on its own previous addition; DOT_GROUP pairs' chains side by side keep
+ * the adder busy, and each still adds the same terms in the same order.
+ */
+static void
+group_dots(const Training *t, int64_t p0, int n, const float *U, const float *V,
+		   float *dots)
+{
+	const float *u[DOT_GROUP];
+	const float *v[DOT_GROUP];
+	float		acc[DOT_GROUP];
+
+	for (int l = 0; l < DOT_GROUP; l++)
+	{
+		/* a short group repeats its first pair in the spare lanes */
+		int64_t		p = p0 + (l < n ? l : 0);
+
+		u[l] = U + (size_t) t->pair_u[p] * t->dim;
+		v[l] = V + (size_t) t->pair_i[p] * t->dim;
+		acc[l] = 0.0f;
+	}
+	for (int j = 0; j < t->dim; j++)
+		for (int l = 0; l < DOT_GROUP; l++)
+			acc[l] += u[l][j] * v[l][j];
+	memcpy(dots, acc, sizeof(float) * n);
+}
+
 static double
 block_loss(Training *t, int64_t np, const float *U, const float *V)
 {
@@ -514,6 +545,7 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
 	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
 	double		block_se = 0.0;
+	float		dots[DOT_GROUP];
 
 	for (int64_t p = 0; p < np; p++)
 	{
@@ -524,16 +556,16 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 		float	   *du = t->dU + (size_t) a * dim;
 		float	   *dv = t->dV + (size_t) c * dim;
 		float		nn = t->unorm[a] * t->vnorm[c];
-		float		dot = 0.0f;
 		float		pred,
 					err,
 					g,
 					gu_self,
 					gv_self;
 
-		for (int j = 0; j < dim; j++)
-			dot += u[j] * v[j];
-		pred = dot / nn;
+		/* the gradients below change dU and dV, never U or V: dots can run ahead */
+		if (p % DOT_GROUP == 0)
+			group_dots(t, p, (int) (np - p < DOT_GROUP ? np - p : DOT_GROUP), U, V, dots);
+		pred = dots[p % DOT_GROUP] / nn;
 		if (t->quantizing)
 		{
 			/* through G: d loss / d cos = 2 err G'(x) half */
