@@ -102,3 +102,45 @@ dmf_split_holdout(int64_t n, const int64_t *user_id, const int64_t *item_id,
 	held->rating = train->rating + t;
 	dmf_free(by_rank);
 }
+
+int64_t
+dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
+				 int32_t n_users, int32_t n_items, int encoding,
+				 double rating_min, double rating_max,
+				 DmfCsr *user_rows, DmfCsr *item_rows, int64_t *dup_index,
+				 int64_t *user_pos, int64_t *item_pos)
+{
+	int64_t		n = 0,
+				pos = 0,
+				dups;
+	int32_t    *u;
+	int32_t    *i;
+	float	   *x;
+
+	for (int p = 0; p < n_parts; p++)
+		n += parts[p]->n;
+	u = dmf_alloc(sizeof(int32_t) * (size_t) (n + 1));
+	i = dmf_alloc(sizeof(int32_t) * (size_t) (n + 1));
+	x = dmf_alloc(sizeof(float) * (size_t) (n + 1));
+	for (int p = 0; p < n_parts; p++)
+	{
+		const DmfTriples *t = parts[p];
+
+		for (int64_t k = 0; k < t->n; k++, pos++)
+		{
+			u[pos] = t->user[k];
+			i[pos] = t->item[k];
+			x[pos] = t->rating[k];
+		}
+	}
+	dups = dmf_csr_build(user_rows, n_users, n_items, n, u, i, x, dup_index,
+						 user_pos);
+	if (dups == 0)
+		dmf_csr_build(item_rows, n_items, n_users, n, i, u, x, NULL, item_pos);
+	else
+		memset(item_rows, 0, sizeof(*item_rows));
+	dmf_free(u);
+	dmf_free(i);
+	dmf_free(x);
+	return dups;
+}

@@ -1,9 +1,9 @@
 /*
  * prepare.h
  *	  From the rows of a ratings table to a training set: dense indices for
- *	  ids, and the held-out rows.  (The rating scale is in encoding.h, the
- *	  levels in levels.h, duplicate pairs are found as the inputs are built:
- *	  dmf_build_inputs in train.h.)
+ *	  ids, the held-out rows, and the branches' input matrices (where
+ *	  duplicate pairs are found).  (The rating scale is in encoding.h, the
+ *	  levels in levels.h.)
  */
 #ifndef DMF_PREPARE_H
 #define DMF_PREPARE_H
@@ -37,5 +37,19 @@ void		dmf_split_holdout(int64_t n, const int64_t *user_id, const int64_t *item_i
 							  const DmfRatingScale *scale, const int64_t *rank,
 							  uint64_t seed, double fraction,
 							  DmfTriples *train, DmfTriples *held);
+
+/*
+ * Builds the input matrices of both branches from triples (the user rows
+ * over n_items columns, the item rows over n_users columns), with encoded
+ * inputs.  Returns the number of duplicate pairs (see dmf_csr_build).
+ * user_pos/item_pos (may be NULL) receive each triple's entry in either
+ * matrix, parts numbered one after the other.
+ */
+int64_t		dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
+							 int32_t n_users, int32_t n_items, int encoding,
+							 double rating_min, double rating_max,
+							 DmfCsr *user_rows, DmfCsr *item_rows,
+							 int64_t *dup_index,
+							 int64_t *user_pos, int64_t *item_pos);
 
 #endif

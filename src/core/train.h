@@ -129,18 +129,4 @@ void		dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 							DmfTrainResult *result);
 
 
-/*
- * Builds the input matrices of both branches from triples (the user rows
- * over n_items columns, the item rows over n_users columns), with encoded
- * inputs.  Returns the number of duplicate pairs (see dmf_csr_build).
- * user_pos/item_pos (may be NULL) receive each triple's entry in either
- * matrix, parts numbered one after the other.
- */
-int64_t		dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
-							 int32_t n_users, int32_t n_items, int encoding,
-							 double rating_min, double rating_max,
-							 DmfCsr *user_rows, DmfCsr *item_rows,
-							 int64_t *dup_index,
-							 int64_t *user_pos, int64_t *item_pos);
-
 #endif

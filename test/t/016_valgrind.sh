@@ -47,7 +47,7 @@ gcc "${cflags[@]}" "$DMF_ROOT/test/unit/test_numeric.c" "$src/sparse.c" "$src/ne
     "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/score.c" "$src/adam.c" "$src/levels.c" "$src/prepare.c" -lopenblas -lm -lpthread -o "$work/test_numeric"
 gcc "${cflags[@]}" "$DMF_ROOT/test/unit/train_small.c" "$src/train.c" "$src/network.c" \
     "$src/sparse.c" "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/adam.c" \
-    "$src/block_sides.c" "$src/dmfd.c" "$src/fold_choice.c" \
+    "$src/block_sides.c" "$src/dmfd.c" "$src/fold_choice.c" "$src/prepare.c" \
     -lopenblas -lm -lpthread -o "$work/train_small"
 
 # vg NAME COMMAND...: run under memcheck, fail on any error it reports
