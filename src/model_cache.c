@@ -746,12 +746,14 @@ dmf_model_shippable(DmfModelRef ref)
 
 /* ---- single factors of a model, read lazily ---- */
 
+/* Whether the value a TOAST key names is stored compressed. */
 static bool
-value_is_compressed(struct varlena *v)
+key_is_compressed(const ToastKey *key)
 {
 	struct varatt_external ext;
 
-	VARATT_EXTERNAL_GET_POINTER(ext, v);
+	ext.va_rawsize = key->rawsize;
+	ext.va_extinfo = key->extinfo;
 	return VARATT_EXTERNAL_IS_COMPRESSED(ext);
 }
 
@@ -763,7 +765,7 @@ dmf_model_arg_lazy(FunctionCallInfo fcinfo, int argno, DmfModelAccess *access)
 	CacheEntry *e = NULL;
 
 	/* a compressed value has no slices cheaper than the whole */
-	if (toast_key_of(raw, &key) && !value_is_compressed(raw))
+	if (toast_key_of(raw, &key) && !key_is_compressed(&key))
 	{
 		e = find_by_toast(&key);
 		if (e != NULL)

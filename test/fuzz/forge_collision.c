@@ -70,17 +70,6 @@ get_u64(const uint8_t *p)
 	return v;
 }
 
-static uint32_t
-crc_of(const uint8_t *p, size_t n)
-{
-	pg_crc32c	crc;
-
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, p, n);
-	FIN_CRC32C(crc);
-	return (uint32_t) crc;
-}
-
 /* A section through the table documented in model_format.h. */
 static void
 find_section(const uint8_t *buf, size_t len, uint32_t kind, const char *name,
@@ -157,13 +146,13 @@ force_crc(uint8_t *b, size_t start, size_t n, const uint64_t *cand, uint32_t wan
 	}
 
 	/* what each free bit alone does to the CRC (affine: XOR the base out) */
-	have = crc_of(b + start, n);
+	have = fuzz_crc32c(b + start, n);
 	for (int c = 0; c < N_FREE * 8; c++)
 	{
 		uint8_t    *p = b + cand[c / 8];
 
 		*p ^= (uint8_t) (1u << (c % 8));
-		delta[c] = crc_of(b + start, n) ^ have;
+		delta[c] = fuzz_crc32c(b + start, n) ^ have;
 		*p ^= (uint8_t) (1u << (c % 8));
 	}
 
@@ -204,8 +193,8 @@ force_crc(uint8_t *b, size_t start, size_t n, const uint64_t *cand, uint32_t wan
 	for (int c = 0; c < N_FREE * 8; c++)
 		if (flips & (UINT64_C(1) << c))
 			b[cand[c / 8]] ^= (uint8_t) (1u << (c % 8));
-	if (crc_of(b + start, n) != want)
-		die("the forced CRC %08x is not %08x", (unsigned) crc_of(b + start, n),
+	if (fuzz_crc32c(b + start, n) != want)
+		die("the forced CRC %08x is not %08x", (unsigned) fuzz_crc32c(b + start, n),
 			(unsigned) want);
 	for (int j = 0; j < N_FREE; j++)
 	{
@@ -325,7 +314,7 @@ main(int argc, char **argv)
 		die("the header's total size is not the file's %zu bytes", len);
 	want = get_u32(a + FUZZ_H_PAYLOAD_CRC);
 	memcpy(&version, a + H_VERSION, 2);
-	if (version == 1 && crc_of(a + DMF_HEADER_SIZE, len - DMF_HEADER_SIZE) != want)
+	if (version == 1 && fuzz_crc32c(a + DMF_HEADER_SIZE, len - DMF_HEADER_SIZE) != want)
 		die("model A's own payload CRC does not match its header");
 	if (version != 1 && version != 2)
 		die("format version %u is not known here", (unsigned) version);
