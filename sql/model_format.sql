@@ -9,7 +9,7 @@ SELECT dmf_info('not a model at all, just some text that is long enough'::bytea)
 SELECT dmf_predict(substring(model FROM 1 FOR 128), 1, 1) FROM models WHERE name = 'base';
 \set VERBOSITY default
 -- a future format version (bytes 5-6, little-endian)
-SELECT dmf_predict(set_byte(model, 4, 3), 1, 1) FROM models WHERE name = 'base';
+SELECT dmf_predict(set_byte(model, 4, 4), 1, 1) FROM models WHERE name = 'base';
 -- a flipped payload byte
 SELECT dmf_predict(set_byte(model, 5000, get_byte(model, 5000) # 1), 1, 1) FROM models WHERE name = 'base';
 -- the magic of another format
@@ -129,3 +129,45 @@ SELECT dmf_predict(model, 1, 1) FROM stored_models WHERE name = 'bad_table';
 -- the intact model, read lazily in the same backend, is unaffected
 SELECT dmf_predict(s.model, 1, 200) = dmf_predict(m.model, 1, 200) AS intact_equal
 FROM stored_models s, models m WHERE s.name = 'intact' AND m.name = 'base';
+
+-- "storage": "bfloat16" (format version 3): weights and factors in 16 bits,
+-- who rated what in 16-bit item positions; about half the size. The same
+-- training (deterministic: one thread, same seed) as 'base', only stored
+-- compact, so every difference below is rounding.
+INSERT INTO models SELECT 'compact', dmf_train('ratings_train', options => test_options('{"storage": "bfloat16"}'));
+SELECT dmf_info(c.model) ->> 'storage' AS storage, dmf_info(c.model) ->> 'format_version' AS version,
+       dmf_info(b.model) ->> 'storage' AS base_storage,
+       round(length(c.model)::numeric / length(b.model), 2) AS size_ratio,
+       dmf_info(c.model) -> 'rated_pairs' = dmf_info(b.model) -> 'rated_pairs' AS same_rated
+FROM models c, models b WHERE c.name = 'compact' AND b.name = 'base';
+-- predictions move by rounding only: far below the model's error
+SELECT count(*) AS pairs,
+       max(abs(dmf_predict(c.model, t.user_id, t.item_id) - dmf_predict(b.model, t.user_id, t.item_id))) < 0.01 AS close,
+       max(abs(dmf_predict(c.model, t.user_id, t.item_id) - dmf_predict(b.model, t.user_id, t.item_id))) > 0 AS rounded
+FROM ratings_test t, models c, models b WHERE c.name = 'compact' AND b.name = 'base';
+SELECT abs(c.rmse - b.rmse) < 0.001 AS same_rmse, c.n = b.n AS same_n
+FROM dmf_evaluate((SELECT model FROM models WHERE name = 'compact'), 'ratings_test') c,
+     dmf_evaluate((SELECT model FROM models WHERE name = 'base'), 'ratings_test') b;
+-- recommendations leave out exactly the rated items, as the base model's do
+SELECT count(*) FILTER (WHERE r.item_id IN (SELECT item_id FROM ratings_train WHERE user_id = 5)) AS rated_recommended,
+       count(*) AS recommended,
+       (SELECT count(*) FROM dmf_recommend((SELECT model FROM models WHERE name = 'base'), 5, 1000)) AS base_recommended
+FROM dmf_recommend((SELECT model FROM models WHERE name = 'compact'), 5, 1000) r;
+-- a refresh keeps the storage; new users get factors as in a float32 model
+SELECT dmf_info(m) ->> 'storage' AS storage, dmf_info(m) ->> 'format_version' AS version,
+       (dmf_info(m) ->> 'users')::int AS users
+FROM (SELECT dmf_refresh(model, 'ratings') AS m FROM models WHERE name = 'compact') s;
+-- read lazily, a compact model answers as read whole
+INSERT INTO stored_models SELECT 'compact', model FROM models WHERE name = 'compact';
+INSERT INTO stored_models SELECT 'compact_whole', model FROM models WHERE name = 'compact';
+\c
+SELECT dmf_info(model) ->> 'users' AS users FROM stored_models WHERE name = 'compact_whole';
+SELECT count(*) AS pairs, count(p) AS predicted,
+       count(*) FILTER (WHERE p IS NOT DISTINCT FROM dmf_predict(w.model, u, i)
+                          AND uf IS NOT DISTINCT FROM dmf_user_factor(w.model, u)
+                          AND itf IS NOT DISTINCT FROM dmf_item_factor(w.model, i)) AS equal
+FROM (SELECT u, i, dmf_predict(s.model, u, i) AS p, dmf_user_factor(s.model, u) AS uf,
+             dmf_item_factor(s.model, i) AS itf
+      FROM stored_models s, generate_series(0, 301) u, generate_series(0, 201) i
+      WHERE s.name = 'compact') lazy, stored_models w
+WHERE w.name = 'compact_whole';

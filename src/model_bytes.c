@@ -78,6 +78,8 @@ dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
 				 errmsg("the new dmf model is not valid"),
 				 errdetail("%s", detail),
 				 errhint("The weights it came from may be corrupt or diverged: retrain the model.")));
+	if (check.widened != NULL)
+		pfree(check.widened);
 
 	out = MemoryContextAllocExtended(result_cxt, VARHDRSZ + size, MCXT_ALLOC_HUGE);
 	SET_VARSIZE(out, VARHDRSZ + size);

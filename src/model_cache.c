@@ -73,6 +73,7 @@ typedef struct CacheEntry
 	uint8	   *page_read;		/* per page: read and checked */
 	DmfSectionRef sections[DMF_SECTION_KIND_END];
 	uint8	   *factor_block_ok[2]; /* users, items: per FACTOR_BLOCK_ROWS rows */
+	float	   *lazy_factors[2];	/* bfloat16 models: the blocks read, widened */
 	/* non-empty: found corrupt while read lazily; no call gets an answer again */
 	char		rejected[256];
 } CacheEntry;
@@ -378,6 +379,16 @@ lazy_entry(struct varlena *source, const ToastKey *key)
 		MemoryContextAllocZero(cxt, fresh.model.users.n / FACTOR_BLOCK_ROWS + 1);
 	fresh.factor_block_ok[1] =
 		MemoryContextAllocZero(cxt, fresh.model.items.n / FACTOR_BLOCK_ROWS + 1);
+	if (dmf_factor_row_bytes(&peek) != (uint64) peek.dim * sizeof(float))
+	{
+		/* whole sides, of which only the blocks read are ever touched */
+		for (int side = 0; side < 2; side++)
+			fresh.lazy_factors[side] =
+				MemoryContextAllocExtended(cxt, sizeof(float) * peek.dim *
+										   (Size) Max(1, side == 0 ? fresh.model.users.n
+													  : fresh.model.items.n),
+										   MCXT_ALLOC_HUGE);
+	}
 
 	/* install it */
 	if (cache_cxt == NULL)
@@ -792,7 +803,8 @@ dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k)
 	const DmfSide *s = user_side ? &e->model.users : &e->model.items;
 	const DmfSectionRef *sec;
 	uint8	   *ok;
-	uint64		row = (uint64) e->model.dim * sizeof(float);
+	uint64		row = dmf_factor_row_bytes(&e->model);
+	float	   *widened = e->lazy_factors[user_side ? 0 : 1];
 
 	if (!e->used || e->generation != access->generation)
 		elog(ERROR, "dmf model cache entry %d is gone", access->slot);
@@ -808,10 +820,17 @@ dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k)
 		uint64		from = sec->offset + first * row;
 
 		read_range(e, access->source, from, from + rows * row);
-		if (!dmf_factor_values_ok((const float *) (e->bytes + from), rows * e->model.dim))
+		if (widened != NULL)
+			dmf_factor_values_read(&e->model, e->bytes + from, widened + first * e->model.dim,
+								   rows * e->model.dim);
+		if (!dmf_factor_values_ok(widened != NULL ? widened + first * e->model.dim
+								  : (const float *) (e->bytes + from),
+								  rows * e->model.dim))
 			reject(e, psprintf("The %s factors are not unit vectors.",
 							   user_side ? "user" : "item"));
 		*ok = 1;
 	}
+	if (widened != NULL)
+		return widened + (size_t) k * e->model.dim;
 	return (const float *) (e->bytes + sec->offset + (uint64) k * row);
 }

@@ -35,6 +35,7 @@ typedef enum OptionType
 /* names of the values of the choice options, by their numeric value */
 static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
 static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfRowScale */
+static const char *const storage_names[] = {"auto", "float32", "bfloat16"};	/* DmfStorage */
 /* DmfFoldInTraining */
 static const char *const fold_in_training_names[] = {"auto", "none", "users", "items", "both"};
 
@@ -91,6 +92,7 @@ static const OptionSpec option_specs[] = {
 	{"rating_min", OPT_FLOAT, TRAIN(rating_min), -1e15, 1e15, true, NULL, NO_CHOICES},
 	{"rating_max", OPT_FLOAT, TRAIN(rating_max), -1e15, 1e15, true, NULL, NO_CHOICES},
 	{"verbose", OPT_BOOL, OPTION(verbose), 0, 0, true, "false", NO_CHOICES},
+	{"storage", OPT_CHOICE, OPTION(storage), 0, 0, true, "\"auto\"", CHOICES(storage_names)},
 	{"input_encoding", OPT_CHOICE, TRAIN(input_encoding), 0, 0, true, "\"offset\"",
 	CHOICES(input_encoding_names)},
 	{"row_scale", OPT_CHOICE, TRAIN(row_scale), 0, 0, true, "\"sqrt\"",

@@ -14,12 +14,21 @@
 
 #include "train.h"
 
+/* How a model stores its weights and factors (the "storage" option). */
+typedef enum DmfStorage
+{
+	DMF_STORAGE_AUTO = 0,		/* float32 if the model fits a bytea, else bfloat16 */
+	DMF_STORAGE_FLOAT32,
+	DMF_STORAGE_BFLOAT16
+} DmfStorage;
+
 typedef struct DmfOptions
 {
 	DmfTrainConfig train;		/* what the numeric core needs */
 	char	   *validation;		/* relation name for early stopping, or NULL */
 	double		validation_fraction;
 	int			threads;
+	int			storage;		/* DmfStorage */
 	bool		verbose;
 	bool		rating_min_set;
 	bool		rating_max_set;

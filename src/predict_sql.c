@@ -269,6 +269,8 @@ dmf_info(PG_FUNCTION_ARGS)
 	dmf_append_json_number(&s, m->rating_min);
 	appendStringInfoString(&s, ", \"rating_max\": ");
 	dmf_append_json_number(&s, m->rating_max);
+	appendStringInfo(&s, ", \"storage\": \"%s\"",
+					 (m->flags & DMF_FLAG_BFLOAT16) ? "bfloat16" : "float32");
 	appendStringInfo(&s, ", \"discrete\": %s", (m->flags & DMF_FLAG_DISCRETE) ? "true" : "false");
 	if (m->n_levels >= 2)
 	{

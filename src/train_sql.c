@@ -374,21 +374,28 @@ branch_params(int input, const int *hidden, int n_hidden, int dim)
  * after.  Metadata (options, per-epoch history) is bounded by 1 MB here.
  */
 static uint64
-model_bytes_estimate(const DmfOptions *o, const TrainInput *in)
+model_bytes_estimate(const DmfOptions *o, const TrainInput *in, bool bfloat16)
 {
 	uint64		users = (uint64) in->n_users;
 	uint64		items = (uint64) in->n_items;
 	uint64		dim = (uint64) o->train.dim;
+	uint64		fb = bfloat16 ? 2 : 4;
+	/* as model_encode.c stores who rated what */
+	uint64		rated_width = bfloat16 && items <= 65536 ? 2 : 4;
 
-	return 4 * branch_params(in->n_items, o->train.user_hidden, o->train.n_user_hidden, o->train.dim)
-		+ 4 * branch_params(in->n_users, o->train.item_hidden, o->train.n_item_hidden, o->train.dim)
-		+ (users + items) * (8 + 4 + 2 * 4 * dim)	/* ids, inputs, factors, anchors */
-		+ 8 * (users + 1) + 4 * (uint64) in->raw.n	/* who rated what */
+	return fb * branch_params(in->n_items, o->train.user_hidden, o->train.n_user_hidden, o->train.dim)
+		+ fb * branch_params(in->n_users, o->train.item_hidden, o->train.n_item_hidden, o->train.dim)
+		+ (users + items) * (8 + 4 + 2 * fb * dim)	/* ids, inputs, factors, anchors */
+		+ 8 * (users + 1) + rated_width * (uint64) in->raw.n	/* who rated what */
 		+ 1024 * 1024;
 }
 
+/*
+ * Refuses a training that would not fit dmf.max_memory or whose model
+ * would not fit a bytea, before it starts; resolves "storage": "auto".
+ */
 static void
-check_memory(const DmfOptions *o, const TrainInput *in)
+check_memory(DmfOptions *o, const TrainInput *in)
 {
 	/* the training's own, plus the rows as read and who rated what */
 	uint64		need = dmf_train_memory_estimate(&o->train, in->n_users, in->n_items,
@@ -396,6 +403,8 @@ check_memory(const DmfOptions *o, const TrainInput *in)
 		+ (uint64) in->raw.n * (RAW_ROW_BYTES + sizeof(int32))
 		+ ((uint64) in->n_users + in->n_items) * sizeof(int64);
 	uint64		limit = dmf_max_memory_bytes();
+	uint64		float32_size = model_bytes_estimate(o, in, false);
+	uint64		size;
 
 	if (need > limit)
 	{
@@ -412,19 +421,32 @@ check_memory(const DmfOptions *o, const TrainInput *in)
 				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s'), or use narrower \"layers\".",
 						 need_s)));
 	}
-	need = model_bytes_estimate(o, in);
-	if (need > MaxAllocSize - VARHDRSZ)
+	if (o->storage == DMF_STORAGE_AUTO)
+	{
+		o->storage = float32_size <= MaxAllocSize - VARHDRSZ ? DMF_STORAGE_FLOAT32
+			: DMF_STORAGE_BFLOAT16;
+		if (o->storage == DMF_STORAGE_BFLOAT16)
+			ereport(NOTICE,
+					(errmsg("the model will store its weights and factors as bfloat16"),
+					 errdetail("In float32 it would be about %s, more than the 1 GB a bytea can hold.",
+							   dmf_pretty_bytes(float32_size))));
+	}
+	size = o->storage == DMF_STORAGE_BFLOAT16 ? model_bytes_estimate(o, in, true) : float32_size;
+	if (size > MaxAllocSize - VARHDRSZ)
 	{
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("the model would be about %s, more than the 1 GB a bytea can hold",
-						dmf_pretty_bytes(need)),
-				 errdetail("%d users, %d items, first layers of %d and %d units, factors of %d.",
+						dmf_pretty_bytes(size)),
+				 errdetail("%d users, %d items, first layers of %d and %d units, factors of %d, %s storage.",
 						   in->n_users, in->n_items,
 						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
 						   o->train.n_item_hidden > 0 ? o->train.item_hidden[0] : o->train.dim,
-						   o->train.dim),
-				 errhint("Use narrower \"layers\": the first layers hold (users + items) x width weights.")));
+						   o->train.dim,
+						   o->storage == DMF_STORAGE_BFLOAT16 ? "bfloat16" : "float32"),
+				 errhint(o->storage == DMF_STORAGE_BFLOAT16 ?
+						 "Use narrower \"layers\": the first layers hold (users + items) x width weights." :
+						 "Use \"storage\": \"bfloat16\" (half the size), or narrower \"layers\".")));
 	}
 }
 
@@ -555,6 +577,8 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 		m.flags |= DMF_FLAG_ROW_SCALE_ONE;
 	else if (o->train.row_scale == DMF_ROW_SCALE_MEAN)
 		m.flags |= DMF_FLAG_ROW_SCALE_MEAN;
+	if (o->storage == DMF_STORAGE_BFLOAT16)
+		m.flags |= DMF_FLAG_BFLOAT16;
 
 	return dmf_model_to_bytea(&m, result_cxt);
 }

@@ -17,98 +17,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "port/pg_crc32c.h"
-
-#include "model_format.h"
+#include "bfloat16.h"
+#include "model_layout.h"
 
 #ifdef WORDS_BIGENDIAN
 #error "the dmf model format is little-endian; big-endian hosts are not supported"
 #endif
-
-/* field offsets in the header */
-#define H_MAGIC 0
-#define H_VERSION 4
-#define H_HEADER_SIZE 6
-#define H_MODEL_ID 8
-#define H_TOTAL_SIZE 24
-#define H_PAYLOAD_CRC 32
-#define H_HEADER_CRC 36
-#define H_FLAGS 40
-#define H_DIM 44
-#define H_ACTIVATION 48
-#define H_N_USERS 52
-#define H_N_ITEMS 56
-#define H_N_TRAIN_USERS 60
-#define H_N_TRAIN_ITEMS 64
-#define H_N_SECTIONS 68
-#define H_RATING_MIN 72
-#define H_RATING_MAX 80
-#define H_PAGE_SIZE 88			/* version 2 */
-#define H_N_PAGES 92			/* version 2 */
-#define H_RESERVED_V1 88
-#define H_RESERVED 96
-
-#define MAX_ENTITIES INT32_MAX
-
-static inline uint16_t
-get_u16(const uint8_t *p)
-{
-	uint16_t	v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline uint32_t
-get_u32(const uint8_t *p)
-{
-	uint32_t	v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline uint64_t
-get_u64(const uint8_t *p)
-{
-	uint64_t	v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline double
-get_f64(const uint8_t *p)
-{
-	double		v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline void
-put_u16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void
-put_u32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void
-put_u64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void
-put_f64(uint8_t *p, double v)
-{
-	memcpy(p, &v, sizeof(v));
-}
 
 static DmfDecodeStatus
 fail(DmfDecodeStatus status, char *detail, size_t detail_len,
@@ -123,29 +37,6 @@ fail(DmfDecodeStatus status, char *detail, size_t detail_len,
 		va_end(ap);
 	}
 	return status;
-}
-
-static uint32_t
-header_crc(const uint8_t *h)
-{
-	pg_crc32c	crc;
-
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, h, H_HEADER_CRC);
-	COMP_CRC32C(crc, h + H_HEADER_CRC + 4, DMF_HEADER_SIZE - H_HEADER_CRC - 4);
-	FIN_CRC32C(crc);
-	return (uint32_t) crc;
-}
-
-static uint32_t
-crc32c_of(const uint8_t *p, uint64_t n)
-{
-	pg_crc32c	crc;
-
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, p, (size_t) n);
-	FIN_CRC32C(crc);
-	return (uint32_t) crc;
 }
 
 /* version 1: one checksum over everything after the header */
@@ -256,7 +147,10 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 		if (buf[k] != 0)
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"Reserved header byte %d is not zero.", k);
+	/* version 3 is exactly the bfloat16 models: one encoding per model */
 	if ((m->flags & ~DMF_KNOWN_FLAGS) != 0 ||
+		(version < 3 && (m->flags & DMF_VERSION_3_FLAGS) != 0) ||
+		(version >= 3 && !(m->flags & DMF_FLAG_BFLOAT16)) ||
 		((m->flags & DMF_FLAG_ROW_SCALE_ONE) && (m->flags & DMF_FLAG_ROW_SCALE_MEAN)))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"Unknown flags 0x%x.", (unsigned) m->flags);
@@ -309,11 +203,29 @@ section_has(const DmfSectionRef *s, uint64_t count, uint64_t elem_size)
 	return s->length == count * elem_size;
 }
 
+/*
+ * The n floats of a section whose size is checked: in place when stored as
+ * float32, else widened at *widened, which moves past them.
+ */
+static float *
+floats_of(const uint8_t *buf, const DmfSectionRef *sec, uint64_t n, uint32_t flags,
+		  float **widened)
+{
+	float	   *out;
+
+	if (!(flags & DMF_FLAG_BFLOAT16))
+		return (float *) (buf + sec->offset);
+	out = *widened;
+	dmf_bfloat16_widen(buf + sec->offset, out, n);
+	*widened += n;
+	return out;
+}
+
 static DmfDecodeStatus
 decode_shape(const uint8_t *buf, const DmfSectionRef *shape,
 			 const DmfSectionRef *weights, int32_t input, int32_t dim,
-			 DmfActivation act, DmfBranch *b, const char *side,
-			 char *detail, size_t detail_len)
+			 DmfActivation act, uint32_t flags, float **widened, DmfBranch *b,
+			 const char *side, char *detail, size_t detail_len)
 {
 	int32_t		layers;
 	int			sizes[DMF_MAX_LAYERS + 1];
@@ -335,12 +247,12 @@ decode_shape(const uint8_t *buf, const DmfSectionRef *shape,
 	if (!dmf_branch_layout(b, layers, sizes, act))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The %s branch has a layer width out of range.", side);
-	if (!section_has(weights, b->n_params, sizeof(float)))
+	if (!section_has(weights, b->n_params, dmf_float_bytes(flags)))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The %s branch weights have %llu bytes, expected %llu.",
 					side, (unsigned long long) weights->length,
-					(unsigned long long) b->n_params * sizeof(float));
-	b->params = (float *) (buf + weights->offset);
+					(unsigned long long) (b->n_params * dmf_float_bytes(flags)));
+	b->params = floats_of(buf, weights, b->n_params, flags, widened);
 	return DMF_DECODE_OK;
 }
 
@@ -351,6 +263,21 @@ dmf_factor_values_ok(const float *v, uint64_t n)
 		if (!(v[k] >= -1.001f && v[k] <= 1.001f))
 			return false;		/* also false for NaN */
 	return true;
+}
+
+uint64_t
+dmf_factor_row_bytes(const DmfModel *peeked)
+{
+	return (uint64_t) peeked->dim * dmf_float_bytes(peeked->flags);
+}
+
+void
+dmf_factor_values_read(const DmfModel *peeked, const uint8_t *src, float *dst, uint64_t n)
+{
+	if (peeked->flags & DMF_FLAG_BFLOAT16)
+		dmf_bfloat16_widen(src, dst, n);
+	else
+		memcpy(dst, src, n * sizeof(float));
 }
 
 int64_t
@@ -385,12 +312,14 @@ dmf_side_index_build(DmfSide *s, int32_t *index)
 static DmfDecodeStatus
 decode_side_ids(const uint8_t *buf, const DmfSectionRef *ids, const DmfSectionRef *input,
 				const DmfSectionRef *factors, const DmfSectionRef *anchors, int32_t dim,
-				DmfSide *s, const char *side, char *detail, size_t detail_len)
+				uint32_t flags, DmfSide *s, const char *side, char *detail, size_t detail_len)
 {
+	uint64_t	fb = dmf_float_bytes(flags);
+
 	if (!section_has(ids, (uint64_t) s->n, 8) ||
 		!section_has(input, (uint64_t) s->n, 4) ||
-		!section_has(factors, (uint64_t) s->n * (uint64_t) dim, 4) ||
-		!section_has(anchors, (uint64_t) s->n_train * (uint64_t) dim, 4))
+		!section_has(factors, (uint64_t) s->n * (uint64_t) dim, fb) ||
+		!section_has(anchors, (uint64_t) s->n_train * (uint64_t) dim, fb))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The %s sections do not match %d %ss of size %d.",
 					side, (int) s->n, side, (int) dim);
@@ -406,19 +335,20 @@ decode_side_ids(const uint8_t *buf, const DmfSectionRef *ids, const DmfSectionRe
 static DmfDecodeStatus
 decode_side(const uint8_t *buf, const DmfSectionRef *ids, const DmfSectionRef *input,
 			const DmfSectionRef *factors, const DmfSectionRef *anchors, int32_t dim,
-			DmfSide *s, const char *side, char *detail, size_t detail_len)
+			uint32_t flags, float **widened, DmfSide *s, const char *side,
+			char *detail, size_t detail_len)
 {
 	uint8_t    *seen;
 	int64_t		n_inputs = 0;
 	DmfDecodeStatus status;
 
-	status = decode_side_ids(buf, ids, input, factors, anchors, dim, s, side,
+	status = decode_side_ids(buf, ids, input, factors, anchors, dim, flags, s, side,
 							 detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 	s->input = (const int32_t *) (buf + input->offset);
-	s->factors = (const float *) (buf + factors->offset);
-	s->anchors = (const float *) (buf + anchors->offset);
+	s->factors = floats_of(buf, factors, (uint64_t) s->n * dim, flags, widened);
+	s->anchors = floats_of(buf, anchors, (uint64_t) s->n_train * dim, flags, widened);
 
 	/* factors and anchors are unit vectors or zero: anything else is forged */
 	if (!dmf_factor_values_ok(s->factors, (uint64_t) s->n * dim) ||
@@ -453,20 +383,28 @@ decode_side(const uint8_t *buf, const DmfSectionRef *ids, const DmfSectionRef *i
 
 /* USER_RATED: offsets over the users, item indices ascending per user */
 static DmfDecodeStatus
-decode_rated(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m,
+decode_rated(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m, int32_t *widened,
 			 char *detail, size_t detail_len)
 {
 	uint64_t	offsets_len = ((uint64_t) m->users.n + 1) * 8;
+	uint64_t	width = (m->flags & DMF_FLAG_RATED_U16) ? 2 : 4;
 	uint64_t	nnz;
 	const int64_t *off;
 	const int32_t *items;
 
-	if (sec->length < offsets_len || (sec->length - offsets_len) % 4 != 0)
+	if (sec->length < offsets_len || (sec->length - offsets_len) % width != 0)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The rated-items section has the wrong size.");
-	nnz = (sec->length - offsets_len) / 4;
+	nnz = (sec->length - offsets_len) / width;
 	off = (const int64_t *) (buf + sec->offset);
-	items = (const int32_t *) (buf + sec->offset + offsets_len);
+	if (width == 4)
+		items = (const int32_t *) (buf + sec->offset + offsets_len);
+	else
+	{
+		for (uint64_t k = 0; k < nnz; k++)
+			widened[k] = get_u16(buf + sec->offset + offsets_len + 2 * k);
+		items = widened;
+	}
 	if (off[0] != 0 || (uint64_t) off[m->users.n] != nnz)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The rated-items offsets do not match the section size.");
@@ -611,24 +549,48 @@ dmf_model_decode_ids(const uint8_t *buf, const DmfSectionRef sec[DMF_SECTION_KIN
 
 	status = decode_side_ids(buf, &sec[DMF_SECTION_USER_IDS], &sec[DMF_SECTION_USER_INPUT],
 							 &sec[DMF_SECTION_USER_FACTORS], &sec[DMF_SECTION_USER_ANCHORS],
-							 m->dim, &m->users, "user", detail, detail_len);
+							 m->dim, m->flags, &m->users, "user", detail, detail_len);
 	if (status == DMF_DECODE_OK)
 		status = decode_side_ids(buf, &sec[DMF_SECTION_ITEM_IDS], &sec[DMF_SECTION_ITEM_INPUT],
 								 &sec[DMF_SECTION_ITEM_FACTORS], &sec[DMF_SECTION_ITEM_ANCHORS],
-								 m->dim, &m->items, "item", detail, detail_len);
+								 m->dim, m->flags, &m->items, "item", detail, detail_len);
 	if (status == DMF_DECODE_OK)
 		status = decode_levels(buf, sec, m, detail, detail_len);
 	return status;
 }
 
-DmfDecodeStatus
-dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
-				 char *detail, size_t detail_len)
+/*
+ * Bytes the widened copies of a model's compact sections take: a bound
+ * from the section lengths (each within the buffer), before their exact
+ * sizes are checked.
+ */
+static uint64_t
+widened_bytes(const DmfSectionRef sec[DMF_SECTION_KIND_END], uint32_t flags)
+{
+	static const DmfSectionKind float_kinds[] = {
+		DMF_SECTION_USER_FACTORS, DMF_SECTION_ITEM_FACTORS,
+		DMF_SECTION_USER_ANCHORS, DMF_SECTION_ITEM_ANCHORS,
+		DMF_SECTION_USER_WEIGHTS, DMF_SECTION_ITEM_WEIGHTS
+	};
+	uint64_t	n = 0;
+
+	if (flags & DMF_FLAG_BFLOAT16)
+		for (int k = 0; k < (int) (sizeof(float_kinds) / sizeof(float_kinds[0])); k++)
+			n += 2 * sec[float_kinds[k]].length;
+	if (flags & DMF_FLAG_RATED_U16)
+		n += 2 * sec[DMF_SECTION_USER_RATED].length;
+	return n;
+}
+
+static DmfDecodeStatus
+decode_whole(const uint8_t *buf, size_t len, DmfModel *m,
+			 char *detail, size_t detail_len)
 {
 	DmfDecodeStatus status;
 	uint64_t	total;
 	uint32_t	crc;
 	DmfSectionRef	sec[DMF_SECTION_KIND_END];
+	float	   *widened;
 
 	if (((uintptr_t) buf & 7) != 0)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
@@ -647,6 +609,9 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 	status = dmf_model_read_sections(buf, m, total, sec, detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
+	if (widened_bytes(sec, m->flags) > 0)
+		m->widened = dmf_alloc(widened_bytes(sec, m->flags));
+	widened = m->widened;
 
 	/* metadata: JSON text, checked by the caller's JSON parser */
 	if (!sec[DMF_SECTION_META].present ||
@@ -658,24 +623,24 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 
 	status = decode_side(buf, &sec[DMF_SECTION_USER_IDS], &sec[DMF_SECTION_USER_INPUT],
 						 &sec[DMF_SECTION_USER_FACTORS], &sec[DMF_SECTION_USER_ANCHORS],
-						 m->dim, &m->users, "user", detail, detail_len);
+						 m->dim, m->flags, &widened, &m->users, "user", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 	status = decode_side(buf, &sec[DMF_SECTION_ITEM_IDS], &sec[DMF_SECTION_ITEM_INPUT],
 						 &sec[DMF_SECTION_ITEM_FACTORS], &sec[DMF_SECTION_ITEM_ANCHORS],
-						 m->dim, &m->items, "item", detail, detail_len);
+						 m->dim, m->flags, &widened, &m->items, "item", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 
 	/* the user branch reads rows over training items, and vice versa */
 	status = decode_shape(buf, &sec[DMF_SECTION_USER_SHAPE], &sec[DMF_SECTION_USER_WEIGHTS],
 						  m->items.n_train, m->dim, m->user_branch.activation,
-						  &m->user_branch, "user", detail, detail_len);
+						  m->flags, &widened, &m->user_branch, "user", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 	status = decode_shape(buf, &sec[DMF_SECTION_ITEM_SHAPE], &sec[DMF_SECTION_ITEM_WEIGHTS],
 						  m->users.n_train, m->dim, m->item_branch.activation,
-						  &m->item_branch, "item", detail, detail_len);
+						  m->flags, &widened, &m->item_branch, "item", detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
 
@@ -700,165 +665,30 @@ dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 
 	m->rated_offsets = NULL;
 	m->rated_items = NULL;
+	/* as the encoder chooses it: 16-bit positions whenever they fit */
+	if (((m->flags & DMF_FLAG_RATED_U16) != 0) !=
+		((m->flags & DMF_FLAG_BFLOAT16) && sec[DMF_SECTION_USER_RATED].present &&
+		 m->items.n <= 65536))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The rated-items width does not match the model.");
 	if (sec[DMF_SECTION_USER_RATED].present)
-		return decode_rated(buf, &sec[DMF_SECTION_USER_RATED], m, detail, detail_len);
+		return decode_rated(buf, &sec[DMF_SECTION_USER_RATED], m, (int32_t *) widened,
+							detail, detail_len);
 	return DMF_DECODE_OK;
 }
 
-/* ---- encoding ---- */
-
-typedef struct PlannedSection
+DmfDecodeStatus
+dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
+				 char *detail, size_t detail_len)
 {
-	uint32_t	kind;
-	const void *data;
-	uint64_t	length;
-	int32_t		shape[DMF_MAX_LAYERS + 2];	/* for shape sections */
-} PlannedSection;
+	DmfDecodeStatus status;
 
-static uint64_t
-align8(uint64_t x)
-{
-	return (x + 7) & ~(uint64_t) 7;
-}
-
-static int
-plan_sections(const DmfModel *m, PlannedSection *ps)
-{
-	int			n = 0;
-	const DmfBranch *br[2] = {&m->user_branch, &m->item_branch};
-
-#define PLAN(k, ptr, len) \
-	do { ps[n].kind = (k); ps[n].data = (ptr); ps[n].length = (len); n++; } while (0)
-
-	PLAN(DMF_SECTION_META, m->meta, m->meta_len);
-	PLAN(DMF_SECTION_USER_IDS, m->users.ids, (uint64_t) m->users.n * 8);
-	PLAN(DMF_SECTION_USER_INPUT, m->users.input, (uint64_t) m->users.n * 4);
-	PLAN(DMF_SECTION_USER_FACTORS, m->users.factors, (uint64_t) m->users.n * m->dim * 4);
-	PLAN(DMF_SECTION_ITEM_IDS, m->items.ids, (uint64_t) m->items.n * 8);
-	PLAN(DMF_SECTION_ITEM_INPUT, m->items.input, (uint64_t) m->items.n * 4);
-	PLAN(DMF_SECTION_ITEM_FACTORS, m->items.factors, (uint64_t) m->items.n * m->dim * 4);
-	PLAN(DMF_SECTION_USER_ANCHORS, m->users.anchors, (uint64_t) m->users.n_train * m->dim * 4);
-	PLAN(DMF_SECTION_ITEM_ANCHORS, m->items.anchors, (uint64_t) m->items.n_train * m->dim * 4);
-	PLAN(DMF_SECTION_FOLD_IN, NULL, 16);
-	if (m->rated_offsets != NULL)
-		PLAN(DMF_SECTION_USER_RATED, NULL,
-			 ((uint64_t) m->users.n + 1) * 8 + (uint64_t) m->rated_offsets[m->users.n] * 4);
-	for (int s = 0; s < 2; s++)
+	m->widened = NULL;
+	status = decode_whole(buf, len, m, detail, detail_len);
+	if (status != DMF_DECODE_OK && m->widened != NULL)
 	{
-		const DmfBranch *b = br[s];
-
-		ps[n].shape[0] = b->n_layers;
-		for (int l = 0; l <= b->n_layers; l++)
-			ps[n].shape[l + 1] = b->sizes[l];
-		PLAN(s == 0 ? DMF_SECTION_USER_SHAPE : DMF_SECTION_ITEM_SHAPE, NULL,
-			 (uint64_t) (b->n_layers + 2) * 4);
-		PLAN(s == 0 ? DMF_SECTION_USER_WEIGHTS : DMF_SECTION_ITEM_WEIGHTS,
-			 b->params, (uint64_t) b->n_params * 4);
+		dmf_free(m->widened);
+		m->widened = NULL;
 	}
-	if (m->n_levels > 0)
-		PLAN(DMF_SECTION_QUANTIZER, NULL, (uint64_t) (2 + 2 * m->n_levels + 1) * 8);
-#undef PLAN
-	return n;
-}
-
-/* The end of the body: the header, the section table and the sections. */
-static uint64_t
-body_end_of(const PlannedSection *ps, int n)
-{
-	uint64_t	off = align8(DMF_HEADER_SIZE + (uint64_t) n * DMF_SECTION_ENTRY_SIZE);
-
-	for (int k = 0; k < n; k++)
-		off = align8(off + ps[k].length);
-	return off;
-}
-
-static uint64_t
-pages_of(uint64_t body_end)
-{
-	return (body_end - DMF_HEADER_SIZE + DMF_PAGE_SIZE - 1) / DMF_PAGE_SIZE;
-}
-
-uint64_t
-dmf_model_encoded_size(const DmfModel *m)
-{
-	PlannedSection ps[DMF_MAX_SECTIONS];
-	uint64_t	body_end = body_end_of(ps, plan_sections(m, ps));
-
-	return body_end + 4 * pages_of(body_end);
-}
-
-void
-dmf_model_encode(const DmfModel *m, uint8_t *dst, uint64_t size)
-{
-	PlannedSection ps[DMF_MAX_SECTIONS];
-	int			n = plan_sections(m, ps);
-	uint64_t	off = align8(DMF_HEADER_SIZE + (uint64_t) n * DMF_SECTION_ENTRY_SIZE);
-	uint64_t	body_end = body_end_of(ps, n);
-	uint64_t	n_pages = pages_of(body_end);
-
-	memset(dst, 0, size);
-	memcpy(dst + H_MAGIC, DMF_MAGIC, 4);
-	put_u16(dst + H_VERSION, DMF_FORMAT_VERSION);
-	put_u16(dst + H_HEADER_SIZE, DMF_HEADER_SIZE);
-	memcpy(dst + H_MODEL_ID, m->model_id, 16);
-	put_u64(dst + H_TOTAL_SIZE, size);
-	put_u32(dst + H_FLAGS, m->flags);
-	put_u32(dst + H_DIM, (uint32_t) m->dim);
-	put_u32(dst + H_ACTIVATION, (uint32_t) m->user_branch.activation);
-	put_u32(dst + H_N_USERS, (uint32_t) m->users.n);
-	put_u32(dst + H_N_ITEMS, (uint32_t) m->items.n);
-	put_u32(dst + H_N_TRAIN_USERS, (uint32_t) m->users.n_train);
-	put_u32(dst + H_N_TRAIN_ITEMS, (uint32_t) m->items.n_train);
-	put_u32(dst + H_N_SECTIONS, (uint32_t) n);
-	put_f64(dst + H_RATING_MIN, m->rating_min);
-	put_f64(dst + H_RATING_MAX, m->rating_max);
-	put_u32(dst + H_PAGE_SIZE, DMF_PAGE_SIZE);
-	put_u32(dst + H_N_PAGES, (uint32_t) n_pages);
-
-	for (int k = 0; k < n; k++)
-	{
-		uint8_t    *e = dst + DMF_HEADER_SIZE + (uint64_t) k * DMF_SECTION_ENTRY_SIZE;
-		uint8_t    *p = dst + off;
-
-		put_u32(e, ps[k].kind);
-		put_u64(e + 8, off);
-		put_u64(e + 16, ps[k].length);
-		if (ps[k].kind == DMF_SECTION_USER_SHAPE || ps[k].kind == DMF_SECTION_ITEM_SHAPE)
-		{
-			for (uint64_t j = 0; j < ps[k].length / 4; j++)
-				put_u32(p + 4 * j, (uint32_t) ps[k].shape[j]);
-		}
-		else if (ps[k].kind == DMF_SECTION_FOLD_IN)
-		{
-			put_f64(p, (double) m->fold_in_steps);
-			put_f64(p + 8, m->fold_in_rate);
-		}
-		else if (ps[k].kind == DMF_SECTION_QUANTIZER)
-		{
-			put_f64(p, (double) m->n_levels);
-			put_f64(p + 8, m->lambda);
-			memcpy(p + 16, m->levels, sizeof(double) * m->n_levels);
-			memcpy(p + 16 + 8 * (uint64_t) m->n_levels, m->boundaries,
-				   sizeof(double) * (m->n_levels + 1));
-		}
-		else if (ps[k].kind == DMF_SECTION_USER_RATED)
-		{
-			uint64_t	offsets_len = ((uint64_t) m->users.n + 1) * 8;
-
-			memcpy(p, m->rated_offsets, offsets_len);
-			memcpy(p + offsets_len, m->rated_items, ps[k].length - offsets_len);
-		}
-		else if (ps[k].length > 0)
-			memcpy(p, ps[k].data, ps[k].length);
-		off = align8(off + ps[k].length);
-	}
-	for (uint64_t k = 0; k < n_pages; k++)
-	{
-		uint64_t	start = DMF_HEADER_SIZE + k * DMF_PAGE_SIZE;
-		uint64_t	len = body_end - start < DMF_PAGE_SIZE ? body_end - start : DMF_PAGE_SIZE;
-
-		put_u32(dst + body_end + 4 * k, crc32c_of(dst + start, len));
-	}
-	put_u32(dst + H_PAYLOAD_CRC, crc32c_of(dst + body_end, 4 * n_pages));
-	put_u32(dst + H_HEADER_CRC, header_crc(dst));
+	return status;
 }

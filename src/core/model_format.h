@@ -13,7 +13,7 @@
  *                 this header alone
  *    24  uint64   total size of the model in bytes
  *    32  uint32   version 1: CRC32C of bytes [header size, total size);
- *                 version 2: CRC32C of the page checksums (below)
+ *                 versions 2, 3: CRC32C of the page checksums (below)
  *    36  uint32   CRC32C of the header without this field
  *    40  uint32   flags (DMF_FLAG_*)
  *    44  int32    dim, the latent factor size d
@@ -25,9 +25,9 @@
  *    68  uint32   number of sections
  *    72  float64  rating_min
  *    80  float64  rating_max
- *    88  version 2: uint32 page size P, a power of two (DMF_PAGE_SIZE)
- *    92  version 2: uint32 number of pages N
- *    88  (version 1), 96 (version 2): reserved, zero
+ *    88  version 2 on: uint32 page size P, a power of two (DMF_PAGE_SIZE)
+ *    92  version 2 on: uint32 number of pages N
+ *    88  (version 1), 96 (versions 2, 3): reserved, zero
  *   section table: per section {uint32 kind, uint32 zero, uint64 offset,
  *                  uint64 length}, offsets ascending, no overlap
  *   sections (DmfSectionKind), each exactly once unless optional:
@@ -35,16 +35,16 @@
  *     USER_IDS      int64[users], strictly ascending
  *     USER_INPUT    int32[users]: the user's input position in the item
  *                   branch, or -1 for users added after training
- *     USER_FACTORS  float32[users x dim], unit length, or zero if unknown
+ *     USER_FACTORS  float[users x dim], unit length, or zero if unknown
  *     ITEM_IDS, ITEM_INPUT, ITEM_FACTORS: the same for items
- *     USER_ANCHORS  float32[training users x dim]: the user branch's factors
+ *     USER_ANCHORS  float[training users x dim]: the user branch's factors
  *                   of the training users, by input position, which fold-in
  *                   fits new item factors against (see fold_in.h)
  *     ITEM_ANCHORS  the same for the training items
  *     FOLD_IN       float64 steps, rate
  *     USER_SHAPE    int32[1 + layers + 1]: layers, then the widths from
  *                   the input to dim
- *     USER_WEIGHTS  float32[]: W0 b0 W1 b1 ... (W_l is in x out, row-major)
+ *     USER_WEIGHTS  float[]: W0 b0 W1 b1 ... (W_l is in x out, row-major)
  *     ITEM_SHAPE, ITEM_WEIGHTS: the same for the item branch
  *     QUANTIZER     optional: float64 n_levels, lambda, levels[n_levels],
  *                   boundaries[n_levels + 1]
@@ -52,13 +52,19 @@
  *                   factors came from (training or the last refresh), for
  *                   recommendations that leave them out: int64[users + 1]
  *                   offsets, then int32[offsets[users]] item indices
- *                   (positions in ITEM_IDS), strictly ascending per user
- *   version 2 only, after the last section: uint32[N] page checksums.  The
+ *                   (positions in ITEM_IDS), strictly ascending per user;
+ *                   uint16 instead with DMF_FLAG_RATED_U16
+ *   "float" is float32, or bfloat16 (bfloat16.h) with DMF_FLAG_BFLOAT16.
+ *   Version 3 is version 2 with those two flags allowed; an encoder writes
+ *   version 2 for a float32 model, so that older readers read it.
+ *   Versions 2 and 3, after the last section: uint32[N] page checksums.  The
  *   bytes from the header to the checksums (the body) are cut into pages of
  *   P bytes, the last one shorter; checksum k is the CRC32C of page k.
  *
  * Decoding validates every field and size against the length and the
- * checksums; it never reads outside the buffer.  Version 2 lets a reader
+ * checksums; it never reads outside the buffer.  A decoded model holds
+ * floats and 32-bit item positions: a decode widens compact sections into
+ * memory of its own (DmfModel.widened).  Version 2 lets a reader
  * check the pieces it reads one page at a time (model_cache.c reads only
  * what a prediction needs); a full decode still checks every page.
  */
@@ -73,7 +79,7 @@
 #include "network.h"
 
 #define DMF_MAGIC "DMFM"
-#define DMF_FORMAT_VERSION 2		/* what this build writes */
+#define DMF_FORMAT_VERSION 3		/* the newest this build writes */
 #define DMF_FORMAT_VERSION_MIN 1	/* the oldest it reads */
 #define DMF_PAGE_SIZE 32768			/* what it writes; any power of two */
 #define DMF_MIN_PAGE_SIZE 1024		/* in this range is read */
@@ -91,9 +97,14 @@
 /* training users (items) keep their branch factor: no fold-in (fold_choice.h) */
 #define DMF_FLAG_TRAINED_USERS_UNFOLDED 0x0010
 #define DMF_FLAG_TRAINED_ITEMS_UNFOLDED 0x0020
+/* version 3: compact storage (the encoder sets RATED_U16 itself) */
+#define DMF_FLAG_BFLOAT16 0x0040	/* factors, anchors, weights in bfloat16 */
+#define DMF_FLAG_RATED_U16 0x0080	/* USER_RATED's item positions in 16 bits */
 #define DMF_KNOWN_FLAGS (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT | \
 						 DMF_FLAG_ROW_SCALE_ONE | DMF_FLAG_ROW_SCALE_MEAN | \
-						 DMF_FLAG_TRAINED_USERS_UNFOLDED | DMF_FLAG_TRAINED_ITEMS_UNFOLDED)
+						 DMF_FLAG_TRAINED_USERS_UNFOLDED | DMF_FLAG_TRAINED_ITEMS_UNFOLDED | \
+						 DMF_FLAG_BFLOAT16 | DMF_FLAG_RATED_U16)
+#define DMF_VERSION_3_FLAGS (DMF_FLAG_BFLOAT16 | DMF_FLAG_RATED_U16)
 
 typedef enum DmfSectionKind
 {
@@ -162,6 +173,11 @@ typedef struct DmfModel
 	/* USER_RATED; rated_offsets is NULL when the section is absent */
 	const int64_t *rated_offsets;	/* users.n + 1 */
 	const int32_t *rated_items;
+	/*
+	 * What dmf_model_decode allocated (dmf_alloc) for widened sections, or
+	 * NULL: the caller frees it, or lets its memory context go.
+	 */
+	void	   *widened;
 } DmfModel;
 
 typedef enum DmfDecodeStatus
@@ -183,8 +199,9 @@ DmfDecodeStatus dmf_model_peek(const uint8_t *buf, size_t len,
 							   char *detail, size_t detail_len);
 
 /*
- * Validates buf[0..len) entirely and fills m with pointers into buf.
- * buf must be 8-byte aligned and must outlive m.
+ * Validates buf[0..len) entirely and fills m with pointers into buf, and
+ * into m->widened for the sections stored compact.  buf must be 8-byte
+ * aligned and must outlive m.
  */
 DmfDecodeStatus dmf_model_decode(const uint8_t *buf, size_t len, DmfModel *m,
 								 char *detail, size_t detail_len);
@@ -238,6 +255,12 @@ DmfDecodeStatus dmf_model_decode_ids(const uint8_t *buf,
 
 /* Whether n floats of a factor section are as a full decode accepts them. */
 bool		dmf_factor_values_ok(const float *v, uint64_t n);
+
+/* Bytes per stored factor row of a (peeked) model. */
+uint64_t	dmf_factor_row_bytes(const DmfModel *peeked);
+/* n stored factor values at src (as the flags of peeked say) as floats. */
+void		dmf_factor_values_read(const DmfModel *peeked, const uint8_t *src,
+								   float *dst, uint64_t n);
 
 /* Exact size of the encoding of m (every field of m set, ids etc.). */
 uint64_t	dmf_model_encoded_size(const DmfModel *m);

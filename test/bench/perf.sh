@@ -676,7 +676,7 @@ FROM dmf_perf.runs s, dmf_perf.runs b,
      ) x (o, k, v, u, w)
 WHERE s.name = 'scale' AND b.name = 'threads_2'
 ORDER BY x.o;
--- what each user, item and rating adds to a model (plan_sections in src/core/model_format.c): an
+-- what each user, item and rating adds to a model (plan_sections in src/core/model_encode.c): an
 -- id (8 B), an input index (4 B), a factor and an anchor (2 x dim x 4 B), a row of the other
 -- branch's first layer (width x 4 B), for a user also its offset in the rated pairs (8 B);
 -- a rating, its entry in the rated pairs (4 B)

@@ -36,7 +36,7 @@ fuzz_crc32c(const uint8_t *p, size_t n)
 }
 
 /*
- * Format version 2 with a usable page layout: rewrites the page checksums at
+ * Format version 2 or later with a usable page layout: rewrites the page checksums at
  * the end and returns the CRC of them for the header; else returns the CRC
  * of everything after the header (version 1's payload CRC).
  */
@@ -51,7 +51,7 @@ fuzz_fix_pages(uint8_t *buf, size_t len)
 	memcpy(&version, buf + FUZZ_H_VERSION, 2);
 	memcpy(&page, buf + FUZZ_H_PAGE_SIZE, 4);
 	memcpy(&n_pages, buf + FUZZ_H_N_PAGES, 4);
-	if (version != 2 || page == 0 || n_pages == 0 ||
+	if (version < 2 || page == 0 || n_pages == 0 ||
 		(uint64_t) n_pages * 4 > len - DMF_HEADER_SIZE)
 		return fuzz_crc32c(buf + DMF_HEADER_SIZE, len - DMF_HEADER_SIZE);
 	body_end = len - (size_t) n_pages * 4;
@@ -100,7 +100,7 @@ fuzz_fix_crcs(uint8_t *buf, size_t len, int set_total)
 }
 
 /*
- * Variants of a version 2 model v (len bytes) for the seed corpus, in a new
+ * Variants of a version 2 or 3 model v (len bytes) for the seed corpus, in a new
  * malloc'd buffer (NULL if v has no usable page layout), sealed:
  * fuzz_repage cuts the same body into pages of another size; fuzz_as_v1
  * writes it in format version 1 (one payload checksum, no pages), as

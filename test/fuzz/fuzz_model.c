@@ -296,18 +296,37 @@ range_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* Sorted, r[0..n) lie within [lo, hi) and no two overlap. */
+static void
+check_disjoint(Range *r, int n, const uint8_t *lo, const uint8_t *hi, const char *where)
+{
+	qsort(r, n, sizeof(Range), range_cmp);
+	for (int k = 0; k < n; k++)
+	{
+		CHECK(r[k].start >= lo && r[k].start <= hi && r[k].len <= (size_t) (hi - r[k].start),
+			  "%s (%zu bytes) outside %s", r[k].what, r[k].len, where);
+		CHECK(k == 0 || r[k - 1].start + r[k - 1].len <= r[k].start,
+			  "%s overlaps %s", r[k - 1].what, r[k].what);
+	}
+}
+
 /*
  * Everything the model points to lies in the payload of buf[0..len) and no
  * two arrays overlap: a length check that is too loose shows up here even
- * when the read it allows stays inside the buffer.
+ * when the read it allows stays inside the buffer.  A compact model's
+ * widened arrays lie in its own allocation instead, without overlap, and
+ * the sections they come from lie in the payload as the others do.
  */
 static void
 check_ranges(const DmfModel *m, const uint8_t *buf, size_t len)
 {
 	Range		r[DMF_SECTION_KIND_END + 4];
+	Range		w[DMF_SECTION_KIND_END];
 	int			n = 0;
+	int			nw = 0;
 	uint64_t	fold_off,
 				fold_len;
+	bool		bf16 = (m->flags & DMF_FLAG_BFLOAT16) != 0;
 
 #define ADD(p, bytes, name) \
 	do { \
@@ -319,23 +338,55 @@ check_ranges(const DmfModel *m, const uint8_t *buf, size_t len)
 			n++; \
 		} \
 	} while (0)
+	/* count floats of section kind at p: stored in buf, or widened from 2 bytes each */
+#define ADD_FLOATS(p, count, kind, name) \
+	do { \
+		if (!bf16) \
+			ADD(p, 4 * (size_t) (count), name); \
+		else if ((count) > 0) \
+		{ \
+			uint64_t	off_, len_; \
+			CHECK(find_section(buf, kind, &off_, &len_) && len_ == 2 * (uint64_t) (count), \
+				  "%s: section of %llu bytes", name, (unsigned long long) len_); \
+			ADD(buf + off_, (size_t) len_, name); \
+			w[nw].start = (const uint8_t *) (p); \
+			w[nw].len = 4 * (size_t) (count); \
+			w[nw].what = name; \
+			nw++; \
+		} \
+	} while (0)
 
 	ADD(m->meta, m->meta_len, "meta");
 	ADD(m->users.ids, 8 * (size_t) m->users.n, "user ids");
 	ADD(m->users.input, 4 * (size_t) m->users.n, "user input");
-	ADD(m->users.factors, 4 * (size_t) m->users.n * m->dim, "user factors");
+	ADD_FLOATS(m->users.factors, (size_t) m->users.n * m->dim, DMF_SECTION_USER_FACTORS, "user factors");
 	ADD(m->items.ids, 8 * (size_t) m->items.n, "item ids");
 	ADD(m->items.input, 4 * (size_t) m->items.n, "item input");
-	ADD(m->items.factors, 4 * (size_t) m->items.n * m->dim, "item factors");
-	ADD(m->users.anchors, 4 * (size_t) m->users.n_train * m->dim, "user anchors");
-	ADD(m->items.anchors, 4 * (size_t) m->items.n_train * m->dim, "item anchors");
+	ADD_FLOATS(m->items.factors, (size_t) m->items.n * m->dim, DMF_SECTION_ITEM_FACTORS, "item factors");
+	ADD_FLOATS(m->users.anchors, (size_t) m->users.n_train * m->dim, DMF_SECTION_USER_ANCHORS,
+			   "user anchors");
+	ADD_FLOATS(m->items.anchors, (size_t) m->items.n_train * m->dim, DMF_SECTION_ITEM_ANCHORS,
+			   "item anchors");
 	if (m->rated_offsets != NULL)
 	{
 		ADD(m->rated_offsets, 8 * ((size_t) m->users.n + 1), "rated offsets");
-		ADD(m->rated_items, 4 * (size_t) m->rated_offsets[m->users.n], "rated items");
+		if (!(m->flags & DMF_FLAG_RATED_U16))
+			ADD(m->rated_items, 4 * (size_t) m->rated_offsets[m->users.n], "rated items");
+		else if (m->rated_offsets[m->users.n] > 0)
+		{
+			/* 16-bit positions right after the offsets, widened */
+			ADD((const uint8_t *) (m->rated_offsets + m->users.n + 1),
+				2 * (size_t) m->rated_offsets[m->users.n], "rated items");
+			w[nw].start = (const uint8_t *) m->rated_items;
+			w[nw].len = 4 * (size_t) m->rated_offsets[m->users.n];
+			w[nw].what = "rated items";
+			nw++;
+		}
 	}
-	ADD(m->user_branch.params, 4 * m->user_branch.n_params, "user weights");
-	ADD(m->item_branch.params, 4 * m->item_branch.n_params, "item weights");
+	ADD_FLOATS(m->user_branch.params, m->user_branch.n_params, DMF_SECTION_USER_WEIGHTS,
+			   "user weights");
+	ADD_FLOATS(m->item_branch.params, m->item_branch.n_params, DMF_SECTION_ITEM_WEIGHTS,
+			   "item weights");
 	if (m->n_levels > 0)
 	{
 		/* n_levels and lambda, the levels, the boundaries: one section */
@@ -361,17 +412,16 @@ check_ranges(const DmfModel *m, const uint8_t *buf, size_t len)
 			  (int) m->fold_in_steps, m->fold_in_rate);
 	}
 	ADD(buf + fold_off, (size_t) fold_len, "fold-in");
+#undef ADD_FLOATS
 #undef ADD
 
-	qsort(r, n, sizeof(Range), range_cmp);
-	for (int k = 0; k < n; k++)
+	check_disjoint(r, n, buf + DMF_HEADER_SIZE, buf + len, "the payload");
+	CHECK((nw > 0) == (m->widened != NULL), "widened memory without widened arrays");
+	if (nw > 0)
 	{
-		CHECK(r[k].start >= buf + DMF_HEADER_SIZE && r[k].start <= buf + len &&
-			  r[k].len <= (size_t) (buf + len - r[k].start),
-			  "%s (%zu bytes at %td) outside the payload of %zu bytes",
-			  r[k].what, r[k].len, r[k].start - buf, len);
-		CHECK(k == 0 || r[k - 1].start + r[k - 1].len <= r[k].start,
-			  "%s overlaps %s", r[k - 1].what, r[k].what);
+		/* ASan reports a widened array past the allocation when touch_model reads it */
+		check_disjoint(w, nw, (const uint8_t *) m->widened, (const uint8_t *) UINTPTR_MAX,
+					   "the widened memory");
 	}
 }
 
@@ -503,6 +553,7 @@ check_roundtrip(const DmfModel *m)
 			memcmp(again.levels, m->levels, 8 * (size_t) m->n_levels) == 0 &&
 			memcmp(again.boundaries, m->boundaries, 8 * ((size_t) m->n_levels + 1)) == 0)),
 		  "re-encoded model bytes differ");
+	free(again.widened);
 	free(buf);
 }
 
@@ -557,19 +608,31 @@ lazy_read(LazyCopy *c, uint64_t from, uint64_t to)
 	return true;
 }
 
-/* dmf_access_factor's block of rows around row k of a factor section */
+/*
+ * dmf_access_factor's block of rows around row k of a factor section, as
+ * floats; false if a page or a value fails.  *row_k gets row k.
+ */
 static bool
-lazy_factor_block(LazyCopy *c, const DmfSectionRef *sec, int32_t n, int32_t dim, int32_t k)
+lazy_factor_block(LazyCopy *c, const DmfSectionRef *sec, int32_t n, int32_t k, float *row_k)
 {
-	uint64_t	row = (uint64_t) dim * 4;
+	uint64_t	dim = (uint64_t) c->peeked->dim;
+	uint64_t	row = dmf_factor_row_bytes(c->peeked);
 	uint64_t	first = (uint64_t) (k / LAZY_FACTOR_BLOCK_ROWS) * LAZY_FACTOR_BLOCK_ROWS;
 	uint64_t	rows = (uint64_t) n - first < LAZY_FACTOR_BLOCK_ROWS ? (uint64_t) n - first
 		: LAZY_FACTOR_BLOCK_ROWS;
 	uint64_t	from = sec->offset + first * row;
+	float	   *block;
+	bool		ok;
 
 	if (!lazy_read(c, from, from + rows * row))
 		return false;
-	return dmf_factor_values_ok((const float *) (c->dst + from), rows * dim);
+	block = malloc(sizeof(float) * rows * dim);
+	CHECK(block != NULL, "out of memory");
+	dmf_factor_values_read(c->peeked, c->dst + from, block, rows * dim);
+	ok = dmf_factor_values_ok(block, rows * dim);
+	memcpy(row_k, block + (k - first) * dim, sizeof(float) * dim);
+	free(block);
+	return ok;
 }
 
 /*
@@ -585,6 +648,8 @@ check_lazy(const uint8_t *buf, size_t len, const DmfModel *full, bool ok)
 	uint32_t	crc;
 	LazyCopy	c;
 	bool		good;
+	float	   *user_rows,
+			   *item_rows;
 
 	if (dmf_model_peek(buf, len, &m, &total, &crc, NULL, 0) != DMF_DECODE_OK ||
 		m.version < 2 || total != len)
@@ -616,26 +681,39 @@ check_lazy(const uint8_t *buf, size_t len, const DmfModel *full, bool ok)
 			good = lazy_read(&c, sec[kind].offset, sec[kind].offset + sec[kind].length);
 	good = good && dmf_model_decode_ids(c.dst, sec, &m, NULL, 0) == DMF_DECODE_OK;
 	/* the first and the last factor of each side, as predictions read them */
+	user_rows = malloc(sizeof(float) * 2 * (size_t) (m.dim > 0 ? m.dim : 1));
+	item_rows = malloc(sizeof(float) * 2 * (size_t) (m.dim > 0 ? m.dim : 1));
+	CHECK(user_rows != NULL && item_rows != NULL, "out of memory");
 	if (good && m.users.n > 0)
-		good = lazy_factor_block(&c, &sec[DMF_SECTION_USER_FACTORS], m.users.n, m.dim, 0) &&
-			lazy_factor_block(&c, &sec[DMF_SECTION_USER_FACTORS], m.users.n, m.dim, m.users.n - 1);
+		good = lazy_factor_block(&c, &sec[DMF_SECTION_USER_FACTORS], m.users.n, 0, user_rows) &&
+			lazy_factor_block(&c, &sec[DMF_SECTION_USER_FACTORS], m.users.n, m.users.n - 1,
+							  user_rows + m.dim);
 	if (good && m.items.n > 0)
-		good = lazy_factor_block(&c, &sec[DMF_SECTION_ITEM_FACTORS], m.items.n, m.dim, 0) &&
-			lazy_factor_block(&c, &sec[DMF_SECTION_ITEM_FACTORS], m.items.n, m.dim, m.items.n - 1);
+		good = lazy_factor_block(&c, &sec[DMF_SECTION_ITEM_FACTORS], m.items.n, 0, item_rows) &&
+			lazy_factor_block(&c, &sec[DMF_SECTION_ITEM_FACTORS], m.items.n, m.items.n - 1,
+							  item_rows + m.dim);
 	CHECK(good || !ok, "a decodable model fails the lazy reader");
 	if (good && ok)
 	{
+		size_t		row = sizeof(float) * (size_t) m.dim;
+
 		CHECK(m.users.n == full->users.n && m.items.n == full->items.n &&
 			  memcmp(m.users.ids, full->users.ids, 8 * (size_t) m.users.n) == 0 &&
 			  memcmp(m.items.ids, full->items.ids, 8 * (size_t) m.items.n) == 0 &&
-			  m.n_levels == full->n_levels,
+			  m.n_levels == full->n_levels && m.flags == full->flags,
 			  "the lazy decode disagrees with the full one");
-		CHECK(sec[DMF_SECTION_USER_FACTORS].offset ==
-			  (uint64_t) ((const uint8_t *) full->users.factors - buf) &&
-			  sec[DMF_SECTION_ITEM_FACTORS].offset ==
-			  (uint64_t) ((const uint8_t *) full->items.factors - buf),
-			  "the lazy factor sections are not the full decode's");
+		CHECK((m.users.n == 0 ||
+			   (memcmp(user_rows, full->users.factors, row) == 0 &&
+				memcmp(user_rows + m.dim, full->users.factors + (size_t) (m.users.n - 1) * m.dim,
+					   row) == 0)) &&
+			  (m.items.n == 0 ||
+			   (memcmp(item_rows, full->items.factors, row) == 0 &&
+				memcmp(item_rows + m.dim, full->items.factors + (size_t) (m.items.n - 1) * m.dim,
+					   row) == 0)),
+			  "the lazy factors are not the full decode's");
 	}
+	free(user_rows);
+	free(item_rows);
 	UNPOISON(c.dst, len);
 	free(c.dst);
 }
@@ -689,6 +767,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		uint64_t	peek_total;
 
+		free(m.widened);
 		/* what the cache checks before decoding agrees with the decoder */
 		CHECK(dmf_model_peek(buf, len, &m, &peek_total, &crc, NULL, 0) == DMF_DECODE_OK &&
 			  peek_total == len && dmf_model_checksums_ok(buf, len, &m, crc),
@@ -698,6 +777,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sink = touch_model(&m);
 		check_roundtrip(&m);
 		check_lazy(buf, len, &m, true);
+		free(m.widened);
 		n_decoded++;
 	}
 	else

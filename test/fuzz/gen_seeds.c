@@ -8,9 +8,10 @@
  *
  * Each model is written three times, with the harness's mode byte 0 (raw),
  * 1 (recompute the CRCs) and 3 (also the total size) in front, and so are
- * two variants of it: cut into pages of the smallest size a reader accepts
- * (several pages in a small seed), and in format version 1, which this
- * build still reads.  Every model is
+ * four variants of it: cut into pages of the smallest size a reader accepts
+ * (several pages in a small seed), in format version 1, which this build
+ * still reads, and stored in bfloat16 (format version 3), in both page
+ * sizes.  Every model is
  * decoded back before it is written: a seed that does not decode is an
  * encoder bug (or a reader that lost version 1), and the generator fails.
  */
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #include "platform.h"
+#include "bfloat16.h"
 #include "fuzz_crc.h"
 #include "model_format.h"
 #include "network.h"
@@ -193,8 +195,10 @@ main(int argc, char **argv)
 		DmfRng		rng;
 		DmfModel	m;
 		DmfModel	back;
-		uint64_t	size;
-		uint8_t    *bytes;
+		uint64_t	size,
+					size16;
+		uint8_t    *bytes,
+				   *bytes16;
 		double	   *levels = NULL,
 				   *bounds = NULL;
 		int64_t    *rated_offsets;
@@ -267,37 +271,60 @@ main(int argc, char **argv)
 					sp->name);
 			return 1;
 		}
-		for (int variant = 0; variant < 3; variant++)
+		free(back.widened);
+		/* the same model in bfloat16 (format version 3), then the variants */
+		m.flags |= DMF_FLAG_BFLOAT16;
+		size16 = dmf_model_encoded_size(&m);
+		bytes16 = xalloc((size_t) size16);
+		dmf_model_encode(&m, bytes16, size16);
+		m.flags &= ~DMF_FLAG_BFLOAT16;
+		for (int variant = 0; variant < 5; variant++)
 		{
-			static const char *const suffix[] = {"", "_small_pages", "_v1"};
+			static const char *const suffix[] = {
+				"", "_small_pages", "_v1", "_bfloat16", "_bfloat16_small_pages"
+			};
+			static const int version[] = {2, 2, 1, 3, 3};
+			bool		compact = variant >= 3;
+			const uint8_t *from = compact ? bytes16 : bytes;
+			size_t		from_len = (size_t) (compact ? size16 : size);
 			char		name[128];
-			size_t		vlen = (size_t) size;
-			uint8_t    *v = variant == 0 ? bytes :
-				variant == 1 ? fuzz_repage(bytes, (size_t) size, DMF_MIN_PAGE_SIZE, &vlen) :
-				fuzz_as_v1(bytes, (size_t) size, &vlen);
+			size_t		vlen = from_len;
+			uint8_t    *v = variant == 0 || variant == 3 ? (uint8_t *) from :
+				variant == 2 ? fuzz_as_v1(from, from_len, &vlen) :
+				fuzz_repage(from, from_len, DMF_MIN_PAGE_SIZE, &vlen);
+			bool		good = v != NULL &&
+				dmf_model_decode(v, vlen, &back, detail, sizeof(detail)) == DMF_DECODE_OK;
 
-			if (v == NULL ||
-				dmf_model_decode(v, vlen, &back, detail, sizeof(detail)) != DMF_DECODE_OK ||
-				back.version != (variant == 2 ? 1 : 2) || back.users.n != m.users.n ||
-				memcmp(back.items.factors, m.items.factors,
-					   sizeof(float) * (size_t) m.items.n * m.dim) != 0)
+			/* factors come back exactly, or rounded to bfloat16 */
+			good = good && back.version == version[variant] && back.users.n == m.users.n &&
+				back.rated_offsets != NULL &&
+				memcmp(back.rated_items, rated_items,
+					   sizeof(int32_t) * (size_t) rated_offsets[m.users.n]) == 0;
+			for (size_t k = 0; good && k < (size_t) m.items.n * m.dim; k++)
+				good = back.items.factors[k] == (compact ?
+												 dmf_bfloat16_to_float(dmf_bfloat16_from_float(m.items.factors[k])) :
+												 m.items.factors[k]);
+			if (v != NULL)
+				free(back.widened);
+			if (!good)
 			{
 				fprintf(stderr, "gen_seeds: variant %s of seed %s does not decode to it: %s\n",
 						suffix[variant], sp->name, v == NULL ? "not made" : detail);
-				if (v != bytes)
+				if (v != from)
 					free(v);
 				return 1;
 			}
-			if (variant == 1 && back.n_pages > 1)
+			if ((variant == 1 || variant == 4) && back.n_pages > 1)
 				multi_page++;
 			snprintf(name, sizeof(name), "%s%s", sp->name, suffix[variant]);
 			write_seed(argv[1], name, 0, v, vlen);
 			write_seed(argv[1], name, 1, v, vlen);
 			write_seed(argv[1], name, 3, v, vlen);
 			written += 3;
-			if (v != bytes)
+			if (v != from)
 				free(v);
 		}
+		free(bytes16);
 
 		free(bytes);
 		free(levels);

@@ -232,10 +232,10 @@ DO $$
 DECLARE m bytea := (SELECT model FROM models WHERE name = 'base');
 BEGIN
     PERFORM record('version', 1, set_byte(m, 4, 0), 'base');
-    PERFORM record('version', 2, set_byte(m, 4, 3), 'base');
+    PERFORM record('version', 2, set_byte(m, 4, 4), 'base');
     PERFORM record('version', 3, set_byte(m, 5, 1), 'base');
     PERFORM record('version', 4, set_byte(set_byte(m, 4, 255), 5, 255), 'base');
-    PERFORM record('version', 5, substring(set_byte(m, 4, 3) FROM 1 FOR 8), 'base');
+    PERFORM record('version', 5, substring(set_byte(m, 4, 4) FROM 1 FOR 8), 'base');
 END $$;
 
 \echo == re-sealed mutations of the tiny model (every checksum recomputed)
@@ -281,14 +281,14 @@ BEGIN
     END LOOP;
     RETURN c # 4294967295;
 END $$;
--- format version 2 (a usable page layout: page size at 88, N pages at 92):
+-- format version 2 or 3 (a usable page layout: page size at 88, N pages at 92):
 -- the N page checksums at the end, then the payload CRC at 32 over them;
 -- else (version 1) the payload CRC over [128, length); then the header CRC
 -- at 36 over the header without it
 CREATE FUNCTION reseal(b bytea) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE np bigint := u32(b, 92); ps bigint := u32(b, 88); body bigint;
 BEGIN
-    IF u32(b, 4) & 65535 = 2 AND np > 0 AND ps > 0 AND 4 * np < length(b) - 128 THEN
+    IF u32(b, 4) & 65535 >= 2 AND np > 0 AND ps > 0 AND 4 * np < length(b) - 128 THEN
         body := length(b) - 4 * np;
         FOR k IN 0 .. np - 1 LOOP
             EXIT WHEN 128 + k * ps >= body;
