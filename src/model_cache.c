@@ -429,7 +429,11 @@ complete_entry(CacheEntry *e, struct varlena *source)
 		snprintf(detail, sizeof(detail), "The metadata is not a JSON object.");
 	}
 	if (status != DMF_DECODE_OK)
+	{
+		if (m.widened != NULL)	/* decoded, but the metadata is bad */
+			pfree(m.widened);
 		reject(e, detail);
+	}
 	/* the ids are the ones already indexed */
 	m.users.index = e->model.users.index;
 	m.users.index_lo = e->model.users.index_lo;

@@ -4,9 +4,10 @@
  *
  * bfloat16 is the upper half of an IEEE float: the same exponent range, 8
  * significant bits instead of 24.  A model stored in it is half the size;
- * a weight or a factor loses about 0.2% of its value at most, far below what
- * moves a prediction (docs/bench/perf.md measures it).  Widening is exact
- * and a shift, so readers convert whole sections at no real cost.
+ * rounding moves a weight or a factor by 0.4% of its value at most, far
+ * below what moves a prediction (README, "The model value", measures it).
+ * Widening is exact and a shift, so readers convert whole sections at no
+ * real cost.
  */
 #ifndef DMF_BFLOAT16_H
 #define DMF_BFLOAT16_H

@@ -1,6 +1,7 @@
 /*
  * model_format.c
- *	  Encode, and decode with full validation, the model bytes.
+ *	  Decode, with full validation, the model bytes (model_encode.c writes
+ *	  them).
  *
  * This file must never read outside the buffer it is given, whatever the
  * buffer holds: it is the one place where bytes from a user's table turn

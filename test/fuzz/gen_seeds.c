@@ -178,6 +178,62 @@ write_seed(const char *dir, const char *name, int mode, const uint8_t *bytes,
 	}
 }
 
+/*
+ * The width of who-rated-what in bfloat16 models at the boundary: 16-bit
+ * item positions up to 65,536 items, 32-bit beyond, each read back exactly
+ * (too large for a seed: checked here, not written).
+ */
+static bool
+rated_width_ok(int32_t n_items, bool want_u16)
+{
+	static const int no_hidden[] = {0};
+	DmfRng		rng;
+	DmfModel	m,
+				back;
+	int64_t		offsets[3] = {0, 2, 3};
+	int32_t		items[3] = {0, n_items - 1, n_items / 2};
+	uint64_t	size;
+	uint8_t    *bytes;
+	char		detail[256];
+	bool		ok;
+
+	dmf_rng_seed(&rng, 7);
+	memset(&m, 0, sizeof(m));
+	m.flags = DMF_FLAG_BFLOAT16;
+	m.dim = 1;
+	m.rating_min = 1.0;
+	m.rating_max = 5.0;
+	m.meta = "{}";
+	m.meta_len = 2;
+	make_side(&m.users, 2, 2, 1, &rng, 0);
+	make_side(&m.items, n_items, 2, 1, &rng, 0);
+	make_branch(&m.user_branch, 2, 1, no_hidden, DMF_ACT_LINEAR, &rng);
+	make_branch(&m.item_branch, 2, 1, no_hidden, DMF_ACT_LINEAR, &rng);
+	m.rated_offsets = offsets;
+	m.rated_items = items;
+	size = dmf_model_encoded_size(&m);
+	bytes = xalloc((size_t) size);
+	dmf_model_encode(&m, bytes, size);
+	ok = dmf_model_decode(bytes, (size_t) size, &back, detail, sizeof(detail)) == DMF_DECODE_OK;
+	if (!ok)
+		fprintf(stderr, "gen_seeds: %d items: %s\n", (int) n_items, detail);
+	ok = ok && ((back.flags & DMF_FLAG_RATED_U16) != 0) == want_u16 &&
+		back.rated_offsets[2] == 3 && memcmp(back.rated_items, items, sizeof(items)) == 0;
+	free(back.widened);			/* NULL after a failed decode */
+	free(bytes);
+	free((void *) m.users.ids);
+	free((void *) m.users.input);
+	free((void *) m.users.factors);
+	free((void *) m.users.anchors);
+	free((void *) m.items.ids);
+	free((void *) m.items.input);
+	free((void *) m.items.factors);
+	free((void *) m.items.anchors);
+	free(m.user_branch.params);
+	free(m.item_branch.params);
+	return ok;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -341,6 +397,11 @@ main(int argc, char **argv)
 		free((void *) m.items.anchors);
 		free(m.user_branch.params);
 		free(m.item_branch.params);
+	}
+	if (!rated_width_ok(65536, true) || !rated_width_ok(65537, false))
+	{
+		fprintf(stderr, "gen_seeds: a bfloat16 model's rated items do not come back at the 65,536-item boundary\n");
+		return 1;
 	}
 	if (multi_page == 0)
 	{
