@@ -29,6 +29,8 @@ extern uint64 dmf_max_memory_bytes(void);
 
 /* "10 MB": a size for messages */
 extern char *dmf_pretty_bytes(uint64 bytes);
+/* The same rounded up: a setting that a hint suggests must be enough */
+extern char *dmf_pretty_bytes_setting(uint64 bytes);
 
 /* Threads for a training: the option's number, or all cores (at most 64) for 0. */
 extern int	dmf_resolve_threads(int threads);

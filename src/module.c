@@ -118,6 +118,15 @@ dmf_require_args(FunctionCallInfo fcinfo, const char *function,
 }
 
 char *
+dmf_pretty_bytes_setting(uint64 bytes)
+{
+	uint64		unit = bytes >= (uint64) 10 * 1024 * 1024 * 1024 ? (uint64) 1 << 30 :
+		bytes >= (uint64) 10 * 1024 * 1024 ? (uint64) 1 << 20 : (uint64) 1 << 10;
+
+	return dmf_pretty_bytes((bytes + unit - 1) / unit * unit);
+}
+
+char *
 dmf_pretty_bytes(uint64 bytes)
 {
 	if (bytes >= (uint64) 10 * 1024 * 1024 * 1024)

@@ -208,7 +208,8 @@ check_budget(const CollectState *st, int incoming)
 						b->operation, dmf_pretty_bytes(b->max_bytes)),
 				 errdetail("Reading %s stopped after " INT64_FORMAT " rows, which alone need about %s.",
 						   st->relname, rows, dmf_pretty_bytes(need)),
-				 errhint("Raise dmf.max_memory, e.g. SET dmf.max_memory = '4GB'.")));
+				 errhint("Raise dmf.max_memory to several times what the rows read so far need, e.g. SET dmf.max_memory = '%s'.",
+						 dmf_pretty_bytes_setting(4 * need))));
 }
 
 static void

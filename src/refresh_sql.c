@@ -358,7 +358,7 @@ refresh_merge(Refresh *r)
 						dmf_pretty_bytes(need), dmf_pretty_bytes(r->budget.max_bytes)),
 				 errdetail("%d users and %d items, factors of %d.", r->users.n, r->items.n, m->dim),
 				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
-						 dmf_pretty_bytes(need))));
+						 dmf_pretty_bytes_setting(need))));
 
 	r->ru = palloc_extended(sizeof(int32) * (raw->n + 1), MCXT_ALLOC_HUGE);
 	r->ri = palloc_extended(sizeof(int32) * (raw->n + 1), MCXT_ALLOC_HUGE);

@@ -408,18 +408,16 @@ check_memory(DmfOptions *o, const TrainInput *in)
 
 	if (need > limit)
 	{
-		char	   *need_s = dmf_pretty_bytes(need);
-
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("training would need about %s of memory, more than dmf.max_memory (%s)",
-						need_s, dmf_pretty_bytes(limit)),
+						dmf_pretty_bytes(need), dmf_pretty_bytes(limit)),
 				 errdetail("%d users, %d items, first layers of %d and %d units.",
 						   in->n_users, in->n_items,
 						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
 						   o->train.n_item_hidden > 0 ? o->train.item_hidden[0] : o->train.dim),
 				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s'), or use narrower \"layers\".",
-						 need_s)));
+						 dmf_pretty_bytes_setting(need))));
 	}
 	if (o->storage == DMF_STORAGE_AUTO)
 	{
