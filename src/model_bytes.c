@@ -66,7 +66,9 @@ dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("the model would be %s, more than the 1 GB a bytea can hold",
 						dmf_pretty_bytes(size)),
-				 errhint("Use narrower \"layers\" or a smaller \"dim\".")));
+				 (m->flags & DMF_FLAG_BFLOAT16) ?
+				 errhint("Use narrower \"layers\" or a smaller \"dim\".") :
+				 errhint("Train with \"storage\": \"bfloat16\" (half the size), or use narrower \"layers\" or a smaller \"dim\".")));
 	/* the decoder reads 8-byte aligned bytes; a varlena's data is not */
 	aligned = palloc_extended(size, MCXT_ALLOC_HUGE);
 	dmf_model_encode(m, aligned, size);
