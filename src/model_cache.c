@@ -73,6 +73,7 @@ typedef struct CacheEntry
 	uint8	   *page_read;		/* per page: read and checked */
 	DmfSectionRef sections[DMF_SECTION_KIND_END];
 	uint8	   *factor_block_ok[2]; /* users, items: per FACTOR_BLOCK_ROWS rows */
+	uint64		factor_row_bytes;	/* of a stored factor: dim x 4 or x 2 */
 	float	   *lazy_factors[2];	/* bfloat16 models: the blocks read, widened */
 	/* non-empty: found corrupt while read lazily; no call gets an answer again */
 	char		rejected[256];
@@ -379,7 +380,8 @@ lazy_entry(struct varlena *source, const ToastKey *key)
 		MemoryContextAllocZero(cxt, fresh.model.users.n / FACTOR_BLOCK_ROWS + 1);
 	fresh.factor_block_ok[1] =
 		MemoryContextAllocZero(cxt, fresh.model.items.n / FACTOR_BLOCK_ROWS + 1);
-	if (dmf_factor_row_bytes(&peek) != (uint64) peek.dim * sizeof(float))
+	fresh.factor_row_bytes = dmf_factor_row_bytes(&peek);
+	if (fresh.factor_row_bytes != (uint64) peek.dim * sizeof(float))
 	{
 		/* whole sides, of which only the blocks read are ever touched */
 		for (int side = 0; side < 2; side++)
@@ -807,7 +809,7 @@ dmf_access_factor(const DmfModelAccess *access, bool user_side, int32 k)
 	const DmfSide *s = user_side ? &e->model.users : &e->model.items;
 	const DmfSectionRef *sec;
 	uint8	   *ok;
-	uint64		row = dmf_factor_row_bytes(&e->model);
+	uint64		row = e->factor_row_bytes;
 	float	   *widened = e->lazy_factors[user_side ? 0 : 1];
 
 	if (!e->used || e->generation != access->generation)
