@@ -178,6 +178,22 @@ write_seed(const char *dir, const char *name, int mode, const uint8_t *bytes,
 	}
 }
 
+/* What make_side and make_branch allocated for m. */
+static void
+free_sides_and_branches(DmfModel *m)
+{
+	free((void *) m->users.ids);
+	free((void *) m->users.input);
+	free((void *) m->users.factors);
+	free((void *) m->users.anchors);
+	free((void *) m->items.ids);
+	free((void *) m->items.input);
+	free((void *) m->items.factors);
+	free((void *) m->items.anchors);
+	free(m->user_branch.params);
+	free(m->item_branch.params);
+}
+
 /*
  * The width of who-rated-what in bfloat16 models at the boundary: 16-bit
  * item positions up to 65,536 items, 32-bit beyond, each read back exactly
@@ -221,16 +237,7 @@ rated_width_ok(int32_t n_items, bool want_u16)
 		back.rated_offsets[2] == 3 && memcmp(back.rated_items, items, sizeof(items)) == 0;
 	free(back.widened);			/* NULL after a failed decode */
 	free(bytes);
-	free((void *) m.users.ids);
-	free((void *) m.users.input);
-	free((void *) m.users.factors);
-	free((void *) m.users.anchors);
-	free((void *) m.items.ids);
-	free((void *) m.items.input);
-	free((void *) m.items.factors);
-	free((void *) m.items.anchors);
-	free(m.user_branch.params);
-	free(m.item_branch.params);
+	free_sides_and_branches(&m);
 	return ok;
 }
 
@@ -387,16 +394,7 @@ main(int argc, char **argv)
 		free(bounds);
 		free(rated_offsets);
 		free(rated_items);
-		free((void *) m.users.ids);
-		free((void *) m.users.input);
-		free((void *) m.users.factors);
-		free((void *) m.users.anchors);
-		free((void *) m.items.ids);
-		free((void *) m.items.input);
-		free((void *) m.items.factors);
-		free((void *) m.items.anchors);
-		free(m.user_branch.params);
-		free(m.item_branch.params);
+		free_sides_and_branches(&m);
 	}
 	if (!rated_width_ok(65536, true) || !rated_width_ok(65537, false))
 	{
