@@ -20,8 +20,9 @@
 # XX001 in every function; a model whose quantizer section is cut off is valid
 # and must work (the discrete functions say 0A000), as must other valid
 # changes (fold-in settings at their limits, zero anchors); random re-sealed
-# byte changes may be accepted or rejected, but never crash and never raise
-# an internal error (XX000).
+# byte changes, of a float32 model and of one stored in bfloat16 (format 3),
+# may be accepted or rejected, but never crash and never raise an internal
+# error (XX000).
 #
 # The backend's model cache: a re-sealed header change that keeps the model
 # id, size and payload checksum of a model just used must be decoded, not
@@ -76,6 +77,10 @@ INSERT INTO models
 SELECT 'base', dmf_train('ratings', options => '{"layers":[32],"dim":8,"epochs":3,"seed":1}');
 INSERT INTO models
 SELECT 'tiny', dmf_train('tiny_ratings', options => '{"layers":[4],"dim":2,"epochs":2,"seed":1}');
+-- the same stored compact (bfloat16, format 3)
+INSERT INTO models
+SELECT 'tiny_compact', dmf_train('tiny_ratings',
+                                 options => '{"layers":[4],"dim":2,"epochs":2,"seed":1,"storage":"bfloat16"}');
 SELECT name, length(model) AS bytes, dmf_info(model)->'levels' AS levels FROM models ORDER BY name;
 
 CREATE TEMP TABLE session0 AS
@@ -569,6 +574,22 @@ BEGIN
     END LOOP;
 END $$;
 
+-- and 300 of the compact model, whose decoding widens what it reads
+DO $$
+DECLARE t bytea := (SELECT model FROM models WHERE name = 'tiny_compact'); v bytea; p int;
+BEGIN
+    FOR k IN 1 .. 300 LOOP
+        v := t;
+        FOR r IN 1 .. 1 + floor(random() * 3)::int LOOP
+            p := CASE WHEN random() < 0.5 THEN floor(random() * 420)::int
+                      ELSE floor(random() * length(t))::int END;
+            v := set_byte(v, p, get_byte(v, p) # (1 << floor(random() * 8)::int));
+        END LOOP;
+        PERFORM record('sealed: random compact', k, reseal(put_u32(v, 12, u32(v, 12) # (5000 + k))),
+                       'tiny_compact');
+    END LOOP;
+END $$;
+
 \echo == the model cache: changed values it might mistake for the intact tiny model
 -- (1) a re-sealed header change that keeps the model id, size and payload
 --     checksum, right after the intact model was used: the cache compares
@@ -628,7 +649,7 @@ FROM results WHERE (cat LIKE 'sealed: valid%' OR cat LIKE 'sealed: bad%') AND co
 GROUP BY cat ORDER BY cat;
 
 \echo == outcomes of random re-sealed changes, per function
-SELECT fn, code, count(*) FROM results WHERE cat = 'sealed: random' GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT cat, fn, code, count(*) FROM results WHERE cat LIKE 'sealed: random%' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
 \echo == checks
 -- corrupted copies: every call rejected with XX001, or 22023 when the
