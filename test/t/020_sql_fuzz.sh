@@ -556,12 +556,13 @@ BEGIN
     END LOOP;
 END $$;
 
--- 600 random re-sealed changes of 1 to 3 bytes (header, section table or
--- payload): accepted or rejected, never a crash or an internal error
-DO $$
-DECLARE t bytea := (SELECT model FROM models WHERE name = 'tiny'); v bytea; p int;
+-- n random re-sealed changes of 1 to 3 bytes (header, section table or
+-- payload) of a model: accepted or rejected, never a crash or an internal error
+CREATE FUNCTION random_resealed(cat text, model_name text, n int, id_salt int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE t bytea := (SELECT model FROM models WHERE name = model_name); v bytea; p int;
 BEGIN
-    FOR k IN 1 .. 600 LOOP
+    FOR k IN 1 .. n LOOP
         v := t;
         FOR r IN 1 .. 1 + floor(random() * 3)::int LOOP
             -- half of the changes in the first 420 bytes: header and table
@@ -570,25 +571,12 @@ BEGIN
             v := set_byte(v, p, get_byte(v, p) # (1 << floor(random() * 8)::int));
         END LOOP;
         -- a model id of its own, so the decoder, not the cache, judges it
-        PERFORM record('sealed: random', k, reseal(put_u32(v, 12, u32(v, 12) # (1000 + k))), 'tiny');
+        PERFORM record(cat, k, reseal(put_u32(v, 12, u32(v, 12) # (id_salt + k))), model_name);
     END LOOP;
 END $$;
-
--- and 300 of the compact model, whose decoding widens what it reads
-DO $$
-DECLARE t bytea := (SELECT model FROM models WHERE name = 'tiny_compact'); v bytea; p int;
-BEGIN
-    FOR k IN 1 .. 300 LOOP
-        v := t;
-        FOR r IN 1 .. 1 + floor(random() * 3)::int LOOP
-            p := CASE WHEN random() < 0.5 THEN floor(random() * 420)::int
-                      ELSE floor(random() * length(t))::int END;
-            v := set_byte(v, p, get_byte(v, p) # (1 << floor(random() * 8)::int));
-        END LOOP;
-        PERFORM record('sealed: random compact', k, reseal(put_u32(v, 12, u32(v, 12) # (5000 + k))),
-                       'tiny_compact');
-    END LOOP;
-END $$;
+SELECT random_resealed('sealed: random', 'tiny', 600, 1000);
+-- and the compact model, whose decoding widens what it reads
+SELECT random_resealed('sealed: random compact', 'tiny_compact', 300, 5000);
 
 \echo == the model cache: changed values it might mistake for the intact tiny model
 -- (1) a re-sealed header change that keeps the model id, size and payload
