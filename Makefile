@@ -14,6 +14,8 @@ CORE_OBJS = \
 	src/core/sparse.o \
 	src/core/network.o \
 	src/core/train.o \
+	src/core/train_block.o \
+	src/core/implicit.o \
 	src/core/quantizer.o \
 	src/core/fold_in.o \
 	src/core/fold_choice.o \
@@ -39,14 +41,15 @@ SERVER_OBJS = \
 	src/predict_sql.o \
 	src/factor_agg.o \
 	src/recommend.o \
-	src/evaluate.o
+	src/evaluate.o \
+	src/evaluate_ranking.o
 OBJS = $(SERVER_OBJS) $(CORE_OBJS)
 
 # install scripts of each release and the upgrade scripts between them
 DATA = $(wildcard sql/dmf--*.sql)
 
 # pg_regress suites, in sql/ with results in expected/
-REGRESS = setup train predict extend discrete errors model_format recommend security
+REGRESS = setup train predict extend discrete errors model_format recommend security implicit
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 # -fno-math-errno: sqrtf and friends need not set errno, so loops calling

@@ -37,10 +37,17 @@ extern int	dmf_resolve_threads(int threads);
 
 /*
  * ERROR naming the first of the call's arguments 0..n-1 that is NULL
- * (names: the SQL names of the arguments).
+ * (names: the SQL names of the arguments; a NULL name: may be NULL).
  */
 extern void dmf_require_args(FunctionCallInfo fcinfo, const char *function,
 							 const char *const *names, int n);
+
+/*
+ * The rating_column argument: NULL, only with implicit feedback, means
+ * every row is one interaction; otherwise NULL is an ERROR.
+ */
+extern const char *dmf_rating_column_arg(FunctionCallInfo fcinfo, int argno,
+										 const char *function, bool implicit);
 
 /* ---- model_bytes.c: the model values dmf returns ---- */
 
@@ -77,5 +84,16 @@ extern struct ArrayType *dmf_factor_array(const float *f, int dim);
  */
 extern const float *dmf_factor_arg(struct ArrayType *a, const char *which,
 								   int other_len, int dim);
+
+/* ---- recommend.c ---- */
+
+/*
+ * The positions of the best k items for the unit factor u, best first,
+ * leaving out exclude[0..n_exclude) (ascending positions) and items
+ * without a factor, into top[0..k); returns their count.  dmf_recommend's
+ * ranking: ties go to the lower item id.
+ */
+extern int32 dmf_top_k_items(const struct DmfModel *m, const float *u, int32 k,
+							 const int32 *exclude, int64 n_exclude, int32 *top);
 
 #endif

@@ -123,6 +123,11 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	/* the relation may be a view that calls dmf functions: keep the model */
 	dmf_model_pin(dmf_model_ref(s.m), work);
 	s.discrete = s.m->n_levels >= 2;
+	if (s.m->flags & DMF_FLAG_IMPLICIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("dmf_evaluate measures rating errors, and this dmf model was trained on implicit feedback"),
+				 errhint("Measure its ranking with dmf_evaluate_ranking.")));
 
 	cols.relid = PG_GETARG_OID(1);
 	cols.user_column = NameStr(*PG_GETARG_NAME(2));

@@ -118,7 +118,17 @@ factor_step(FunctionCallInfo fcinfo, bool user_side)
 				 errhint("Group by the model too, or pass one model per group.")));
 
 	rating = PG_GETARG_FLOAT8(3);
-	if (isnan(rating) || rating < m->rating_min || rating > m->rating_max)
+	if (m->flags & DMF_FLAG_IMPLICIT)
+	{
+		/* an interaction: its weight only has to be one */
+		if (!(rating > 0.0) || isinf(rating))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("weight %g of an interaction is not a finite number above 0", rating),
+					 errhint("Pass 1 for each interaction of a model trained on implicit feedback.")));
+		rating = 1.0;
+	}
+	else if (isnan(rating) || rating < m->rating_min || rating > m->rating_max)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("rating %g is outside the model's range [%g, %g]",
@@ -411,6 +421,15 @@ dmf_factor_deserialize(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(st);
 }
 
+static int
+cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
 PG_FUNCTION_INFO_V1(dmf_factor_final);
 Datum
 dmf_factor_final(PG_FUNCTION_ARGS)
@@ -434,13 +453,23 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 		int32	   *cols = palloc(sizeof(int32) * st->n);
 		float	   *vals = palloc(sizeof(float) * st->n);
 		int64		dup = 0;
+		int32		n_entries = st->n;
 
 		for (int32 k = 0; k < st->n; k++)
 		{
 			cols[k] = st->pos[k];
 			vals[k] = st->val[k];
 		}
-		if (dmf_csr_build(&x, 1, dmf_model_side(m, !st->user_side)->n_train, st->n,
+		if (m->flags & DMF_FLAG_IMPLICIT)
+		{
+			/* repeated interactions are one, as in training (values are all 1) */
+			n_entries = 0;
+			qsort(cols, st->n, sizeof(int32), cmp_int32);
+			for (int32 k = 0; k < st->n; k++)
+				if (n_entries == 0 || cols[n_entries - 1] != cols[k])
+					cols[n_entries++] = cols[k];
+		}
+		if (dmf_csr_build(&x, 1, dmf_model_side(m, !st->user_side)->n_train, n_entries,
 						  rows, cols, vals, &dup, NULL) > 0)
 		{
 			const DmfSide *other = dmf_model_side(m, !st->user_side);

@@ -109,12 +109,27 @@ dmf_require_args(FunctionCallInfo fcinfo, const char *function,
 				 const char *const *names, int n)
 {
 	for (int a = 0; a < n; a++)
-		if (PG_ARGISNULL(a))
+		if (names[a] != NULL && PG_ARGISNULL(a))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("argument \"%s\" of %s must not be NULL", names[a], function),
 					 strcmp(names[a], "options") == 0 ?
 					 errhint("Pass '{}' for the defaults.") : 0));
+}
+
+const char *
+dmf_rating_column_arg(FunctionCallInfo fcinfo, int argno, const char *function,
+					  bool implicit)
+{
+	if (!PG_ARGISNULL(argno))
+		return NameStr(*PG_GETARG_NAME(argno));
+	if (!implicit)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"rating_column\" of %s must not be NULL", function),
+				 errdetail("Only implicit feedback has rows without a rating."),
+				 errhint("Name the rating column, or train on interactions with the option \"feedback\": \"implicit\".")));
+	return NULL;
 }
 
 char *

@@ -36,6 +36,7 @@ typedef enum OptionType
 static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
 static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfRowScale */
 static const char *const storage_names[] = {"auto", "float32", "bfloat16"};	/* DmfStorage */
+static const char *const feedback_names[] = {"explicit", "implicit"};	/* DmfFeedback */
 /* DmfFoldInTraining */
 static const char *const fold_in_training_names[] = {"auto", "none", "users", "items", "both"};
 
@@ -101,6 +102,8 @@ static const OptionSpec option_specs[] = {
 	{"fold_in_rate", OPT_FLOAT, TRAIN(fold_in_rate), 0.0, 100.0, false, "0.3", NO_CHOICES},
 	{"fold_in_training", OPT_CHOICE, TRAIN(fold_in_training), 0, 0, true, "\"auto\"",
 	CHOICES(fold_in_training_names)},
+	{"feedback", OPT_CHOICE, TRAIN(feedback), 0, 0, true, "\"explicit\"", CHOICES(feedback_names)},
+	{"negatives", OPT_INT, TRAIN(negatives), 1, 100, true, "4", NO_CHOICES},
 	{"discrete", OPT_BOOL, TRAIN(discrete), 0, 0, true, "false", NO_CHOICES},
 	{"levels", OPT_NUMBERS, 0, 0, 0, true, NULL, NO_CHOICES},
 	{"lambda_start", OPT_FLOAT, TRAIN(lambda_start), 0.0, 1e6, false, "5", NO_CHOICES},
@@ -478,6 +481,35 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 				 errmsg("option \"lambda_start\" must not exceed \"lambda_max\""),
 				 errdetail("lambda_start is %g and lambda_max is %g.",
 						   c->lambda_start, c->lambda_max)));
+	if (c->feedback == DMF_FEEDBACK_IMPLICIT)
+	{
+		/* options about rating values have nothing to act on */
+		static const char *const rating_options[] = {
+			"rating_min", "rating_max", "levels", "discrete", "input_encoding",
+			"fold_in_steps", "fold_in_rate", "fold_in_training",
+			"lambda_start", "lambda_growth", "lambda_max"
+		};
+
+		for (int k = 0; k < lengthof(rating_options); k++)
+			if (was_given(given, rating_options[k]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"%s\" does not apply to \"feedback\": \"implicit\"",
+								rating_options[k]),
+						 errdetail("Implicit feedback has interactions, not rating values."),
+						 errhint("Leave \"%s\" out, or train on ratings with \"feedback\": \"explicit\".",
+								 rating_options[k])));
+		c->rating_min = 0.0;
+		c->rating_max = 1.0;
+		o->rating_min_set = o->rating_max_set = true;
+		c->fold_in_steps = 0;
+		c->fold_in_training = DMF_FOLD_TRAINING_NONE;
+	}
+	else if (was_given(given, "negatives"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"negatives\" applies only to \"feedback\": \"implicit\""),
+				 errhint("Add \"feedback\": \"implicit\" to train on interactions.")));
 	if (o->validation && o->validation_fraction != default_fraction)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -558,6 +590,9 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 
 		/* each branch's widths are echoed on their own */
 		if (strcmp(spec->name, "layers") == 0)
+			continue;
+		/* sampled negatives exist only with implicit feedback */
+		if (strcmp(spec->name, "negatives") == 0 && o->train.feedback != DMF_FEEDBACK_IMPLICIT)
 			continue;
 		appendStringInfo(out, "%s\"%s\": ", first ? "" : ", ", spec->name);
 		append_option(out, o, spec);

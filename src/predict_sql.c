@@ -63,6 +63,11 @@ model_quantizer(const DmfModel *m)
 {
 	DmfQuantizer q;
 
+	if (m->flags & DMF_FLAG_IMPLICIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("this dmf model was trained on implicit feedback, which has no rating levels"),
+				 errhint("Use dmf_predict for its preference score.")));
 	if (m->n_levels < 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -271,6 +276,8 @@ dmf_info(PG_FUNCTION_ARGS)
 	dmf_append_json_number(&s, m->rating_max);
 	appendStringInfo(&s, ", \"storage\": \"%s\"",
 					 (m->flags & DMF_FLAG_BFLOAT16) ? "bfloat16" : "float32");
+	appendStringInfo(&s, ", \"feedback\": \"%s\"",
+					 (m->flags & DMF_FLAG_IMPLICIT) ? "implicit" : "explicit");
 	appendStringInfo(&s, ", \"discrete\": %s", (m->flags & DMF_FLAG_DISCRETE) ? "true" : "false");
 	if (m->n_levels >= 2)
 	{

@@ -42,6 +42,9 @@ dmf_relation_name(Oid relid)
 	return quote_qualified_identifier(nsp, rel);
 }
 
+static void scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink,
+						 void *arg, int batch_rows, bool by_user);
+
 /* Checks that the column exists and has one of the accepted types. */
 static void
 check_column(Oid relid, const char *column, const char *role, bool numeric_ok)
@@ -100,6 +103,20 @@ void
 dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 				 int batch_rows)
 {
+	scan_ratings(cols, sink, arg, batch_rows, false);
+}
+
+void
+dmf_scan_ratings_by_user(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
+						 int batch_rows)
+{
+	scan_ratings(cols, sink, arg, batch_rows, true);
+}
+
+static void
+scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
+			 int batch_rows, bool by_user)
+{
 	StringInfoData sql;
 	SPIPlanPtr	plan;
 	Portal		portal;
@@ -111,14 +128,18 @@ dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 
 	check_column(cols->relid, cols->user_column, "user", false);
 	check_column(cols->relid, cols->item_column, "item", false);
-	check_column(cols->relid, cols->rating_column, "rating", true);
+	if (cols->rating_column)
+		check_column(cols->relid, cols->rating_column, "rating", true);
 
+	/* without a rating column (implicit feedback) every row weighs 1 */
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT %s::pg_catalog.int8, %s::pg_catalog.int8, %s::pg_catalog.float8 FROM %s",
 					 quote_identifier(cols->user_column),
 					 quote_identifier(cols->item_column),
-					 quote_identifier(cols->rating_column),
+					 cols->rating_column ? quote_identifier(cols->rating_column) : "1",
 					 relname);
+	if (by_user)
+		appendStringInfoString(&sql, " ORDER BY 1");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -294,6 +315,21 @@ dmf_check_rating_range(const DmfRawRatings *r, const DmfRatingColumns *cols,
 					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
 							   r->user[k], r->item[k]),
 					 errhint("%s", hint)));
+}
+
+void
+dmf_check_weights(const DmfRawRatings *r, const DmfRatingColumns *cols,
+				  const char *relname)
+{
+	for (int64 k = 0; k < r->n; k++)
+		if (!(r->rating[k] > 0.0))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("weight column \"%s\" of %s holds %g, and implicit feedback needs weights above 0",
+							cols->rating_column, relname, r->rating[k]),
+					 errdetail("User " INT64_FORMAT ", item " INT64_FORMAT ".",
+							   r->user[k], r->item[k]),
+					 errhint("Filter such rows out with a view, or pass NULL as rating_column to count every row as one interaction.")));
 }
 
 void

@@ -13,7 +13,7 @@ typedef struct DmfRatingColumns
 	Oid			relid;
 	const char *user_column;
 	const char *item_column;
-	const char *rating_column;
+	const char *rating_column;	/* NULL: every row is 1 (implicit feedback) */
 } DmfRatingColumns;
 
 typedef struct DmfRawRatings
@@ -40,6 +40,10 @@ typedef void (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
  */
 void		dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink,
 							 void *arg, int batch_rows);
+
+/* The same, the rows in order of user id (sorted by the server). */
+void		dmf_scan_ratings_by_user(const DmfRatingColumns *cols, DmfRatingSink sink,
+									 void *arg, int batch_rows);
 
 /*
  * A memory cap that holds while the rows arrive: reading stops with an
@@ -72,6 +76,10 @@ void		dmf_report_skipped_nulls(int64 skipped, const char *relname);
 void		dmf_check_rating_range(const DmfRawRatings *r, const DmfRatingColumns *cols,
 								   const char *relname, double lo, double hi,
 								   const char *range_name, const char *hint);
+
+/* Implicit feedback: ERROR at the first weight that is not above 0. */
+void		dmf_check_weights(const DmfRawRatings *r, const DmfRatingColumns *cols,
+							  const char *relname);
 
 /* ERROR: the relation has n_duplicates (user, item) pairs rated twice. */
 void		dmf_report_duplicates(const DmfRatingColumns *cols, const char *relname,

@@ -100,25 +100,21 @@ cmp_int32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/*
- * The best k items for the unit factor u, leaving out the item positions
- * in exclude[0..n_exclude) (ascending), into the caller's tuplestore.
- */
-static void
-emit_top_k(FunctionCallInfo fcinfo, const DmfModel *m, const float *u, int32 k,
-		   const int32 *exclude, int64 n_exclude)
+int32
+dmf_top_k_items(const DmfModel *m, const float *u, int32 k, const int32 *exclude,
+				int64 n_exclude, int32 *top)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int32		n_items = m->items.n;
 	float	   *scores;
 	Candidate  *heap;
 	int			n_heap = 0;
+	int32		n_top = 0;
 	int64		e = 0;
 
 	if (k > n_items)
 		k = n_items;
 	if (k == 0)
-		return;
+		return 0;
 
 	scores = palloc_extended(sizeof(float) * (size_t) n_items, MCXT_ALLOC_HUGE);
 	heap = palloc(sizeof(Candidate) * k);
@@ -154,15 +150,34 @@ emit_top_k(FunctionCallInfo fcinfo, const DmfModel *m, const float *u, int32 k,
 
 	qsort(heap, n_heap, sizeof(Candidate), cmp_ranked);
 	for (int j = 0; j < n_heap; j++)
+		top[n_top++] = heap[j].item;
+	pfree(scores);
+	pfree(heap);
+	return n_top;
+}
+
+/*
+ * The best k items for the unit factor u, leaving out the item positions
+ * in exclude[0..n_exclude) (ascending), into the caller's tuplestore.
+ */
+static void
+emit_top_k(FunctionCallInfo fcinfo, const DmfModel *m, const float *u, int32 k,
+		   const int32 *exclude, int64 n_exclude)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32	   *top = palloc(sizeof(int32) * (k > 0 ? k : 1));
+	int32		n_top = dmf_top_k_items(m, u, k, exclude, n_exclude, top);
+
+	for (int j = 0; j < n_top; j++)
 	{
 		Datum		values[2];
 		bool		nulls[2] = {false, false};
 		double		rating;
 
-		if (!dmf_score_factors(m, u, m->items.factors + (size_t) heap[j].item * m->dim,
+		if (!dmf_score_factors(m, u, m->items.factors + (size_t) top[j] * m->dim,
 							   &rating))
 			continue;
-		values[0] = Int64GetDatum(m->items.ids[heap[j].item]);
+		values[0] = Int64GetDatum(m->items.ids[top[j]]);
 		values[1] = Float8GetDatum(rating);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -318,9 +318,15 @@ refresh_read(Refresh *r)
 	r->budget.operation = "refreshing the model";
 	dmf_read_ratings(&r->cols, raw, &r->budget);
 	dmf_report_skipped_nulls(raw->skipped_nulls, r->rel);
-	dmf_check_rating_range(raw, &r->cols, r->rel, m->rating_min, m->rating_max,
-						   "the model's range ",
-						   "Filter the rows out with a view, or retrain the model on the new scale.");
+	if (m->flags & DMF_FLAG_IMPLICIT)
+	{
+		if (r->cols.rating_column)
+			dmf_check_weights(raw, &r->cols, r->rel);
+	}
+	else
+		dmf_check_rating_range(raw, &r->cols, r->rel, m->rating_min, m->rating_max,
+							   "the model's range ",
+							   "Filter the rows out with a view, or retrain the model on the new scale.");
 }
 
 /*
@@ -368,6 +374,14 @@ refresh_merge(Refresh *r)
 		r->ri[k] = dmf_find_id(r->items.ids, r->items.n, raw->item[k]);
 		if ((k & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
+	}
+	if (m->flags & DMF_FLAG_IMPLICIT)
+	{
+		/* interactions: a pair once, whatever its weight, as in training */
+		raw->n = dmf_merge_pairs(raw->n, r->users.n, r->items.n, raw->user, raw->item,
+								 r->ru, r->ri, raw->rating);
+		for (int64 k = 0; k < raw->n; k++)
+			raw->rating[k] = 1.0;
 	}
 	ones = palloc_extended(sizeof(float) * (raw->n + 1), MCXT_ALLOC_HUGE);
 	for (int64 k = 0; k < raw->n; k++)
@@ -509,8 +523,9 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	Refresh		r;
 	bytea	   *result;
 
+	/* rating_column may be NULL for a model of implicit feedback */
 	static const char *const args[] = {
-		"model", "ratings", "user_column", "item_column", "rating_column"
+		"model", "ratings", "user_column", "item_column", NULL
 	};
 
 	dmf_require_args(fcinfo, "dmf_refresh", args, lengthof(args));
@@ -524,7 +539,8 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	r.cols.relid = PG_GETARG_OID(1);
 	r.cols.user_column = NameStr(*PG_GETARG_NAME(2));
 	r.cols.item_column = NameStr(*PG_GETARG_NAME(3));
-	r.cols.rating_column = NameStr(*PG_GETARG_NAME(4));
+	r.cols.rating_column = dmf_rating_column_arg(fcinfo, 4, "dmf_refresh",
+												 (r.m->flags & DMF_FLAG_IMPLICIT) != 0);
 
 	refresh_read(&r);
 	refresh_merge(&r);

@@ -133,6 +133,7 @@ typedef struct TrainInput
 	DmfTrainSet set;
 	DmfCsr		rated;			/* users x items of every row, for the model */
 	int64		validation_unknown;	/* validation rows with unknown ids */
+	int64		merged_rows;	/* implicit: rows merged into an earlier pair */
 	DmfReadBudget budget;		/* dmf.max_memory while reading */
 	double		load_seconds;
 } TrainInput;
@@ -190,8 +191,14 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 
 	vcols.relid = relid;
 	dmf_read_ratings(&vcols, &v, &in->budget);
-	dmf_check_rating_range(&v, cols, dmf_relation_name(relid), o->train.rating_min,
-						   o->train.rating_max, "", TRAIN_RANGE_HINT);
+	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
+	{
+		if (cols->rating_column)
+			dmf_check_weights(&v, cols, dmf_relation_name(relid));
+	}
+	else
+		dmf_check_rating_range(&v, cols, dmf_relation_name(relid), o->train.rating_min,
+							   o->train.rating_max, "", TRAIN_RANGE_HINT);
 	u = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
 	i = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
 	dmf_map_ids(v.user, v.n, in->user_ids, in->n_users, u);
@@ -261,8 +268,17 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 				 errdetail("All " INT64_FORMAT " rows have a NULL user, item or rating.",
 						   raw->skipped_nulls) : 0));
 
-	/* the rating scale: from the options, else from the data */
+	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
 	{
+		/* weights, not ratings; scores on [0, 1] */
+		if (cols->rating_column)
+			dmf_check_weights(raw, cols, rel);
+		if (!dmf_rating_scale_init(&in->scale, 0.0, 1.0))
+			elog(ERROR, "the scale [0, 1] cannot be represented");
+	}
+	else
+	{
+		/* the rating scale: from the options, else from the data */
 		double		lo = raw->rating[0],
 					hi = raw->rating[0];
 
@@ -295,8 +311,8 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 					 errhint("Rescale the ratings in a view, e.g. to [1, 5].")));
 		dmf_check_rating_range(raw, cols, rel, o->train.rating_min, o->train.rating_max,
 							   "", TRAIN_RANGE_HINT);
+		resolve_levels(o, raw, cols->rating_column, rel);
 	}
-	resolve_levels(o, raw, cols->rating_column, rel);
 
 	in->n_users = dmf_distinct_ids(raw->user, raw->n, &in->user_ids);
 	in->n_items = dmf_distinct_ids(raw->item, raw->n, &in->item_ids);
@@ -311,6 +327,22 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	i = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
 	dmf_map_ids(raw->user, raw->n, in->user_ids, in->n_users, u);
 	dmf_map_ids(raw->item, raw->n, in->item_ids, in->n_items, i);
+	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
+	{
+		/* repeated interactions are one pair of the summed weight */
+		int64		n_rows = raw->n;
+
+		raw->n = dmf_merge_pairs(n_rows, in->n_users, in->n_items, raw->user, raw->item,
+								 u, i, raw->rating);
+		in->merged_rows = n_rows - raw->n;
+		for (int64 k = 0; k < raw->n; k++)
+			if (!isfinite(raw->rating[k]))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("the weights of user " INT64_FORMAT " and item " INT64_FORMAT " in %s add up to more than a double holds",
+								raw->user[k], raw->item[k], rel),
+						 errhint("Scale the weights down in a view.")));
+	}
 
 	/* one rating per (user, item): anything else has no single target */
 	{
@@ -461,6 +493,8 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 	dmf_options_to_json(o, meta);
 	appendStringInfo(meta, ", \"threads_used\": %d", threads);
 	appendStringInfo(meta, ", \"rows\": " INT64_FORMAT, in->raw.n);
+	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
+		appendStringInfo(meta, ", \"merged_rows\": " INT64_FORMAT, in->merged_rows);
 	appendStringInfo(meta, ", \"skipped_null_rows\": " INT64_FORMAT, in->raw.skipped_nulls);
 	appendStringInfo(meta, ", \"train_rows\": " INT64_FORMAT, in->set.train.n);
 	appendStringInfo(meta, ", \"validation_rows\": " INT64_FORMAT, in->set.validation.n);
@@ -577,6 +611,8 @@ encode_trained_model(const DmfOptions *o, const TrainInput *in,
 		m.flags |= DMF_FLAG_ROW_SCALE_MEAN;
 	if (o->storage == DMF_STORAGE_BFLOAT16)
 		m.flags |= DMF_FLAG_BFLOAT16;
+	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
+		m.flags |= DMF_FLAG_IMPLICIT;
 
 	return dmf_model_to_bytea(&m, result_cxt);
 }
@@ -660,16 +696,18 @@ dmf_train(PG_FUNCTION_ARGS)
 	bytea	   *model;
 	int			threads;
 
+	/* rating_column may be NULL: implicit feedback */
 	static const char *const args[] = {
-		"ratings", "user_column", "item_column", "rating_column", "options"
+		"ratings", "user_column", "item_column", NULL, "options"
 	};
 
 	dmf_require_args(fcinfo, "dmf_train", args, lengthof(args));
 	cols.relid = PG_GETARG_OID(0);
 	cols.user_column = NameStr(*PG_GETARG_NAME(1));
 	cols.item_column = NameStr(*PG_GETARG_NAME(2));
-	cols.rating_column = NameStr(*PG_GETARG_NAME(3));
 	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
+	cols.rating_column = dmf_rating_column_arg(fcinfo, 3, "dmf_train",
+											   opts.train.feedback == DMF_FEEDBACK_IMPLICIT);
 
 	/* everything the training allocates dies with this context */
 	work = AllocSetContextCreate(caller, "dmf training", ALLOCSET_DEFAULT_SIZES);

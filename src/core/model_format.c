@@ -25,6 +25,11 @@
 #error "the dmf model format is little-endian; big-endian hosts are not supported"
 #endif
 
+
+/* an implicit model (implicit.h) never folds in, quantizes or centres */
+#define IMPLICIT_EXCLUDES (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT)
+#define IMPLICIT_REQUIRES (DMF_FLAG_TRAINED_USERS_UNFOLDED | DMF_FLAG_TRAINED_ITEMS_UNFOLDED)
+
 static DmfDecodeStatus
 fail(DmfDecodeStatus status, char *detail, size_t detail_len,
 	 const char *fmt,...)
@@ -152,7 +157,9 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 	if ((m->flags & ~DMF_KNOWN_FLAGS) != 0 ||
 		(version < 3 && (m->flags & DMF_VERSION_3_FLAGS) != 0) ||
 		(version >= 3 && !(m->flags & DMF_FLAG_BFLOAT16)) ||
-		((m->flags & DMF_FLAG_ROW_SCALE_ONE) && (m->flags & DMF_FLAG_ROW_SCALE_MEAN)))
+		((m->flags & DMF_FLAG_ROW_SCALE_ONE) && (m->flags & DMF_FLAG_ROW_SCALE_MEAN)) ||
+		((m->flags & DMF_FLAG_IMPLICIT) && (m->flags & IMPLICIT_EXCLUDES) != 0) ||
+		((m->flags & DMF_FLAG_IMPLICIT) && (m->flags & IMPLICIT_REQUIRES) != IMPLICIT_REQUIRES))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"Unknown flags 0x%x.", (unsigned) m->flags);
 	if (m->dim < 1 || m->dim > DMF_MAX_DIM)
@@ -165,7 +172,8 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 		m->users.n < m->users.n_train || m->items.n < m->items.n_train)
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"Inconsistent user or item counts.");
-	if (!dmf_rating_scale_init(&m->scale, m->rating_min, m->rating_max))
+	if (!dmf_rating_scale_init(&m->scale, m->rating_min, m->rating_max) ||
+		((m->flags & DMF_FLAG_IMPLICIT) && (m->rating_min != 0.0 || m->rating_max != 1.0)))
 		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 					"The rating range is not valid.");
 	if (*total_size < DMF_HEADER_SIZE)
@@ -663,6 +671,10 @@ decode_whole(const uint8_t *buf, size_t len, DmfModel *m,
 		status = decode_levels(buf, sec, m, detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
+	/* implicit models score interactions: no fold-in, no levels */
+	if ((m->flags & DMF_FLAG_IMPLICIT) && (m->fold_in_steps != 0 || m->n_levels != 0))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"An implicit model has fold-in steps or rating levels.");
 
 	m->rated_offsets = NULL;
 	m->rated_items = NULL;

@@ -100,10 +100,11 @@
 /* version 3: compact storage (the encoder sets RATED_U16 itself) */
 #define DMF_FLAG_BFLOAT16 0x0040	/* factors, anchors, weights in bfloat16 */
 #define DMF_FLAG_RATED_U16 0x0080	/* USER_RATED's item positions in 16 bits */
+#define DMF_FLAG_IMPLICIT 0x0100	/* trained on interactions (implicit.h) */
 #define DMF_KNOWN_FLAGS (DMF_FLAG_DISCRETE | DMF_FLAG_CENTERED_INPUT | \
 						 DMF_FLAG_ROW_SCALE_ONE | DMF_FLAG_ROW_SCALE_MEAN | \
 						 DMF_FLAG_TRAINED_USERS_UNFOLDED | DMF_FLAG_TRAINED_ITEMS_UNFOLDED | \
-						 DMF_FLAG_BFLOAT16 | DMF_FLAG_RATED_U16)
+						 DMF_FLAG_BFLOAT16 | DMF_FLAG_RATED_U16 | DMF_FLAG_IMPLICIT)
 #define DMF_VERSION_3_FLAGS (DMF_FLAG_BFLOAT16 | DMF_FLAG_RATED_U16)
 
 typedef enum DmfSectionKind

@@ -144,3 +144,65 @@ dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
 	dmf_free(x);
 	return dups;
 }
+
+/* Moves a[order[r]] to a[r] for r < n (tmp: n elements of width bytes). */
+static void
+permute(void *a, size_t width, const int64_t *order, int64_t n, void *tmp)
+{
+	for (int64_t r = 0; r < n; r++)
+		memcpy((char *) tmp + r * width, (char *) a + order[r] * width, width);
+	memcpy(a, tmp, width * (size_t) n);
+}
+
+int64_t
+dmf_merge_pairs(int64_t n, int32_t n_users, int32_t n_items, int64_t *user_id,
+				int64_t *item_id, int32_t *u, int32_t *i, double *w)
+{
+	int64_t    *by_item = dmf_alloc(sizeof(int64_t) * (size_t) (n + 1));
+	int64_t    *order = dmf_alloc0(sizeof(int64_t) * (size_t) (n + 1));
+	int32_t		nmax = n_users > n_items ? n_users : n_items;
+	int64_t    *count = dmf_alloc0(sizeof(int64_t) * ((size_t) nmax + 1));
+	void	   *tmp = dmf_alloc(sizeof(int64_t) * (size_t) (n + 1));
+	int64_t		m = 0;
+
+	/* (user, item) order: a counting sort by item, then a stable one by user */
+	for (int64_t k = 0; k < n; k++)
+		count[i[k] + 1]++;
+	for (int32_t c = 0; c < n_items; c++)
+		count[c + 1] += count[c];
+	for (int64_t k = 0; k < n; k++)
+		by_item[count[i[k]]++] = k;
+	memset(count, 0, sizeof(int64_t) * ((size_t) nmax + 1));
+	for (int64_t k = 0; k < n; k++)
+		count[u[k] + 1]++;
+	for (int32_t c = 0; c < n_users; c++)
+		count[c + 1] += count[c];
+	for (int64_t r = 0; r < n; r++)
+		order[count[u[by_item[r]]]++] = by_item[r];
+	dmf_free(by_item);
+	dmf_free(count);
+
+	permute(user_id, sizeof(int64_t), order, n, tmp);
+	permute(item_id, sizeof(int64_t), order, n, tmp);
+	permute(u, sizeof(int32_t), order, n, tmp);
+	permute(i, sizeof(int32_t), order, n, tmp);
+	permute(w, sizeof(double), order, n, tmp);
+	dmf_free(order);
+	dmf_free(tmp);
+
+	for (int64_t k = 0; k < n; k++)
+	{
+		if (m > 0 && u[m - 1] == u[k] && i[m - 1] == i[k])
+		{
+			w[m - 1] += w[k];
+			continue;
+		}
+		user_id[m] = user_id[k];
+		item_id[m] = item_id[k];
+		u[m] = u[k];
+		i[m] = i[k];
+		w[m] = w[k];
+		m++;
+	}
+	return m;
+}

@@ -52,4 +52,14 @@ int64_t		dmf_build_inputs(const DmfTriples *const *parts, int n_parts,
 							 int64_t *dup_index,
 							 int64_t *user_pos, int64_t *item_pos);
 
+/*
+ * Implicit feedback: the rows in (user, item) order with each pair once,
+ * its weight the sum of its rows' (a pair interacted with three times
+ * weighs 3).  Returns the count of distinct pairs, which stay at the front
+ * of the arrays.
+ */
+int64_t		dmf_merge_pairs(int64_t n, int32_t n_users, int32_t n_items,
+							int64_t *user_id, int64_t *item_id, int32_t *u,
+							int32_t *i, double *w);
+
 #endif

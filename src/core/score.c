@@ -9,6 +9,7 @@
 
 #include "encoding.h"
 #include "network.h"
+#include "implicit.h"
 #include "score.h"
 
 bool
@@ -104,7 +105,8 @@ dmf_score_factors(const DmfModel *m, const float *u, const float *v, double *rat
 
 	if (!factor_cosine(u, v, m->dim, &c))
 		return false;
-	*rating = dmf_unscale_prediction(c, m->rating_min, m->rating_max);
+	*rating = (m->flags & DMF_FLAG_IMPLICIT) ? dmf_implicit_score(c)
+		: dmf_unscale_prediction(c, m->rating_min, m->rating_max);
 	return true;
 }
 

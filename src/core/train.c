@@ -15,7 +15,8 @@
  * the rows it is predicted from; training sees the same situation.
  *
  * A training is a state machine over one Training: training_init, then
- * per epoch epoch_plan and train_block for each block, epoch_validate,
+ * per epoch epoch_plan and dmf_train_block (train_block.c) for each block,
+ * epoch_validate,
  * keep_if_best (early stopping) and next_epoch (the learning-rate schedule,
  * plateau cuts and DMF-D's second phase), and training_finish.
  */
@@ -34,9 +35,11 @@
 #include "fold_choice.h"
 #include "fold_in.h"
 #include "helper_thread.h"
+#include "implicit.h"
 #include "prepare.h"
 #include "quantizer.h"
 #include "train.h"
+#include "training.h"
 
 double
 dmf_now_seconds(void)
@@ -62,6 +65,7 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 {
 	uint64_t	params = 0;
 	uint64_t	act = 0;
+	uint64_t	implicit = 0;
 	int			sizes[DMF_MAX_LAYERS + 1];
 
 	for (int side = 0; side < 2; side++)
@@ -81,8 +85,14 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 		/* a block holds at most a whole side; factors go by chunks */
 		act += per_row * (rows + DMF_FACTOR_CHUNK);
 	}
+	/* implicit: weights, input values, sampled pairs and the validation's */
+	if (cfg->feedback == DMF_FEEDBACK_IMPLICIT)
+		implicit = (uint64_t) n_train * (2 * sizeof(float) + (uint64_t) (cfg->negatives + 1) *
+										 (2 * sizeof(int32_t) + 2 * sizeof(float)))
+			+ (uint64_t) n_input * sizeof(float);
+
 	/* params, gradient, two Adam moments, best copy */
-	return params * 5 * sizeof(float)
+	return params * 5 * sizeof(float) + implicit
 	/* inputs (both orientations) and the training triples */
 		+ (uint64_t) (n_train + n_input) * 2 * (sizeof(int32_t) + sizeof(float))
 		+ (uint64_t) n_train * (2 * sizeof(int32_t) + sizeof(float) + sizeof(int64_t))
@@ -96,7 +106,7 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
  */
 static double
 triples_mse(const DmfTriples *t, const float *uf, const float *vf, int dim,
-			double rmin, double rmax, const DmfQuantizer *q)
+			double rmin, double rmax, const DmfQuantizer *q, bool implicit)
 {
 	double		se = 0.0;
 
@@ -111,7 +121,7 @@ triples_mse(const DmfTriples *t, const float *uf, const float *vf, int dim,
 
 		for (int j = 0; j < dim; j++)
 			dot += (double) u[j] * v[j];
-		err = dmf_unscale_prediction(dot, rmin, rmax);
+		err = implicit ? dmf_implicit_score(dot) : dmf_unscale_prediction(dot, rmin, rmax);
 		if (q)
 			err = dmf_quantize(q, err);
 		err -= t->rating[k];
@@ -139,84 +149,6 @@ shuffle_groups(DmfRng *rng, int32_t *perm, int32_t n, int groups,
 		group_of[perm[k]] = k % groups;
 }
 
-/* Everything a training holds between its steps. */
-typedef struct Training
-{
-	const DmfTrainConfig *cfg;
-	const DmfTrainSet *data;
-	DmfTrainResult *res;
-	int32_t		nu;
-	int32_t		ni;
-	int			dim;
-	double		t_start;
-	DmfRng		rng;
-
-	/* inputs while training: the training ratings only */
-	DmfCsr		xu;
-	DmfCsr		xi;
-	int64_t    *pos_u;			/* each training rating's entry in xu, xi */
-	int64_t    *pos_i;
-	uint8_t    *skip_u;			/* inputs hidden in this block */
-	uint8_t    *skip_i;
-
-	/* the branches, their optimizers and the best weights so far */
-	DmfAdam		ua;
-	DmfAdam		ia;
-	float	   *best_u;
-	float	   *best_i;
-	DmfBranchWork uw;			/* a block's passes */
-	DmfBranchWork iw;
-	DmfBranchWork ufw;			/* factors of every row */
-	DmfBranchWork ifw;
-	SideTask	ut;
-	SideTask	it;
-	DmfHelper  *helper;			/* runs the item side, with two threads */
-	int32_t    *identity_users;
-	int32_t    *identity_items;
-
-	/* the block grid: gu x gi groups, reshuffled every epoch */
-	int			gu;
-	int			gi;
-	int			n_blocks;
-	int32_t    *user_perm;
-	int32_t    *item_perm;
-	int32_t    *user_group;
-	int32_t    *item_group;
-	int64_t    *block_start;	/* ratings of block b: order[start[b] .. start[b+1]) */
-	int64_t    *block_fill;
-	int32_t    *block_order;
-	int64_t    *order;
-
-	/* one block: its users and items, pairs, targets and gradients */
-	int32_t    *user_local;		/* entity -> row in the block, or -1 */
-	int32_t    *item_local;
-	int32_t    *block_users;
-	int32_t    *block_items;
-	int32_t    *pair_u;
-	int32_t    *pair_i;
-	float	   *target;			/* on the cosine's [-1, 1] */
-	float	   *dU;
-	float	   *dV;
-	float	   *unorm;
-	float	   *vnorm;
-
-	/* the schedule */
-	double		lr;
-	long		step;			/* Adam steps so far */
-	int			since_best;		/* epochs since the best validation RMSE */
-	int			drops_done;		/* plateau cuts of the learning rate */
-
-	/* DMF-D's second phase: training through the smooth quantizer */
-	bool		quantizing;
-	double		lambda;
-	DmfQuantizer quant;
-	double	   *bounds;
-	double	   *best_bounds;
-	double	   *uniform;
-	double	   *bgrad;
-	double	   *bm;
-	double	   *bv;
-} Training;
 
 /* DMF-D's quantizer: uniform boundaries (rounding) to start from. */
 static void
@@ -306,19 +238,36 @@ all_minus_one(int32_t n)
  * of a factorization leaving its random start, not convergence.
  */
 static double
-mean_validation_rmse(const DmfTrainSet *data)
+mean_validation_rmse(const DmfTriples *train, const DmfTriples *validation)
 {
 	double		mu = 0.0,
 				se = 0.0;
 
-	if (data->validation.n == 0)
+	if (validation->n == 0)
 		return NAN;
-	for (int64_t k = 0; k < data->train.n; k++)
-		mu += data->train.rating[k];
-	mu /= (double) data->train.n;
-	for (int64_t k = 0; k < data->validation.n; k++)
-		se += (data->validation.rating[k] - mu) * (data->validation.rating[k] - mu);
-	return sqrt(se / (double) data->validation.n);
+	for (int64_t k = 0; k < train->n; k++)
+		mu += train->rating[k];
+	mu /= (double) train->n;
+	for (int64_t k = 0; k < validation->n; k++)
+		se += (validation->rating[k] - mu) * (validation->rating[k] - mu);
+	return sqrt(se / (double) validation->n);
+}
+
+/*
+ * Implicit feedback: the weights, the inputs' values, and the validation
+ * pairs (held-out positives and sampled negatives) that early stopping
+ * measures; returns the triples the inputs are built from.
+ */
+static DmfTriples
+implicit_init(Training *t)
+{
+	const DmfTrainSet *data = t->data;
+	int64_t		n_ones = data->train.n > data->extra_input.n ? data->train.n : data->extra_input.n;
+
+	t->weight = dmf_alloc(sizeof(float) * (size_t) (data->train.n + 1));
+	dmf_implicit_weights(&data->train, t->weight);
+	t->ones = dmf_alloc(sizeof(float) * (size_t) (n_ones + 1));
+	return dmf_implicit_ones(&data->train, t->ones);
 }
 
 static void
@@ -326,10 +275,13 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			  DmfTrainResult *res)
 {
 	const DmfTriples *train = &data->train;
-	const DmfTriples *tparts[1] = {train};
+	DmfTriples	inputs;
+	const DmfTriples *tparts[1] = {&inputs};
 	int64_t		ignored;
 	int			max_block_users,
 				max_block_items;
+	/* pairs of a block: its ratings, and the negatives sampled per positive */
+	size_t		max_pairs;
 
 	memset(t, 0, sizeof(*t));
 	t->cfg = cfg;
@@ -341,6 +293,10 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	t->t_start = dmf_now_seconds();
 	t->lr = cfg->learning_rate;
 	t->lambda = cfg->lambda_start;
+	t->implicit = cfg->feedback == DMF_FEEDBACK_IMPLICIT;
+	t->validation = &data->validation;
+	inputs = t->implicit ? implicit_init(t) : *train;
+	max_pairs = (size_t) train->n * (t->implicit ? 1 + cfg->negatives : 1) + 1;
 
 	memset(res, 0, sizeof(*res));
 	res->best_validation_rmse = NAN;
@@ -352,6 +308,16 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	t->pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
 	dmf_build_inputs(tparts, 1, t->nu, t->ni, cfg->input_encoding, cfg->rating_min,
 					 cfg->rating_max, &t->xu, &t->xi, &ignored, t->pos_u, t->pos_i);
+	if (t->implicit && data->validation.n > 0)
+	{
+		dmf_implicit_validation(&data->validation, &t->xu, t->ni, cfg->negatives,
+								cfg->seed, &t->implicit_validation);
+		t->validation = &t->implicit_validation;
+		/* the mean of the targets, not of the weights */
+		res->mean_validation_rmse = mean_validation_rmse(t->validation, t->validation);
+	}
+	else
+		res->mean_validation_rmse = mean_validation_rmse(train, t->validation);
 
 	/* block grid: about batch_size ratings per block */
 	{
@@ -375,7 +341,6 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	t->item_perm = identity(t->ni);
 	t->identity_users = identity(t->nu);
 	t->identity_items = identity(t->ni);
-	res->mean_validation_rmse = mean_validation_rmse(data);
 
 	t->user_group = dmf_alloc(sizeof(int32_t) * t->nu);
 	t->item_group = dmf_alloc(sizeof(int32_t) * t->ni);
@@ -389,10 +354,11 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	t->order = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
 	t->dU = dmf_alloc(sizeof(float) * (size_t) max_block_users * t->dim);
 	t->dV = dmf_alloc(sizeof(float) * (size_t) max_block_items * t->dim);
-	/* no block holds more ratings than the largest user x item group */
-	t->pair_u = dmf_alloc(sizeof(int32_t) * ((size_t) train->n + 1));
-	t->pair_i = dmf_alloc(sizeof(int32_t) * ((size_t) train->n + 1));
-	t->target = dmf_alloc(sizeof(float) * ((size_t) train->n + 1));
+	t->pair_u = dmf_alloc(sizeof(int32_t) * max_pairs);
+	t->pair_i = dmf_alloc(sizeof(int32_t) * max_pairs);
+	t->target = dmf_alloc(sizeof(float) * max_pairs);
+	if (t->implicit)
+		t->pair_weight = dmf_alloc(sizeof(float) * max_pairs);
 	/* DMF-D trains twice as long: the continuous phase, then the quantizer's */
 	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (2 * (size_t) cfg->epochs + 1));
 }
@@ -423,189 +389,6 @@ epoch_plan(Training *t)
 	dmf_rng_shuffle(&t->rng, t->block_order, t->n_blocks);
 }
 
-/*
- * The block's distinct users and items, its pairs as local indices and its
- * targets, with the targets hidden from the inputs.
- */
-static void
-block_gather(Training *t, int64_t lo, int64_t np, int *nbu, int *nbi)
-{
-	const DmfTriples *train = &t->data->train;
-
-	*nbu = *nbi = 0;
-	for (int64_t p = 0; p < np; p++)
-	{
-		int64_t		k = t->order[lo + p];
-		int32_t		u = train->user[k];
-		int32_t		i = train->item[k];
-
-		if (t->user_local[u] < 0)
-		{
-			t->user_local[u] = *nbu;
-			t->block_users[(*nbu)++] = u;
-		}
-		if (t->item_local[i] < 0)
-		{
-			t->item_local[i] = *nbi;
-			t->block_items[(*nbi)++] = i;
-		}
-		t->pair_u[p] = t->user_local[u];
-		t->pair_i[p] = t->item_local[i];
-		t->target[p] = dmf_scale_target(train->rating[k], t->cfg->rating_min, t->cfg->rating_max);
-		/* hide the block's targets from the inputs */
-		t->skip_u[t->pos_u[k]] = 1;
-		t->skip_i[t->pos_i[k]] = 1;
-	}
-}
-
-/*
- * The block's loss and its gradients with respect to the factors U and V
- * (into dU, dV; DMF-D's boundary gradients into bgrad); returns the sum of
- * squared errors on the rating scale.
- *
- * pred = u.v / (|u||v|);  d pred / d u = v/(|u||v|) - pred u/|u|^2
- * Loss is the mean squared error over the block's ratings.
- */
-#define DOT_GROUP 8
-
-/*
- * The dot products u.v of pairs p0 .. p0 + n - 1 (n <= DOT_GROUP), each
- * summed in order of j as one chain of float additions.  One chain waits
- * on its own previous addition; DOT_GROUP pairs' chains side by side keep
- * the adder busy, and each still adds the same terms in the same order.
- */
-static void
-group_dots(const Training *t, int64_t p0, int n, const float *U, const float *V,
-		   float *dots)
-{
-	const float *u[DOT_GROUP];
-	const float *v[DOT_GROUP];
-	float		acc[DOT_GROUP];
-
-	for (int l = 0; l < DOT_GROUP; l++)
-	{
-		/* a short group repeats its first pair in the spare lanes */
-		int64_t		p = p0 + (l < n ? l : 0);
-
-		u[l] = U + (size_t) t->pair_u[p] * t->dim;
-		v[l] = V + (size_t) t->pair_i[p] * t->dim;
-		acc[l] = 0.0f;
-	}
-	for (int j = 0; j < t->dim; j++)
-		for (int l = 0; l < DOT_GROUP; l++)
-			acc[l] += u[l][j] * v[l][j];
-	memcpy(dots, acc, sizeof(float) * n);
-}
-
-static double
-block_loss(Training *t, int64_t np, const float *U, const float *V)
-{
-	int			dim = t->dim;
-	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
-	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
-	double		block_se = 0.0;
-	float		dots[DOT_GROUP];
-
-	for (int64_t p = 0; p < np; p++)
-	{
-		int			a = t->pair_u[p];
-		int			c = t->pair_i[p];
-		const float *u = U + (size_t) a * dim;
-		const float *v = V + (size_t) c * dim;
-		float	   *du = t->dU + (size_t) a * dim;
-		float	   *dv = t->dV + (size_t) c * dim;
-		float		nn = t->unorm[a] * t->vnorm[c];
-		float		pred,
-					err,
-					g,
-					gu_self,
-					gv_self;
-
-		/* the gradients below change dU and dV, never U or V: dots can run ahead */
-		if (p % DOT_GROUP == 0)
-			group_dots(t, p, (int) (np - p < DOT_GROUP ? np - p : DOT_GROUP), U, V, dots);
-		pred = dots[p % DOT_GROUP] / nn;
-		if (t->quantizing)
-		{
-			/* through G: d loss / d cos = 2 err G'(x) half */
-			double		dgdx,
-						dgdb;
-			int			bi_;
-			double		x = mid + half * pred;
-			double		gx = dmf_quantize_smooth(&t->quant, x, &dgdx, &dgdb, &bi_);
-			double		e = gx - (mid + half * t->target[p]);
-
-			block_se += e * e;
-			g = (float) (2.0 * e / (double) np * dgdx * half);
-			t->bgrad[bi_] += 2.0 * e / (double) np * dgdb;
-		}
-		else
-		{
-			err = pred - t->target[p];
-			block_se += (double) err * err * half * half;
-			g = 2.0f * err / (float) np;
-		}
-		gu_self = g * pred / (t->unorm[a] * t->unorm[a]);
-		gv_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
-		for (int j = 0; j < dim; j++)
-		{
-			du[j] += g * v[j] / nn - gu_self * u[j];
-			dv[j] += g * u[j] / nn - gv_self * v[j];
-		}
-	}
-	return block_se;
-}
-
-/*
- * One minibatch: the block's users and items forward, the loss, backward
- * and one Adam step per branch.  Returns the block's sum of squared errors
- * (rating scale); *n_ratings gets its count of ratings.
- */
-static double
-train_block(Training *t, int blk, int64_t *n_ratings)
-{
-	int64_t		lo = t->block_start[blk];
-	int64_t		np = t->block_start[blk + 1] - lo;
-	int			nbu,
-				nbi;
-	double		block_se;
-
-	*n_ratings = np;
-	if (np == 0)
-		return 0.0;
-	block_gather(t, lo, np, &nbu, &nbi);
-
-	t->ut.rows = t->block_users;
-	t->ut.nb = nbu;
-	t->it.rows = t->block_items;
-	t->it.nb = nbi;
-	if (t->helper)
-		dmf_blas_set_threads(1);
-	dmf_run_sides(t->helper, dmf_side_forward, &t->ut, &t->it);
-
-	memset(t->dU, 0, sizeof(float) * (size_t) nbu * t->dim);
-	memset(t->dV, 0, sizeof(float) * (size_t) nbi * t->dim);
-	block_se = block_loss(t, np, t->ut.out, t->it.out);
-
-	t->step++;
-	t->ut.dout = t->dU;
-	t->it.dout = t->dV;
-	t->ut.lr = t->it.lr = t->lr;
-	t->ut.step = t->it.step = t->step;
-	dmf_run_sides(t->helper, dmf_side_backward, &t->ut, &t->it);
-	if (t->quantizing)
-		dmf_boundary_step(t->cfg, t->bounds, t->uniform, t->bgrad, t->bm, t->bv, t->lr, t->step);
-
-	/* undo the block's marks */
-	dmf_clear_marks(&t->xu, t->block_users, nbu, t->skip_u);
-	dmf_clear_marks(&t->xi, t->block_items, nbi, t->skip_i);
-	for (int r = 0; r < nbu; r++)
-		t->user_local[t->block_users[r]] = -1;
-	for (int r = 0; r < nbi; r++)
-		t->item_local[t->block_items[r]] = -1;
-	return block_se;
-}
-
 /* The validation RMSE of the current weights (through the hard quantizer in DMF-D's phase). */
 static double
 validation_rmse(Training *t, const DmfQuantizer *q)
@@ -614,8 +397,8 @@ validation_rmse(Training *t, const DmfQuantizer *q)
 
 	all_factors(&res->user_branch, &t->ufw, &t->xu, t->identity_users, res->user_factors);
 	all_factors(&res->item_branch, &t->ifw, &t->xi, t->identity_items, res->item_factors);
-	return sqrt(triples_mse(&t->data->validation, res->user_factors, res->item_factors,
-							t->dim, t->cfg->rating_min, t->cfg->rating_max, q));
+	return sqrt(triples_mse(t->validation, res->user_factors, res->item_factors,
+							t->dim, t->cfg->rating_min, t->cfg->rating_max, q, t->implicit));
 }
 
 /* One epoch: every block once, then the validation RMSE, into st. */
@@ -632,7 +415,7 @@ train_epoch(Training *t, int epoch, DmfEpochStats *st)
 		int64_t		np;
 
 		dmf_check_interrupts();
-		se_sum += train_block(t, t->block_order[bo], &np);
+		se_sum += dmf_train_block(t, t->block_order[bo], &np);
 		se_n += np;
 	}
 
@@ -646,7 +429,7 @@ train_epoch(Training *t, int epoch, DmfEpochStats *st)
 
 	if (t->helper)
 		dmf_blas_set_threads(t->cfg->threads);
-	if (t->data->validation.n > 0)
+	if (t->validation->n > 0)
 		st->validation_rmse = validation_rmse(t, t->quantizing ? &t->quant : NULL);
 	st->seconds = dmf_now_seconds() - t_epoch;
 }
@@ -666,7 +449,7 @@ keep_if_best(Training *t, const DmfEpochStats *st)
 {
 	DmfTrainResult *res = t->res;
 
-	if (t->data->validation.n == 0 ||
+	if (t->validation->n == 0 ||
 		isnan(res->best_validation_rmse) ||
 		st->validation_rmse < res->best_validation_rmse)
 	{
@@ -702,7 +485,7 @@ start_quantizer_phase(Training *t)
 	t->lambda = t->cfg->lambda_start;
 	t->quant.lambda = t->lambda;
 	t->res->lambda = 0.0;
-	if (t->data->validation.n > 0)
+	if (t->validation->n > 0)
 		t->res->best_validation_rmse = validation_rmse(t, &t->quant);
 }
 
@@ -788,8 +571,25 @@ training_finish(Training *t)
 	dmf_free(t->pair_u);
 	dmf_free(t->pair_i);
 	dmf_free(t->target);
+	if (t->implicit)
+	{
+		dmf_free(t->weight);
+		dmf_free(t->pair_weight);
+		if (t->validation == &t->implicit_validation)
+		{
+			dmf_free(t->implicit_validation.user);
+			dmf_free(t->implicit_validation.item);
+			dmf_free(t->implicit_validation.rating);
+		}
+	}
 
-	/* which training entities fold-in helps; DMF-D's boundaries for those factors */
+	/*
+	 * Which training entities fold-in helps; DMF-D's boundaries for those
+	 * factors.  Fold-in fits ratings, which implicit data lacks: none.
+	 */
+	if (t->implicit)
+		res->fold_choice = (DmfFoldChoice) {false, false, {NAN, NAN, NAN, NAN}};
+	else
 	{
 		bool		calibrate = cfg->discrete && data->validation.n > 0;
 		double	   *predictions = calibrate ?
@@ -808,7 +608,15 @@ training_finish(Training *t)
 	/* the stored factors see every rating of the table, held-out ones too */
 	if (data->extra_input.n > 0)
 	{
-		const DmfTriples *tparts[2] = {&data->train, &data->extra_input};
+		DmfTriples	train = t->implicit ? dmf_implicit_ones(&data->train, t->ones) : data->train;
+		DmfTriples	extra = data->extra_input;
+		const DmfTriples *tparts[2] = {&train, &extra};
+
+		if (t->implicit)
+		{
+			/* one set of ones serves both parts: the inputs copy their values */
+			extra.rating = t->ones;
+		}
 
 		dmf_csr_free(&t->xu);
 		dmf_csr_free(&t->xi);
@@ -839,6 +647,8 @@ training_finish(Training *t)
 	dmf_branch_work_free(&t->ifw, ib);
 	dmf_csr_free(&t->xu);
 	dmf_csr_free(&t->xi);
+	if (t->implicit)
+		dmf_free(t->ones);
 	res->seconds = dmf_now_seconds() - t->t_start;
 }
 

@@ -20,6 +20,17 @@ typedef struct DmfTriples
 	float	   *rating;			/* on the rating scale */
 } DmfTriples;
 
+/*
+ * What the ratings are (the option "feedback").  Implicit data has only
+ * interactions: a pair present is a positive with a weight, the pairs a
+ * training samples among the absent ones are negatives.
+ */
+typedef enum DmfFeedback
+{
+	DMF_FEEDBACK_EXPLICIT = 0,
+	DMF_FEEDBACK_IMPLICIT
+} DmfFeedback;
+
 typedef struct DmfEpochStats
 {
 	int			epoch;			/* 1-based */
@@ -58,6 +69,15 @@ typedef struct DmfTrainConfig
 	int			input_encoding; /* DmfInputEncoding */
 	int			row_scale;		/* DmfRowScale */
 
+	/*
+	 * Implicit feedback: triples hold weights (> 0) instead of ratings, the
+	 * range is [0, 1], inputs are 1 per interaction, and the loss is the
+	 * log loss of the score (1 + cos) / 2 on positives and on "negatives"
+	 * sampled absent pairs per positive.
+	 */
+	int			feedback;		/* DmfFeedback */
+	int			negatives;
+
 	/* DMF-D: train through the smooth quantizer (paper section 3) */
 	bool		discrete;
 	int			n_levels;		/* equally spaced levels, ascending */
@@ -76,7 +96,7 @@ typedef struct DmfTrainSet
 {
 	int32_t		n_users;
 	int32_t		n_items;
-	DmfTriples	train;			/* targets, and the inputs while training */
+	DmfTriples	train;			/* targets (implicit: weights), and the inputs while training */
 	DmfTriples	validation;		/* early stopping; may be empty */
 	DmfTriples	extra_input;	/* also fed to the final factors */
 } DmfTrainSet;

@@ -64,6 +64,9 @@ static const SeedSpec specs[] = {
 	"{\"discrete\": true}"},
 	{"empty-meta", 4, 2, 3, 3, 2, {2, 0}, DMF_ACT_RELU, DMF_FLAG_CENTERED_INPUT, 2,
 		3, 0.0, ""},
+	{"implicit", 6, 5, 5, 4, 3, {4, 0}, DMF_ACT_RELU,
+		DMF_FLAG_IMPLICIT | DMF_FLAG_TRAINED_USERS_UNFOLDED | DMF_FLAG_TRAINED_ITEMS_UNFOLDED,
+		0, 0, 0.3, "{\"feedback\": \"implicit\"}"},
 };
 
 static void *
@@ -275,8 +278,10 @@ main(int argc, char **argv)
 			m.model_id[k] = (uint8_t) dmf_rng_below(&rng, 256);
 		m.flags = sp->flags;
 		m.dim = sp->dim;
-		m.rating_min = 1.0;
-		m.rating_max = sp->n_levels > 0 ? (double) sp->n_levels : 5.0;
+		/* an implicit model scores on [0, 1] */
+		m.rating_min = (sp->flags & DMF_FLAG_IMPLICIT) ? 0.0 : 1.0;
+		m.rating_max = (sp->flags & DMF_FLAG_IMPLICIT) ? 1.0 :
+			sp->n_levels > 0 ? (double) sp->n_levels : 5.0;
 		make_side(&m.users, sp->users, sp->train_users, sp->dim, &rng, -50);
 		make_side(&m.items, sp->items, sp->train_items, sp->dim, &rng, 7);
 		make_branch(&m.user_branch, sp->train_items, sp->dim, sp->hidden, sp->act, &rng);

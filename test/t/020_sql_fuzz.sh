@@ -8,8 +8,8 @@
 # bytes, the empty value, other format versions) to dmf_predict,
 # dmf_predict_discrete, dmf_info, dmf_refresh, dmf_user_factor and
 # dmf_item_factor (the stored-factor functions and the aggregates),
-# dmf_score, dmf_score_discrete, dmf_recommend (both forms) and
-# dmf_evaluate.  Each must fail with XX001 (invalid dmf model), or 22023 for
+# dmf_score, dmf_score_discrete, dmf_recommend (both forms), dmf_evaluate
+# and dmf_evaluate_ranking.  Each must fail with XX001 (invalid dmf model), or 22023 for
 # a format version this build cannot read.
 #
 # Then mutations that get past the checksums: a tiny model is changed and its
@@ -102,7 +102,7 @@ SELECT ARRAY['dmf_predict', 'dmf_predict_discrete', 'dmf_info', 'dmf_refresh',
              'dmf_user_factor(model,id)', 'dmf_user_factor(agg)',
              'dmf_item_factor(model,id)', 'dmf_item_factor(agg)',
              'dmf_score', 'dmf_score_discrete', 'dmf_recommend',
-             'dmf_recommend(factor)', 'dmf_evaluate']
+             'dmf_recommend(factor)', 'dmf_evaluate', 'dmf_evaluate_ranking']
 $$;
 
 -- Calls every model-taking function on v; 'ok' or the SQLSTATE of each.
@@ -145,6 +145,8 @@ BEGIN
     BEGIN SELECT sum(score) INTO d FROM dmf_recommend(v, p.uf, 5, ARRAY[p.item_id]); codes := codes || 'ok'::text;
     EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
     BEGIN SELECT rmse INTO d FROM dmf_evaluate(v, p.rel); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT ndcg INTO d FROM dmf_evaluate_ranking(v, p.rel); codes := codes || 'ok'::text;
     EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
     RETURN codes;
 END $$;
@@ -679,7 +681,8 @@ BEGIN
                  AND code <> 'ok'
                  AND NOT (cat LIKE '%no quantizer%' AND fn IN ('dmf_predict_discrete', 'dmf_score_discrete')
                           AND code = '0A000')
-                 AND NOT (cat LIKE '%no rated section%' AND fn = 'dmf_recommend' AND code = '0A000')
+                 AND NOT (cat LIKE '%no rated section%' AND fn IN ('dmf_recommend', 'dmf_evaluate_ranking')
+                          AND code = '0A000')
                  LIMIT 5 LOOP
         RAISE WARNING 'valid re-sealed model failed: % %: %', bad.cat, bad.fn, bad.code;
     END LOOP;
@@ -693,6 +696,10 @@ BEGIN
     IF NOT EXISTS (SELECT FROM results WHERE cat LIKE '%no rated section%'
                    AND fn = 'dmf_recommend' AND code = '0A000') THEN
         RAISE EXCEPTION 'a model without rated items did not give 0A000 in dmf_recommend (exclude_rated)';
+    END IF;
+    IF NOT EXISTS (SELECT FROM results WHERE cat LIKE '%no rated section%'
+                   AND fn = 'dmf_evaluate_ranking' AND code = '0A000') THEN
+        RAISE EXCEPTION 'a model without rated items did not give 0A000 in dmf_evaluate_ranking';
     END IF;
     RAISE NOTICE 'ok: valid re-sealed models work (0A000 for discrete predictions without levels)';
 

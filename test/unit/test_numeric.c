@@ -17,6 +17,7 @@
 #include "fold_in.h"
 #include "helper_thread.h"
 #include "levels.h"
+#include "implicit.h"
 #include "model_format.h"
 #include "prepare.h"
 #include "network.h"
@@ -681,6 +682,66 @@ test_prepare(void)
 	dmf_free(train_rev.rating);
 }
 
+/*
+ * Implicit feedback: repeated pairs merge into one of the summed weight in
+ * (user, item) order; a sampled negative is never a positive; the log
+ * loss's derivative matches a finite difference of the loss.
+ */
+static void
+test_implicit(void)
+{
+	int64_t		uid[] = {30, 10, 30, 20, 10, 30};
+	int64_t		iid[] = {7, 8, 7, 7, 8, 9};
+	int32_t		u[] = {2, 0, 2, 1, 0, 2};
+	int32_t		i[] = {0, 1, 0, 0, 1, 2};
+	double		w[] = {1, 2, 3, 4, 5, 6};
+	int64_t		n = dmf_merge_pairs(6, 3, 3, uid, iid, u, i, w);
+	int32_t		ru[] = {0, 0, 0, 1};
+	int32_t		ri[] = {0, 2, 3, 1};
+	float		ones[] = {1, 1, 1, 1};
+	DmfTriples	t = {4, ru, ri, ones};
+	const DmfTriples *parts[1] = {&t};
+	DmfCsr		rows,
+				cols;
+	int64_t		dup;
+	DmfRng		rng;
+	bool		never_positive = true;
+
+	CHECK(n == 4, "4 distinct pairs, got %lld", (long long) n);
+	CHECK(u[0] == 0 && i[0] == 1 && w[0] == 7.0 && uid[0] == 10 && iid[0] == 8, "pair (10, 8) weighs 2 + 5");
+	CHECK(u[1] == 1 && i[1] == 0 && w[1] == 4.0, "pair (20, 7) weighs 4");
+	CHECK(u[2] == 2 && i[2] == 0 && w[2] == 4.0, "pair (30, 7) weighs 1 + 3");
+	CHECK(u[3] == 2 && i[3] == 2 && w[3] == 6.0 && uid[3] == 30 && iid[3] == 9, "pair (30, 9) weighs 6");
+
+	/* user 0 interacted with items 0, 2, 3 of 5: negatives are 1 or 4 */
+	dmf_build_inputs(parts, 1, 2, 5, 0, 0.0, 1.0, &rows, &cols, &dup, NULL, NULL);
+	dmf_rng_seed(&rng, 9);
+	for (int k = 0; k < 1000; k++)
+	{
+		int32_t		j = dmf_sample_negative(&rng, &rows, 0, NULL, 1, 5);
+
+		never_positive = never_positive && (j == 1 || j == 4 || j == -1);
+	}
+	CHECK(never_positive, "a sampled negative is an item the user has not interacted with");
+	dmf_csr_free(&rows);
+	dmf_csr_free(&cols);
+
+	for (double c = -0.9; c < 1.0; c += 0.3)
+		for (int positive = 0; positive < 2; positive++)
+		{
+			double		h = 1e-6,
+						d;
+			double		lp = positive ? -log(dmf_implicit_score(c + h)) : -log(1 - dmf_implicit_score(c + h));
+			double		lm = positive ? -log(dmf_implicit_score(c - h)) : -log(1 - dmf_implicit_score(c - h));
+
+			dmf_implicit_loss(c, positive, 2.0, &d);
+			CHECK(fabs(d - 2.0 * (lp - lm) / (2 * h)) < 1e-4 * (1 + fabs(d)),
+				  "log loss derivative at cos %g (positive %d): %g", c, positive, d);
+		}
+	CHECK(dmf_implicit_score(0.5) == 0.5 && dmf_implicit_score(1.0) > 0.99 &&
+		  dmf_implicit_score(0.0) < 0.01, "the score is 1/2 at the midpoint, near 0 at right angles");
+}
+
 int
 main(void)
 {
@@ -702,6 +763,7 @@ main(void)
 	test_adam();
 	test_levels();
 	test_prepare();
+	test_implicit();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

@@ -217,6 +217,31 @@ main(void)
 	check_result("discrete", &cfg, &res);
 	free_result(&res);
 
+	/* implicit feedback: the ratings are weights, the pairs interactions */
+	cfg.discrete = false;
+	cfg.n_levels = 0;
+	cfg.levels = NULL;
+	cfg.rating_min = 0;
+	cfg.rating_max = 1;
+	cfg.input_encoding = DMF_INPUT_OFFSET;
+	cfg.fold_in_steps = 0;
+	cfg.fold_in_training = DMF_FOLD_TRAINING_NONE;
+	cfg.feedback = DMF_FEEDBACK_IMPLICIT;
+	cfg.negatives = 3;
+	cfg.threads = 2;
+	cfg.epochs = 12;
+	dmf_train_model(&cfg, &data, &res);
+	CHECK(!res.fold_choice.users && !res.fold_choice.items &&
+		  memcmp(res.user_factors, res.user_anchors, sizeof(float) * USERS * cfg.dim) == 0 &&
+		  memcmp(res.item_factors, res.item_anchors, sizeof(float) * ITEMS * cfg.dim) == 0,
+		  "implicit: the factors are the branches', without fold-in");
+	CHECK(res.best_validation_rmse < res.history[0].validation_rmse,
+		  "implicit: validation %g, no better than after the first epoch (%g)",
+		  res.best_validation_rmse, res.history[0].validation_rmse);
+	printf("implicit: %d epochs, train RMSE %.4f, best validation RMSE %.4f (mean %.4f)\n",
+		   res.epochs_run, res.final_train_rmse, res.best_validation_rmse, res.mean_validation_rmse);
+	free_result(&res);
+
 	free_triples(&data.train);
 	free_triples(&data.validation);
 	free_triples(&data.extra_input);

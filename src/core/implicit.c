@@ -1,0 +1,128 @@
+/*
+ * implicit.c
+ *	  Implicit feedback's weights, negative sampling and loss (implicit.h).
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "implicit.h"
+#include "prepare.h"
+
+/* Draws before a user is taken to have interacted with the whole pool. */
+#define NEGATIVE_DRAWS 8
+
+void
+dmf_implicit_weights(const DmfTriples *t, float *out)
+{
+	double		sum = 0.0;
+	double		scale;
+
+	for (int64_t k = 0; k < t->n; k++)
+		sum += t->rating[k];
+	scale = t->n > 0 && sum > 0.0 ? (double) t->n / sum : 1.0;
+	for (int64_t k = 0; k < t->n; k++)
+		out[k] = (float) (t->rating[k] * scale);
+}
+
+DmfTriples
+dmf_implicit_ones(const DmfTriples *t, float *ones)
+{
+	DmfTriples	v = *t;
+
+	for (int64_t k = 0; k < t->n; k++)
+		ones[k] = 1.0f;
+	v.rating = ones;
+	return v;
+}
+
+/* Whether row u of m (columns ascending) holds column c. */
+static bool
+row_has(const DmfCsr *m, int32_t u, int32_t c)
+{
+	int64_t		lo = m->rowptr[u],
+				hi = m->rowptr[u + 1];
+
+	while (lo < hi)
+	{
+		int64_t		mid = lo + (hi - lo) / 2;
+
+		if (m->col[mid] < c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < m->rowptr[u + 1] && m->col[lo] == c;
+}
+
+int32_t
+dmf_sample_negative(DmfRng *rng, const DmfCsr *positives, int32_t u,
+					const int32_t *pool, int32_t pool_step, int32_t pool_n)
+{
+	for (int d = 0; d < NEGATIVE_DRAWS; d++)
+	{
+		int32_t		j = pool ? pool[(size_t) dmf_rng_below(rng, (uint32_t) pool_n) * pool_step]
+			: (int32_t) dmf_rng_below(rng, (uint32_t) pool_n);
+
+		if (!row_has(positives, u, j))
+			return j;
+	}
+	return -1;
+}
+
+void
+dmf_implicit_validation(const DmfTriples *held, const DmfCsr *train_rows,
+						int32_t n_items, int negatives, uint64_t seed,
+						DmfTriples *out)
+{
+	size_t		cap = (size_t) held->n * (1 + negatives) + 1;
+	DmfCsr		held_rows,
+				held_cols;
+	const DmfTriples *parts[1] = {held};
+	int64_t		ignored;
+	DmfRng		rng;
+
+	/* the held-out pairs by user, to keep them out of the negatives */
+	dmf_build_inputs(parts, 1, train_rows->nrows, n_items, 0, 0.0, 1.0,
+					 &held_rows, &held_cols, &ignored, NULL, NULL);
+	dmf_csr_free(&held_cols);
+	dmf_rng_seed(&rng, seed ^ UINT64_C(0x5DEECE66D));
+
+	out->user = dmf_alloc(sizeof(int32_t) * cap);
+	out->item = dmf_alloc(sizeof(int32_t) * cap);
+	out->rating = dmf_alloc(sizeof(float) * cap);
+	out->n = 0;
+	for (int64_t k = 0; k < held->n; k++)
+	{
+		int32_t		u = held->user[k];
+
+		out->user[out->n] = u;
+		out->item[out->n] = held->item[k];
+		out->rating[out->n++] = 1.0f;
+		for (int s = 0; s < negatives; s++)
+		{
+			int32_t		j = dmf_sample_negative(&rng, train_rows, u, NULL, 1, n_items);
+
+			if (j < 0 || row_has(&held_rows, u, j))
+				continue;
+			out->user[out->n] = u;
+			out->item[out->n] = j;
+			out->rating[out->n++] = 0.0f;
+		}
+		if ((k & 0xFFFF) == 0)
+			dmf_check_interrupts();
+	}
+	dmf_csr_free(&held_rows);
+}
+
+double
+dmf_implicit_loss(double c, int positive, double w, double *dloss_dcos)
+{
+	double		p = dmf_implicit_score(c);
+	double		y = positive ? 1.0 : 0.0;
+
+	/* d/dc of -w (y log p + (1 - y) log(1 - p)) for p = sigmoid(s (c - m)) */
+	*dloss_dcos = w * DMF_IMPLICIT_SLOPE * (p - y);
+	return (p - y) * (p - y);
+}

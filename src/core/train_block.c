@@ -1,0 +1,251 @@
+/*
+ * train_block.c
+ *	  One minibatch of a training (training.h): a block's pairs, implicit
+ *	  feedback's sampled negatives, the forward passes of both sides, the
+ *	  loss and its gradients, the backward passes and Adam steps.
+ */
+#include "platform.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "blas.h"
+#include "dmfd.h"
+#include "encoding.h"
+#include "implicit.h"
+#include "training.h"
+
+/*
+ * The block's distinct users and items, its pairs as local indices and its
+ * targets, with the targets hidden from the inputs.
+ */
+static void
+block_gather(Training *t, int64_t lo, int64_t np, int *nbu, int *nbi)
+{
+	const DmfTriples *train = &t->data->train;
+
+	*nbu = *nbi = 0;
+	for (int64_t p = 0; p < np; p++)
+	{
+		int64_t		k = t->order[lo + p];
+		int32_t		u = train->user[k];
+		int32_t		i = train->item[k];
+
+		if (t->user_local[u] < 0)
+		{
+			t->user_local[u] = *nbu;
+			t->block_users[(*nbu)++] = u;
+		}
+		if (t->item_local[i] < 0)
+		{
+			t->item_local[i] = *nbi;
+			t->block_items[(*nbi)++] = i;
+		}
+		t->pair_u[p] = t->user_local[u];
+		t->pair_i[p] = t->item_local[i];
+		if (t->implicit)
+		{
+			t->target[p] = 1.0f;
+			t->pair_weight[p] = t->weight[k];
+		}
+		else
+			t->target[p] = dmf_scale_target(train->rating[k], t->cfg->rating_min, t->cfg->rating_max);
+		/* hide the block's targets from the inputs */
+		t->skip_u[t->pos_u[k]] = 1;
+		t->skip_i[t->pos_i[k]] = 1;
+	}
+}
+
+/*
+ * Implicit feedback: after the block's np positives, cfg->negatives pairs
+ * per positive of its user with items of the block's item group that the
+ * user has not interacted with (the sampled items join the block's items).
+ * Returns the block's count of pairs.
+ */
+static int64_t
+block_negatives(Training *t, int blk, int64_t np, int *nbi)
+{
+	int			group = blk % t->gi;
+	int32_t		pool_n = (t->ni - group + t->gi - 1) / t->gi;
+	int64_t		n = np;
+
+	for (int64_t p = 0; p < np; p++)
+	{
+		int32_t		u = t->block_users[t->pair_u[p]];
+
+		for (int s = 0; s < t->cfg->negatives; s++)
+		{
+			int32_t		j = dmf_sample_negative(&t->rng, &t->xu, u, t->item_perm + group,
+												t->gi, pool_n);
+
+			if (j < 0)
+				continue;
+			if (t->item_local[j] < 0)
+			{
+				t->item_local[j] = *nbi;
+				t->block_items[(*nbi)++] = j;
+			}
+			t->pair_u[n] = t->pair_u[p];
+			t->pair_i[n] = t->item_local[j];
+			t->target[n] = -1.0f;
+			t->pair_weight[n] = 1.0f;
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * The block's loss and its gradients with respect to the factors U and V
+ * (into dU, dV; DMF-D's boundary gradients into bgrad); returns the sum of
+ * squared errors on the rating scale.
+ *
+ * pred = u.v / (|u||v|);  d pred / d u = v/(|u||v|) - pred u/|u|^2
+ * Loss is the mean squared error over the block's ratings.
+ */
+#define DOT_GROUP 8
+
+/*
+ * The dot products u.v of pairs p0 .. p0 + n - 1 (n <= DOT_GROUP), each
+ * summed in order of j as one chain of float additions.  One chain waits
+ * on its own previous addition; DOT_GROUP pairs' chains side by side keep
+ * the adder busy, and each still adds the same terms in the same order.
+ */
+static void
+group_dots(const Training *t, int64_t p0, int n, const float *U, const float *V,
+		   float *dots)
+{
+	const float *u[DOT_GROUP];
+	const float *v[DOT_GROUP];
+	float		acc[DOT_GROUP];
+
+	for (int l = 0; l < DOT_GROUP; l++)
+	{
+		/* a short group repeats its first pair in the spare lanes */
+		int64_t		p = p0 + (l < n ? l : 0);
+
+		u[l] = U + (size_t) t->pair_u[p] * t->dim;
+		v[l] = V + (size_t) t->pair_i[p] * t->dim;
+		acc[l] = 0.0f;
+	}
+	for (int j = 0; j < t->dim; j++)
+		for (int l = 0; l < DOT_GROUP; l++)
+			acc[l] += u[l][j] * v[l][j];
+	memcpy(dots, acc, sizeof(float) * n);
+}
+
+static double
+block_loss(Training *t, int64_t np, const float *U, const float *V)
+{
+	int			dim = t->dim;
+	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
+	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
+	double		block_se = 0.0;
+	float		dots[DOT_GROUP];
+
+	for (int64_t p = 0; p < np; p++)
+	{
+		int			a = t->pair_u[p];
+		int			c = t->pair_i[p];
+		const float *u = U + (size_t) a * dim;
+		const float *v = V + (size_t) c * dim;
+		float	   *du = t->dU + (size_t) a * dim;
+		float	   *dv = t->dV + (size_t) c * dim;
+		float		nn = t->unorm[a] * t->vnorm[c];
+		float		pred,
+					err,
+					g,
+					gu_self,
+					gv_self;
+
+		/* the gradients below change dU and dV, never U or V: dots can run ahead */
+		if (p % DOT_GROUP == 0)
+			group_dots(t, p, (int) (np - p < DOT_GROUP ? np - p : DOT_GROUP), U, V, dots);
+		pred = dots[p % DOT_GROUP] / nn;
+		if (t->implicit)
+		{
+			double		dloss;
+
+			block_se += dmf_implicit_loss(pred, t->target[p] > 0.0f, t->pair_weight[p], &dloss);
+			g = (float) (dloss / (double) np);
+		}
+		else if (t->quantizing)
+		{
+			/* through G: d loss / d cos = 2 err G'(x) half */
+			double		dgdx,
+						dgdb;
+			int			bi_;
+			double		x = mid + half * pred;
+			double		gx = dmf_quantize_smooth(&t->quant, x, &dgdx, &dgdb, &bi_);
+			double		e = gx - (mid + half * t->target[p]);
+
+			block_se += e * e;
+			g = (float) (2.0 * e / (double) np * dgdx * half);
+			t->bgrad[bi_] += 2.0 * e / (double) np * dgdb;
+		}
+		else
+		{
+			err = pred - t->target[p];
+			block_se += (double) err * err * half * half;
+			g = 2.0f * err / (float) np;
+		}
+		gu_self = g * pred / (t->unorm[a] * t->unorm[a]);
+		gv_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
+		for (int j = 0; j < dim; j++)
+		{
+			du[j] += g * v[j] / nn - gu_self * u[j];
+			dv[j] += g * u[j] / nn - gv_self * v[j];
+		}
+	}
+	return block_se;
+}
+
+double
+dmf_train_block(Training *t, int blk, int64_t *n_pairs)
+{
+	int64_t		lo = t->block_start[blk];
+	int64_t		np = t->block_start[blk + 1] - lo;
+	int			nbu,
+				nbi;
+	double		block_se;
+
+	if (np == 0)
+	{
+		*n_pairs = 0;
+		return 0.0;
+	}
+	block_gather(t, lo, np, &nbu, &nbi);
+	if (t->implicit)
+		np = block_negatives(t, blk, np, &nbi);
+	*n_pairs = np;
+
+	t->ut.rows = t->block_users;
+	t->ut.nb = nbu;
+	t->it.rows = t->block_items;
+	t->it.nb = nbi;
+	if (t->helper)
+		dmf_blas_set_threads(1);
+	dmf_run_sides(t->helper, dmf_side_forward, &t->ut, &t->it);
+
+	memset(t->dU, 0, sizeof(float) * (size_t) nbu * t->dim);
+	memset(t->dV, 0, sizeof(float) * (size_t) nbi * t->dim);
+	block_se = block_loss(t, np, t->ut.out, t->it.out);
+
+	t->step++;
+	t->ut.dout = t->dU;
+	t->it.dout = t->dV;
+	t->ut.lr = t->it.lr = t->lr;
+	t->ut.step = t->it.step = t->step;
+	dmf_run_sides(t->helper, dmf_side_backward, &t->ut, &t->it);
+	if (t->quantizing)
+		dmf_boundary_step(t->cfg, t->bounds, t->uniform, t->bgrad, t->bm, t->bv, t->lr, t->step);
+
+	/* undo the block's marks */
+	dmf_clear_marks(&t->xu, t->block_users, nbu, t->skip_u);
+	dmf_clear_marks(&t->xi, t->block_items, nbi, t->skip_i);
+	for (int r = 0; r < nbu; r++)
+		t->user_local[t->block_users[r]] = -1;
+	for (int r = 0; r < nbi; r++)
+		t->item_local[t->block_items[r]] = -1;
+	return block_se;
+}

@@ -1,0 +1,227 @@
+/*
+ * evaluate_ranking.c
+ *	  dmf_evaluate_ranking: how well a model ranks held-out interactions.
+ *
+ * The held-out relation is read in order of user (the server sorts it).
+ * For each user the model has a factor for, the items are ranked exactly
+ * as dmf_recommend(model, user, k) ranks them, over every item the model
+ * knows except those the user has in the model's data, and the user's
+ * distinct held-out items are the relevant ones.  The metrics at k are
+ * averaged over those users:
+ *   hit_rate   1 if any relevant item is in the top k
+ *   precision  hits / k
+ *   recall     hits / relevant items
+ *   ndcg       sum over hits of 1 / log2(rank + 1), over its best value
+ *   map        the mean of precision at each hit's rank, over min(relevant, k)
+ * Memory holds one user's held-out items at a time.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "dmf.h"
+#include "model_cache.h"
+#include "model_format.h"
+#include "ratings_reader.h"
+#include "score.h"
+
+typedef struct RankingSums
+{
+	const DmfModel *m;
+	int32		k;
+	int32	   *top;			/* k item positions */
+	int64		user;			/* the user whose rows are being collected */
+	bool		have_user;
+	int64	   *items;			/* that user's held-out item ids */
+	int64		n_items;
+	int64		cap;
+	/* sums over the users evaluated */
+	int64		users;
+	int64		skipped_users;	/* no factor in the model */
+	int64		skipped_nulls;	/* rows with a NULL user or item */
+	double		hits,
+				precision,
+				recall,
+				ndcg,
+				ap;
+} RankingSums;
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static bool
+is_relevant(const int64 *sorted, int64 n, int64 id)
+{
+	int64		lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (sorted[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && sorted[lo] == id;
+}
+
+/* The metrics of the collected user, added to the sums. */
+static void
+finish_user(RankingSums *s)
+{
+	const DmfModel *m = s->m;
+	int32		u = dmf_side_find(&m->users, s->user);
+	int64		relevant = 0;
+	int32		n_top;
+	int			hits = 0;
+	double		dcg = 0.0,
+				idcg = 0.0,
+				ap = 0.0;
+
+	if (u < 0 || dmf_factor_is_zero(m->users.factors + (size_t) u * m->dim, m->dim))
+	{
+		s->skipped_users++;
+		return;
+	}
+	/* the distinct held-out items */
+	qsort(s->items, s->n_items, sizeof(int64), cmp_int64);
+	for (int64 j = 0; j < s->n_items; j++)
+		if (relevant == 0 || s->items[relevant - 1] != s->items[j])
+			s->items[relevant++] = s->items[j];
+
+	n_top = dmf_top_k_items(m, m->users.factors + (size_t) u * m->dim, s->k,
+							m->rated_items + m->rated_offsets[u],
+							m->rated_offsets[u + 1] - m->rated_offsets[u], s->top);
+	for (int32 r = 0; r < n_top; r++)
+		if (is_relevant(s->items, relevant, m->items.ids[s->top[r]]))
+		{
+			hits++;
+			dcg += 1.0 / log2(r + 2.0);
+			ap += (double) hits / (r + 1.0);
+		}
+	for (int64 r = 0; r < Min(relevant, (int64) s->k); r++)
+		idcg += 1.0 / log2(r + 2.0);
+
+	s->users++;
+	s->hits += hits > 0 ? 1.0 : 0.0;
+	s->precision += (double) hits / s->k;
+	s->recall += (double) hits / relevant;
+	s->ndcg += dcg / idcg;
+	s->ap += ap / Min(relevant, (int64) s->k);
+}
+
+static void
+add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
+		 int n, int skipped_nulls)
+{
+	RankingSums *s = (RankingSums *) arg;
+
+	s->skipped_nulls += skipped_nulls;
+	for (int r = 0; r < n; r++)
+	{
+		if (s->have_user && user[r] != s->user)
+		{
+			finish_user(s);
+			s->n_items = 0;
+		}
+		if (!s->have_user || user[r] != s->user)
+		{
+			s->user = user[r];
+			s->have_user = true;
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (s->n_items == s->cap)
+		{
+			s->cap *= 2;
+			s->items = repalloc_huge(s->items, sizeof(int64) * s->cap);
+		}
+		s->items[s->n_items++] = item[r];
+	}
+}
+
+PG_FUNCTION_INFO_V1(dmf_evaluate_ranking);
+Datum
+dmf_evaluate_ranking(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext work,
+				old;
+	DmfRatingColumns cols;
+	RankingSums s;
+	Datum		values[6];
+	bool		nulls[6] = {false, true, true, true, true, true};
+	static const char *const args[] = {
+		"model", "heldout", "user_column", "item_column", "k"
+	};
+
+	InitMaterializedSRF(fcinfo, 0);
+	dmf_require_args(fcinfo, "dmf_evaluate_ranking", args, lengthof(args));
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_evaluate_ranking",
+								 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+
+	memset(&s, 0, sizeof(s));
+	s.m = dmf_model_arg(fcinfo, 0);
+	/* the relation may be a view that calls dmf functions: keep the model */
+	dmf_model_pin(dmf_model_ref(s.m), work);
+	s.k = PG_GETARG_INT32(4);
+	if (s.k < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must be at least 1: %d", s.k),
+				 errhint("k is the length of the ranked list the metrics look at.")));
+	if (s.m->rated_offsets == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("this dmf model does not record which items its users rated"),
+				 errdetail("A ranking leaves those items out, as dmf_recommend does."),
+				 errhint("Refresh it with dmf_refresh first.")));
+	s.top = palloc(sizeof(int32) * Min(s.k, Max(s.m->items.n, 1)));
+	s.cap = 64;
+	s.items = palloc(sizeof(int64) * s.cap);
+
+	cols.relid = PG_GETARG_OID(1);
+	cols.user_column = NameStr(*PG_GETARG_NAME(2));
+	cols.item_column = NameStr(*PG_GETARG_NAME(3));
+	cols.rating_column = NULL;
+	dmf_scan_ratings_by_user(&cols, add_rows, &s, 0);
+	if (s.have_user)
+		finish_user(&s);
+	dmf_report_skipped_nulls(s.skipped_nulls, dmf_relation_name(cols.relid));
+	if (s.skipped_users > 0)
+		ereport(NOTICE,
+				(errmsg("skipped " INT64_FORMAT " users of %s that the model has no factor for",
+						s.skipped_users, dmf_relation_name(cols.relid)),
+				 errhint("Add them to the model with dmf_refresh to rank items for them.")));
+
+	values[0] = Int64GetDatum(s.users);
+	if (s.users > 0)
+	{
+		values[1] = Float8GetDatum(s.hits / s.users);
+		values[2] = Float8GetDatum(s.precision / s.users);
+		values[3] = Float8GetDatum(s.recall / s.users);
+		values[4] = Float8GetDatum(s.ndcg / s.users);
+		values[5] = Float8GetDatum(s.ap / s.users);
+		for (int c = 1; c < 6; c++)
+			nulls[c] = false;
+	}
+	MemoryContextSwitchTo(old);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	MemoryContextDelete(work);
+	PG_RETURN_NULL();
+}
