@@ -26,7 +26,7 @@ for t in test/t/*.sh; do
     fi
 done
 benches=()
-for b in test/bench/bench.sh test/bench/perf.sh; do
+for b in test/bench/bench.sh test/bench/perf.sh test/bench/implicit.sh; do
     [[ -f "$b" ]] && benches+=("$b")
 done
 planned=$((1 + ${#t_scripts[@]} + ${#benches[@]}))
