@@ -499,6 +499,9 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 						 errdetail("Implicit feedback has interactions, not rating values."),
 						 errhint("Leave \"%s\" out, or train on ratings with \"feedback\": \"explicit\".",
 								 rating_options[k])));
+		/* chosen on validation: dropout slows implicit training more than it regularises */
+		if (!was_given(given, "dropout"))
+			c->dropout = 0.0;
 		c->rating_min = 0.0;
 		c->rating_max = 1.0;
 		o->rating_min_set = o->rating_max_set = true;

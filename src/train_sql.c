@@ -342,6 +342,15 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 						 errmsg("the weights of user " INT64_FORMAT " and item " INT64_FORMAT " in %s add up to more than a double holds",
 								raw->user[k], raw->item[k], rel),
 						 errhint("Scale the weights down in a view.")));
+		/* to mean 1, in double: the core holds weights as floats */
+		{
+			double		mean = 0.0;
+
+			for (int64 k = 0; k < raw->n; k++)
+				mean += (raw->rating[k] - mean) / (double) (k + 1);
+			for (int64 k = 0; k < raw->n; k++)
+				raw->rating[k] /= mean;
+		}
 	}
 
 	/* one rating per (user, item): anything else has no single target */

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "implicit.h"
-#include "prepare.h"
 
 /* Draws before a user is taken to have interacted with the whole pool. */
 #define NEGATIVE_DRAWS 8
@@ -72,23 +71,43 @@ dmf_sample_negative(DmfRng *rng, const DmfCsr *positives, int32_t u,
 }
 
 void
-dmf_implicit_validation(const DmfTriples *held, const DmfCsr *train_rows,
-						int32_t n_items, int negatives, uint64_t seed,
-						DmfTriples *out)
+dmf_implicit_positives(const DmfTriples *const *parts, int n_parts, int32_t n_users,
+					   int32_t n_items, DmfCsr *out)
+{
+	int64_t		n = 0,
+				ignored;
+	int32_t    *rows,
+			   *cols;
+	float	   *ones;
+
+	for (int p = 0; p < n_parts; p++)
+		n += parts[p]->n;
+	rows = dmf_alloc(sizeof(int32_t) * (size_t) (n + 1));
+	cols = dmf_alloc(sizeof(int32_t) * (size_t) (n + 1));
+	ones = dmf_alloc(sizeof(float) * (size_t) (n + 1));
+	n = 0;
+	for (int p = 0; p < n_parts; p++)
+		for (int64_t k = 0; k < parts[p]->n; k++, n++)
+		{
+			rows[n] = parts[p]->user[k];
+			cols[n] = parts[p]->item[k];
+			ones[n] = 1.0f;
+		}
+	/* a pair in two parts is there twice: harmless for membership */
+	dmf_csr_build(out, n_users, n_items, n, rows, cols, ones, &ignored, NULL);
+	dmf_free(rows);
+	dmf_free(cols);
+	dmf_free(ones);
+}
+
+void
+dmf_implicit_validation(const DmfTriples *held, const DmfCsr *positives, int32_t n_items,
+						int negatives, uint64_t seed, DmfTriples *out)
 {
 	size_t		cap = (size_t) held->n * (1 + negatives) + 1;
-	DmfCsr		held_rows,
-				held_cols;
-	const DmfTriples *parts[1] = {held};
-	int64_t		ignored;
 	DmfRng		rng;
 
-	/* the held-out pairs by user, to keep them out of the negatives */
-	dmf_build_inputs(parts, 1, train_rows->nrows, n_items, 0, 0.0, 1.0,
-					 &held_rows, &held_cols, &ignored, NULL, NULL);
-	dmf_csr_free(&held_cols);
 	dmf_rng_seed(&rng, seed ^ UINT64_C(0x5DEECE66D));
-
 	out->user = dmf_alloc(sizeof(int32_t) * cap);
 	out->item = dmf_alloc(sizeof(int32_t) * cap);
 	out->rating = dmf_alloc(sizeof(float) * cap);
@@ -102,9 +121,9 @@ dmf_implicit_validation(const DmfTriples *held, const DmfCsr *train_rows,
 		out->rating[out->n++] = 1.0f;
 		for (int s = 0; s < negatives; s++)
 		{
-			int32_t		j = dmf_sample_negative(&rng, train_rows, u, NULL, 1, n_items);
+			int32_t		j = dmf_sample_negative(&rng, positives, u, NULL, 1, n_items);
 
-			if (j < 0 || row_has(&held_rows, u, j))
+			if (j < 0)
 				continue;
 			out->user[out->n] = u;
 			out->item[out->n] = j;
@@ -113,7 +132,6 @@ dmf_implicit_validation(const DmfTriples *held, const DmfCsr *train_rows,
 		if ((k & 0xFFFF) == 0)
 			dmf_check_interrupts();
 	}
-	dmf_csr_free(&held_rows);
 }
 
 double

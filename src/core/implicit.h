@@ -58,12 +58,20 @@ int32_t		dmf_sample_negative(DmfRng *rng, const DmfCsr *positives, int32_t u,
 								int32_t pool_n);
 
 /*
- * Validation pairs of an implicit training: each held-out interaction
- * with target 1, and per interaction `negatives` items its user has
- * interacted with in neither train nor held (targets 0), drawn with a
- * fixed seed so every epoch is measured on the same pairs.  Allocates.
+ * Every interaction the training knows, of all parts (training, held-out
+ * and validation pairs), as users x items rows: what a sampled negative
+ * must not be.  Allocates.
  */
-void		dmf_implicit_validation(const DmfTriples *held, const DmfCsr *train_rows,
+void		dmf_implicit_positives(const DmfTriples *const *parts, int n_parts,
+								   int32_t n_users, int32_t n_items, DmfCsr *out);
+
+/*
+ * Validation pairs of an implicit training: each held-out interaction
+ * with target 1, and per interaction `negatives` items its user has no
+ * interaction with in positives (targets 0), drawn with a fixed seed so
+ * every epoch is measured on the same pairs.  Allocates.
+ */
+void		dmf_implicit_validation(const DmfTriples *held, const DmfCsr *positives,
 									int32_t n_items, int negatives, uint64_t seed,
 									DmfTriples *out);
 

@@ -156,6 +156,7 @@ dmf_model_peek(const uint8_t *buf, size_t len, DmfModel *m,
 	/* version 3 is exactly the bfloat16 models: one encoding per model */
 	if ((m->flags & ~DMF_KNOWN_FLAGS) != 0 ||
 		(version < 3 && (m->flags & DMF_VERSION_3_FLAGS) != 0) ||
+		(version < 2 && (m->flags & DMF_FLAG_IMPLICIT) != 0) ||
 		(version >= 3 && !(m->flags & DMF_FLAG_BFLOAT16)) ||
 		((m->flags & DMF_FLAG_ROW_SCALE_ONE) && (m->flags & DMF_FLAG_ROW_SCALE_MEAN)) ||
 		((m->flags & DMF_FLAG_IMPLICIT) && (m->flags & IMPLICIT_EXCLUDES) != 0) ||
@@ -521,6 +522,9 @@ decode_levels(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m,
 			  char *detail, size_t detail_len)
 {
 	m->n_levels = 0;
+	if (sec[DMF_SECTION_QUANTIZER].present && (m->flags & DMF_FLAG_IMPLICIT))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"An implicit model has a quantizer section.");
 	if (sec[DMF_SECTION_QUANTIZER].present)
 		return decode_quantizer(buf, &sec[DMF_SECTION_QUANTIZER], m, detail, detail_len);
 	if (m->flags & DMF_FLAG_DISCRETE)
@@ -542,7 +546,8 @@ decode_fold_in(const uint8_t *buf, const DmfSectionRef *sec, DmfModel *m,
 
 		m->fold_in_rate = get_f64(buf + sec[DMF_SECTION_FOLD_IN].offset + 8);
 		if (!(steps >= 0 && steps <= DMF_MAX_FOLD_IN_STEPS) || steps != floor(steps) ||
-			!(m->fold_in_rate >= 0 && m->fold_in_rate <= 100))
+			!(m->fold_in_rate >= 0 && m->fold_in_rate <= 100) ||
+			((m->flags & DMF_FLAG_IMPLICIT) && steps != 0))
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"The fold-in settings are out of range.");
 		m->fold_in_steps = (int32_t) steps;
@@ -671,10 +676,6 @@ decode_whole(const uint8_t *buf, size_t len, DmfModel *m,
 		status = decode_levels(buf, sec, m, detail, detail_len);
 	if (status != DMF_DECODE_OK)
 		return status;
-	/* implicit models score interactions: no fold-in, no levels */
-	if ((m->flags & DMF_FLAG_IMPLICIT) && (m->fold_in_steps != 0 || m->n_levels != 0))
-		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
-					"An implicit model has fold-in steps or rating levels.");
 
 	m->rated_offsets = NULL;
 	m->rated_items = NULL;

@@ -85,11 +85,14 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 		/* a block holds at most a whole side; factors go by chunks */
 		act += per_row * (rows + DMF_FACTOR_CHUNK);
 	}
-	/* implicit: weights, input values, sampled pairs and the validation's */
+	/*
+	 * implicit: weights, input values, sampled pairs and the validation's,
+	 * and every interaction (with the arrays it is built from)
+	 */
 	if (cfg->feedback == DMF_FEEDBACK_IMPLICIT)
 		implicit = (uint64_t) n_train * (2 * sizeof(float) + (uint64_t) (cfg->negatives + 1) *
 										 (2 * sizeof(int32_t) + 2 * sizeof(float)))
-			+ (uint64_t) n_input * sizeof(float);
+			+ (uint64_t) n_input * (sizeof(float) + 4 * sizeof(int32_t) + 2 * sizeof(float));
 
 	/* params, gradient, two Adam moments, best copy */
 	return params * 5 * sizeof(float) + implicit
@@ -263,7 +266,11 @@ implicit_init(Training *t)
 {
 	const DmfTrainSet *data = t->data;
 	int64_t		n_ones = data->train.n > data->extra_input.n ? data->train.n : data->extra_input.n;
+	const DmfTriples *parts[3] = {&data->train, &data->validation, &data->extra_input};
 
+	/* the held-out pairs are interactions too (validation may be extra_input) */
+	dmf_implicit_positives(parts, data->validation.user == data->extra_input.user ? 2 : 3,
+						   t->nu, t->ni, &t->positives);
 	t->weight = dmf_alloc(sizeof(float) * (size_t) (data->train.n + 1));
 	dmf_implicit_weights(&data->train, t->weight);
 	t->ones = dmf_alloc(sizeof(float) * (size_t) (n_ones + 1));
@@ -310,7 +317,7 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 					 cfg->rating_max, &t->xu, &t->xi, &ignored, t->pos_u, t->pos_i);
 	if (t->implicit && data->validation.n > 0)
 	{
-		dmf_implicit_validation(&data->validation, &t->xu, t->ni, cfg->negatives,
+		dmf_implicit_validation(&data->validation, &t->positives, t->ni, cfg->negatives,
 								cfg->seed, &t->implicit_validation);
 		t->validation = &t->implicit_validation;
 		/* the mean of the targets, not of the weights */
@@ -575,6 +582,7 @@ training_finish(Training *t)
 	{
 		dmf_free(t->weight);
 		dmf_free(t->pair_weight);
+		dmf_csr_free(&t->positives);
 		if (t->validation == &t->implicit_validation)
 		{
 			dmf_free(t->implicit_validation.user);

@@ -71,9 +71,9 @@ typedef struct DmfTrainConfig
 
 	/*
 	 * Implicit feedback: triples hold weights (> 0) instead of ratings, the
-	 * range is [0, 1], inputs are 1 per interaction, and the loss is the
-	 * log loss of the score (1 + cos) / 2 on positives and on "negatives"
-	 * sampled absent pairs per positive.
+	 * range is [0, 1], an interaction enters its rows as a rating of 1, and
+	 * the loss is the log loss of the score (implicit.h) on positives and on
+	 * "negatives" sampled absent pairs per positive.
 	 */
 	int			feedback;		/* DmfFeedback */
 	int			negatives;

@@ -59,7 +59,8 @@ block_gather(Training *t, int64_t lo, int64_t np, int *nbu, int *nbi)
 /*
  * Implicit feedback: after the block's np positives, cfg->negatives pairs
  * per positive of its user with items of the block's item group that the
- * user has not interacted with (the sampled items join the block's items).
+ * user has no interaction with, held-out ones included (the sampled items
+ * join the block's items).
  * Returns the block's count of pairs.
  */
 static int64_t
@@ -75,8 +76,8 @@ block_negatives(Training *t, int blk, int64_t np, int *nbi)
 
 		for (int s = 0; s < t->cfg->negatives; s++)
 		{
-			int32_t		j = dmf_sample_negative(&t->rng, &t->xu, u, t->item_perm + group,
-												t->gi, pool_n);
+			int32_t		j = dmf_sample_negative(&t->rng, &t->positives, u,
+												t->item_perm + group, t->gi, pool_n);
 
 			if (j < 0)
 				continue;

@@ -86,6 +86,7 @@ typedef struct Training
 	float	   *pair_weight;	/* a block's pairs: positives' weights, 1 for negatives */
 	float	   *ones;			/* input values */
 	DmfTriples	implicit_validation;	/* held-out positives and sampled negatives */
+	DmfCsr		positives;		/* every known interaction: not a negative */
 
 	/* the schedule */
 	double		lr;

@@ -3,7 +3,8 @@
 # Per seed, per user one interaction held out for test and one for validation (chosen by
 # hashtext with the seed: there are no timestamps in the protocol), the rest to train on.
 #   (a) sampled: the held-out item ranked among 99 items the user never interacted with
-#       (chosen by hashtext) -> HR@10, NDCG@10 (the protocol of Xue et al. and of NCF);
+#       (chosen by hashtext; ties to the lower item id) -> HR@10, NDCG@10 (the protocol of
+#       Xue et al. and of NCF); users whose held-out item is in no training row are left out;
 #   (b) full: every item ranked, the user's training items left out -> hit rate, precision,
 #       recall, NDCG and MAP at 10 (dmf_evaluate_ranking for dmf).
 # Methods in the same run: popularity, BPR-MF (test/bench/implicit_baselines.c, one thread,
@@ -18,7 +19,8 @@
 # --seeds LIST     split seeds (default 1,2,3,4,5)
 # --quick          generated data (400 users x 240 items, 4 tastes, ratings for the
 #                  explicit timing), seed 1, 10 epochs
-# --options JSON   dmf_train options merged over {"feedback": "implicit", "seed": <seed>}
+# --options JSON   dmf_train options merged over {"feedback": "implicit", "seed": <seed>,
+#                  "validation": <the validation hold-out>}
 # --out DIR        output directory (default test/bench/results/implicit-<timestamp>)
 #
 # Server and environment as for bench.sh (DMF_USE_EXISTING=1 or PG* variables: that
@@ -42,7 +44,7 @@ seeds_given=0
 quick=0
 user_options='{}'
 out=
-bpr_options=${DMF_BENCH_BPR_OPTIONS:---dim 64 --lr 0.05 --reg 0.0025}
+bpr_options=${DMF_BENCH_BPR_OPTIONS:---dim 64 --lr 0.01 --reg 0.005 --epochs 300}
 while (($#)); do
     case $1 in
         --data) data=${2:?--data needs a path}; shift 2 ;;
@@ -56,6 +58,8 @@ while (($#)); do
 done
 if ((quick)); then
     ((seeds_given)) || seeds=1
+    # the tiny data set takes a larger step (few SGD steps per epoch)
+    bpr_options=${DMF_BENCH_BPR_OPTIONS:---dim 64 --lr 0.05 --reg 0.0025 --epochs 300}
     data=
     user_options=$(python3 -c 'import json,sys; o={"epochs": 10}; o.update(json.loads(sys.argv[1])); print(json.dumps(o))' "$user_options")
 else
@@ -106,8 +110,8 @@ cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "## dmf implicit-feedback benchmark"
     echo
     if ((quick)); then echo "- data: generated (--quick)"; else echo "- data: $(basename "$(dirname "$data")")/$(basename "$data"), ratings dropped"; fi
-    echo "- seeds: $seeds; dmf_train options: {\"feedback\": \"implicit\", \"seed\": <seed>} + $user_options"
-    echo "- BPR-MF: test/bench/implicit_baselines.c, one thread: $bpr_options, early stopping on validation NDCG@10 (patience 5)"
+    echo "- seeds: $seeds; dmf_train options: {\"feedback\": \"implicit\", \"seed\": <seed>, \"validation\": <the validation hold-out>} + $user_options"
+    echo "- BPR-MF: test/bench/implicit_baselines.c, one thread: $bpr_options, early stopping on validation NDCG@10 (patience 10)"
     echo "- CPU: $cpu; cores: $(nproc); PostgreSQL $(q -c 'SHOW server_version'); dmf $(q -c "SELECT extversion FROM pg_extension WHERE extname = 'dmf'")"
     echo
 } >"$out/report.md"
@@ -117,10 +121,17 @@ echo "seed,method,val_hr10,val_ndcg10,test_hr10,test_ndcg10,full_hit_rate,full_p
 dmf_sampled() {
     q -F, -v name="$1" -v kind="$2" <<'SQL'
 WITH m AS (SELECT model FROM dmf_implicit.models WHERE name = :'name'),
-pos AS (SELECT h.user_id, dmf_predict(m.model, h.user_id, h.item_id) AS s
+pos AS (SELECT h.user_id, h.item_id, dmf_predict(m.model, h.user_id, h.item_id) AS s
         FROM dmf_implicit.heldout h, m WHERE h.kind = :'kind'),
-rk AS (SELECT p.user_id, 1 + count(*) FILTER (WHERE dmf_predict(m.model, n.user_id, n.item_id) > p.s) AS rank
-       FROM pos p JOIN dmf_implicit.negatives n ON n.user_id = p.user_id AND n.kind = :'kind', m
+-- users whose held-out item the model does not know are left out, as in
+-- implicit_baselines.c; a tie goes to the lower item id, as in dmf_recommend
+rk AS (SELECT p.user_id,
+              1 + count(*) FILTER (WHERE x.score > p.s OR (x.score = p.s AND x.item_id < p.item_id)) AS rank
+       FROM pos p
+       JOIN dmf_implicit.negatives n ON n.user_id = p.user_id AND n.kind = :'kind'
+       CROSS JOIN m
+       CROSS JOIN LATERAL (SELECT n.item_id, dmf_predict(m.model, n.user_id, n.item_id) AS score) x
+       WHERE p.s IS NOT NULL
        GROUP BY p.user_id, p.s)
 SELECT round(avg((rank <= 10)::int), 4), round(avg(CASE WHEN rank <= 10 THEN 1 / log(2, rank + 1) ELSE 0 END), 4)
 FROM rk;
@@ -141,6 +152,7 @@ SELECT user_id, item_id, CASE r WHEN 1 THEN 'test' ELSE 'val' END AS kind
 FROM dmf_implicit.ranked WHERE r <= 2;
 CREATE TABLE dmf_implicit.train AS SELECT user_id, item_id FROM dmf_implicit.ranked WHERE r > 2;
 CREATE VIEW dmf_implicit.test AS SELECT user_id, item_id FROM dmf_implicit.heldout WHERE kind = 'test';
+CREATE VIEW dmf_implicit.val AS SELECT user_id, item_id FROM dmf_implicit.heldout WHERE kind = 'val';
 CREATE INDEX ON dmf_implicit.ranked (user_id, item_id);
 CREATE TABLE dmf_implicit.negatives AS
 SELECT user_id, item_id, kind FROM (
@@ -168,7 +180,8 @@ SQL
             echo "$seed,$method,$vals"
         done >>"$out/metrics.csv"
 
-    options=$(python3 -c 'import json,sys; o={"feedback": "implicit", "seed": int(sys.argv[1])}; o.update(json.loads(sys.argv[2])); print(json.dumps(o))' "$seed" "$user_options")
+    # early stopping on the validation hold-out, as BPR's
+    options=$(python3 -c 'import json,sys; o={"feedback": "implicit", "seed": int(sys.argv[1]), "validation": "dmf_implicit.val"}; o.update(json.loads(sys.argv[2])); print(json.dumps(o))' "$seed" "$user_options")
     log "seed $seed: dmf_train $options"
     t0=$(date +%s.%N)
     q -v o="$options" <<<"INSERT INTO dmf_implicit.models SELECT 'implicit_s$seed', dmf_train('dmf_implicit.train', 'user_id', 'item_id', NULL, :'o')" >/dev/null

@@ -4,8 +4,8 @@
  *	  popularity, and BPR matrix factorisation (Rendle et al. 2009) by SGD
  *	  with early stopping on the validation hold-out.
  *
- *	  implicit_baselines DIR [--dim 64] [--lr 0.05] [--reg 0.0025]
- *	                         [--epochs 100] [--patience 5] [--seed 1]
+ *	  implicit_baselines DIR [--dim 64] [--lr 0.01] [--reg 0.005]
+ *	                         [--epochs 300] [--patience 10] [--seed 1]
  *
  * DIR holds tab-separated user/item files: train.tsv (the interactions to
  * learn from), val.tsv and test.tsv (one held-out item per user), and
@@ -206,7 +206,9 @@ score(const Model *m, int64_t u, int64_t i)
 
 /*
  * The sampled protocol: the held-out item against its user's 99
- * negatives; rank = 1 + the negatives scored above it (ties to the held-out).
+ * negatives; rank = 1 + the negatives ranked before it (a higher score, or
+ * the same score and a lower item id).  Users whose held-out item is in no
+ * training row are left out.
  */
 static void
 sampled(const Model *m, const Pairs *held, const Pairs *neg, double *hr, double *ndcg)
@@ -227,8 +229,16 @@ sampled(const Model *m, const Pairs *held, const Pairs *neg, double *hr, double 
 		while (k < neg->n && neg->u[k] < u)
 			k++;
 		for (int64_t j = k; j < neg->n && neg->u[j] == u; j++)
-			if (neg->i[j] >= 0 && score(m, u, neg->i[j]) > s)
+		{
+			double		x;
+
+			if (neg->i[j] < 0)
+				continue;
+			x = score(m, u, neg->i[j]);
+			/* a tie goes to the lower item id, as in dmf_recommend */
+			if (x > s || (x == s && neg->i[j] < held->i[h]))
 				rank++;
+		}
 		users++;
 		if (rank <= K_AT)
 		{
@@ -317,10 +327,10 @@ main(int argc, char **argv)
 {
 	const char *dir;
 	int			dim = 64,
-				max_epochs = 100,
-				patience = 5;
-	double		lr = 0.05,
-				reg = 0.0025;
+				max_epochs = 300,
+				patience = 10;
+	double		lr = 0.01,
+				reg = 0.005;
 	Pairs		train,
 				val,
 				val_neg,
