@@ -28,6 +28,7 @@
 #include "dmf.h"
 #include "model_cache.h"
 #include "model_format.h"
+#include "prepare.h"
 #include "ratings_reader.h"
 #include "score.h"
 
@@ -61,24 +62,6 @@ cmp_int64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static bool
-is_relevant(const int64 *sorted, int64 n, int64 id)
-{
-	int64		lo = 0,
-				hi = n;
-
-	while (lo < hi)
-	{
-		int64		mid = lo + (hi - lo) / 2;
-
-		if (sorted[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && sorted[lo] == id;
-}
-
 /* The metrics of the collected user, added to the sums. */
 static void
 finish_user(RankingSums *s)
@@ -97,7 +80,7 @@ finish_user(RankingSums *s)
 		s->skipped_users++;
 		return;
 	}
-	/* the distinct held-out items */
+	/* the distinct held-out items (fewer than 2^31: they were read into memory) */
 	qsort(s->items, s->n_items, sizeof(int64), cmp_int64);
 	for (int64 j = 0; j < s->n_items; j++)
 		if (relevant == 0 || s->items[relevant - 1] != s->items[j])
@@ -107,7 +90,7 @@ finish_user(RankingSums *s)
 							m->rated_items + m->rated_offsets[u],
 							m->rated_offsets[u + 1] - m->rated_offsets[u], s->top);
 	for (int32 r = 0; r < n_top; r++)
-		if (is_relevant(s->items, relevant, m->items.ids[s->top[r]]))
+		if (dmf_find_id(s->items, (int32) relevant, m->items.ids[s->top[r]]) >= 0)
 		{
 			hits++;
 			dcg += 1.0 / log2(r + 2.0);
@@ -144,6 +127,10 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 			s->have_user = true;
 			CHECK_FOR_INTERRUPTS();
 		}
+		if (s->n_items == PG_INT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("user " INT64_FORMAT " has more than %d held-out rows", s->user, PG_INT32_MAX)));
 		if (s->n_items == s->cap)
 		{
 			s->cap *= 2;

@@ -142,6 +142,7 @@ first=1
 for seed in "${seed_list[@]}"; do
     log "seed $seed: splitting and sampling the 99 negatives per user"
     q -v seed="$seed" <<'SQL'
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS dmf_implicit.ranked, dmf_implicit.heldout, dmf_implicit.negatives, dmf_implicit.train CASCADE;
 CREATE TABLE dmf_implicit.ranked AS
 SELECT user_id, item_id,
