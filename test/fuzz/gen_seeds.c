@@ -360,7 +360,24 @@ main(int argc, char **argv)
 			uint8_t    *v = variant == 0 || variant == 3 ? (uint8_t *) from :
 				variant == 2 ? fuzz_as_v1(from, from_len, &vlen) :
 				fuzz_repage(from, from_len, DMF_MIN_PAGE_SIZE, &vlen);
-			bool		good = v != NULL &&
+			bool		good;
+
+			/* implicit models came after format 1: as one, it must be refused */
+			if (variant == 2 && (sp->flags & DMF_FLAG_IMPLICIT))
+			{
+				DmfDecodeStatus st = v == NULL ? DMF_DECODE_OK :
+					dmf_model_decode(v, vlen, &back, detail, sizeof(detail));
+
+				free(v);
+				if (st != DMF_DECODE_CORRUPT)
+				{
+					fprintf(stderr, "gen_seeds: seed %s as format 1 was not refused as corrupt\n",
+							sp->name);
+					return 1;
+				}
+				continue;
+			}
+			good = v != NULL &&
 				dmf_model_decode(v, vlen, &back, detail, sizeof(detail)) == DMF_DECODE_OK;
 
 			/* factors come back exactly, or rounded to bfloat16 */
