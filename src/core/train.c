@@ -65,7 +65,7 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 {
 	uint64_t	params = 0;
 	uint64_t	act = 0;
-	uint64_t	implicit = 0;
+	uint64_t	pair_terms = 0;
 	int			sizes[DMF_MAX_LAYERS + 1];
 
 	for (int side = 0; side < 2; side++)
@@ -90,12 +90,16 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 	 * and every interaction (with the arrays it is built from)
 	 */
 	if (cfg->feedback == DMF_FEEDBACK_IMPLICIT)
-		implicit = (uint64_t) n_train * (2 * sizeof(float) + (uint64_t) (cfg->negatives + 1) *
+		pair_terms = (uint64_t) n_train * (2 * sizeof(float) + (uint64_t) (cfg->negatives + 1) *
 										 (2 * sizeof(int32_t) + 2 * sizeof(float)))
 			+ (uint64_t) n_input * (sizeof(float) + 4 * sizeof(int32_t) + 2 * sizeof(float));
 
+	/* a block's gradient terms per pair, for a block of up to twice the average */
+	pair_terms += (uint64_t) 2 * (cfg->batch_size > 0 ? cfg->batch_size : 8192) *
+		(cfg->feedback == DMF_FEEDBACK_IMPLICIT ? 1 + cfg->negatives : 1) * sizeof(DmfPairGradient);
+
 	/* params, gradient, two Adam moments, best copy */
-	return params * 5 * sizeof(float) + implicit
+	return params * 5 * sizeof(float) + pair_terms
 	/* inputs (both orientations) and the training triples */
 		+ (uint64_t) (n_train + n_input) * 2 * (sizeof(int32_t) + sizeof(float))
 		+ (uint64_t) n_train * (2 * sizeof(int32_t) + sizeof(float) + sizeof(int64_t))
@@ -578,6 +582,8 @@ training_finish(Training *t)
 	dmf_free(t->pair_u);
 	dmf_free(t->pair_i);
 	dmf_free(t->target);
+	if (t->pair_grad)
+		dmf_free(t->pair_grad);
 	if (t->implicit)
 	{
 		dmf_free(t->weight);

@@ -138,28 +138,29 @@ group_dots(const Training *t, int64_t p0, int n, const float *U, const float *V,
 static double
 block_loss(Training *t, int64_t np, const float *U, const float *V)
 {
-	int			dim = t->dim;
 	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
 	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
 	double		block_se = 0.0;
 	float		dots[DOT_GROUP];
 
+	if ((size_t) np > t->pair_grad_cap)
+	{
+		if (t->pair_grad)
+			dmf_free(t->pair_grad);
+		t->pair_grad_cap = (size_t) np + (size_t) np / 4;
+		t->pair_grad = dmf_alloc(sizeof(DmfPairGradient) * t->pair_grad_cap);
+	}
 	for (int64_t p = 0; p < np; p++)
 	{
 		int			a = t->pair_u[p];
 		int			c = t->pair_i[p];
-		const float *u = U + (size_t) a * dim;
-		const float *v = V + (size_t) c * dim;
-		float	   *du = t->dU + (size_t) a * dim;
-		float	   *dv = t->dV + (size_t) c * dim;
+		DmfPairGradient *pg = &t->pair_grad[p];
 		float		nn = t->unorm[a] * t->vnorm[c];
 		float		pred,
 					err,
-					g,
-					gu_self,
-					gv_self;
+					g;
 
-		/* the gradients below change dU and dV, never U or V: dots can run ahead */
+		/* the gradients change dU and dV, never U or V: dots can run ahead */
 		if (p % DOT_GROUP == 0)
 			group_dots(t, p, (int) (np - p < DOT_GROUP ? np - p : DOT_GROUP), U, V, dots);
 		pred = dots[p % DOT_GROUP] / nn;
@@ -190,15 +191,74 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 			block_se += (double) err * err * half * half;
 			g = 2.0f * err / (float) np;
 		}
-		gu_self = g * pred / (t->unorm[a] * t->unorm[a]);
-		gv_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
-		for (int j = 0; j < dim; j++)
-		{
-			du[j] += g * v[j] / nn - gu_self * u[j];
-			dv[j] += g * u[j] / nn - gv_self * v[j];
-		}
+		pg->g = g;
+		pg->nn = nn;
+		pg->u_self = g * pred / (t->unorm[a] * t->unorm[a]);
+		pg->v_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
 	}
 	return block_se;
+}
+
+/* One side's gradients from the pairs' coefficients: dU or dV. */
+typedef struct GradientJob
+{
+	const Training *t;
+	int64_t		np;
+	const float *U;
+	const float *V;
+	bool		users;
+} GradientJob;
+
+/*
+ * d pred / d u = v/(|u||v|) - pred u/|u|^2, times the loss's g, summed
+ * into each row in the order of the pairs: the users' rows on one thread,
+ * the items' on the other, each row's sum the same as in one loop.
+ */
+static void
+side_gradients(void *arg)
+{
+	const GradientJob *job = (const GradientJob *) arg;
+	const Training *t = job->t;
+	int			dim = t->dim;
+
+	for (int64_t p = 0; p < job->np; p++)
+	{
+		const DmfPairGradient *pg = &t->pair_grad[p];
+		const float *u = job->U + (size_t) t->pair_u[p] * dim;
+		const float *v = job->V + (size_t) t->pair_i[p] * dim;
+
+		if (job->users)
+		{
+			float	   *du = t->dU + (size_t) t->pair_u[p] * dim;
+
+			for (int j = 0; j < dim; j++)
+				du[j] += pg->g * v[j] / pg->nn - pg->u_self * u[j];
+		}
+		else
+		{
+			float	   *dv = t->dV + (size_t) t->pair_i[p] * dim;
+
+			for (int j = 0; j < dim; j++)
+				dv[j] += pg->g * u[j] / pg->nn - pg->v_self * v[j];
+		}
+	}
+}
+
+static void
+block_gradients(Training *t, int64_t np, const float *U, const float *V)
+{
+	GradientJob users = {t, np, U, V, true};
+	GradientJob items = {t, np, U, V, false};
+
+	if (t->helper == NULL)
+	{
+		side_gradients(&users);
+		side_gradients(&items);
+		return;
+	}
+	dmf_helper_run(t->helper, side_gradients, &items);
+	side_gradients(&users);
+	dmf_helper_wait(t->helper);
 }
 
 double
@@ -231,6 +291,7 @@ dmf_train_block(Training *t, int blk, int64_t *n_pairs)
 	memset(t->dU, 0, sizeof(float) * (size_t) nbu * t->dim);
 	memset(t->dV, 0, sizeof(float) * (size_t) nbi * t->dim);
 	block_se = block_loss(t, np, t->ut.out, t->it.out);
+	block_gradients(t, np, t->ut.out, t->it.out);
 
 	t->step++;
 	t->ut.dout = t->dU;

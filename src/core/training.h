@@ -18,6 +18,15 @@
 #include "sparse.h"
 #include "train.h"
 
+/* A pair's share of the gradients: d loss / d cos and the terms of d cos. */
+typedef struct DmfPairGradient
+{
+	float		g;				/* d loss / d cos */
+	float		nn;				/* |u| |v| */
+	float		u_self;			/* g cos / |u|^2 */
+	float		v_self;			/* g cos / |v|^2 */
+} DmfPairGradient;
+
 /* Everything a training holds between its steps. */
 typedef struct Training
 {
@@ -79,6 +88,8 @@ typedef struct Training
 	float	   *dV;
 	float	   *unorm;
 	float	   *vnorm;
+	DmfPairGradient *pair_grad; /* a block's pairs, grown to the largest block */
+	size_t		pair_grad_cap;
 
 	/* implicit feedback (implicit.h) */
 	bool		implicit;
