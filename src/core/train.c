@@ -277,7 +277,10 @@ implicit_init(Training *t)
 						   t->nu, t->ni, &t->positives);
 	t->weight = dmf_alloc(sizeof(float) * (size_t) (data->train.n + 1));
 	dmf_implicit_weights(&data->train, t->weight);
+	/* the values of both parts' inputs; the held-out part may be the larger */
 	t->ones = dmf_alloc(sizeof(float) * (size_t) (n_ones + 1));
+	for (int64_t k = 0; k <= n_ones; k++)
+		t->ones[k] = 1.0f;
 	return dmf_implicit_ones(&data->train, t->ones);
 }
 
