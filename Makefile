@@ -41,6 +41,9 @@ SERVER_OBJS = \
 	src/predict_sql.o \
 	src/factor_agg.o \
 	src/recommend.o \
+	src/similar.o \
+	src/popularity.o \
+	src/explain.o \
 	src/evaluate.o \
 	src/evaluate_ranking.o
 OBJS = $(SERVER_OBJS) $(CORE_OBJS)
@@ -49,7 +52,7 @@ OBJS = $(SERVER_OBJS) $(CORE_OBJS)
 DATA = $(wildcard sql/dmf--*.sql)
 
 # pg_regress suites, in sql/ with results in expected/
-REGRESS = setup train predict extend discrete errors model_format recommend security implicit
+REGRESS = setup train predict extend discrete errors model_format recommend security implicit serving
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 # -fno-math-errno: sqrtf and friends need not set errno, so loops calling

@@ -17,6 +17,7 @@
 
 struct ArrayType;
 struct DmfModel;
+struct DmfSide;
 struct StringInfoData;
 
 /* ---- module.c: settings ---- */
@@ -41,6 +42,18 @@ extern int	dmf_resolve_threads(int threads);
  */
 extern void dmf_require_args(FunctionCallInfo fcinfo, const char *function,
 							 const char *const *names, int n);
+
+/* Argument argno as k, how many rows to return; ERROR if negative. */
+extern int32 dmf_k_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+
+/*
+ * The positions on side of the ids in a bigint[] argument, ascending and
+ * distinct; NULLs and ids the model does not know are skipped.
+ */
+extern int32 *dmf_id_array_positions(struct ArrayType *a, const struct DmfSide *side,
+									 const char *argument, int32 *n_out);
+
+extern int	dmf_cmp_int32(const void *a, const void *b);
 
 /*
  * The rating_column argument: NULL, only with implicit feedback, means
@@ -85,15 +98,48 @@ extern struct ArrayType *dmf_factor_array(const float *f, int dim);
 extern const float *dmf_factor_arg(struct ArrayType *a, const char *which,
 								   int other_len, int dim);
 
-/* ---- recommend.c ---- */
+/* ---- recommend.c: the ranking the serving functions share ---- */
 
 /*
- * The positions of the best k items for the unit factor u, best first,
- * leaving out exclude[0..n_exclude) (ascending positions) and items
- * without a factor, into top[0..k); returns their count.  dmf_recommend's
- * ranking: ties go to the lower item id.
+ * Rows of one side's factors to rank against a factor u: every row, or
+ * only the positions only[0..n_only) (ascending); either way leaving out
+ * exclude[0..n_exclude) (ascending) and rows without a factor.
  */
+typedef struct DmfRanking
+{
+	const float *factors;		/* n x dim */
+	int32		n;
+	int			dim;
+	bool		unit_rows;		/* rows are unit vectors (float32 storage) */
+	const int32 *exclude;
+	int64		n_exclude;
+	const int32 *only;			/* NULL: every row */
+	int32		n_only;
+} DmfRanking;
+
+/* A ranking of every row of one side of the model, nothing excluded. */
+extern DmfRanking dmf_ranking_of(const struct DmfModel *m, bool user_side);
+
+/*
+ * The positions of the best k rows by cosine with u, best first, ties to
+ * the lower position (= id), into top[0..k); returns their count.  Every
+ * row: one sgemv; given rows: the cosine in double of each, dmf_predict's.
+ */
+extern int32 dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top);
+
+/* dmf_recommend's ranking of the items for the unit factor u. */
 extern int32 dmf_top_k_items(const struct DmfModel *m, const float *u, int32 k,
 							 const int32 *exclude, int64 n_exclude, int32 *top);
+
+/* ---- popularity.c ---- */
+
+/*
+ * The k items (among only[0..n_only) if only is not NULL) most users of
+ * the model have in their row, into the caller's tuplestore as (item_id,
+ * users), or (item_id, NULL) without with_users.
+ */
+extern void dmf_emit_popular_items(FunctionCallInfo fcinfo, const struct DmfModel *m,
+								   int32 k, const int32 *only, int32 n_only,
+								   bool with_users);
 
 #endif

@@ -13,6 +13,9 @@
  *   recall     hits / relevant items
  *   ndcg       sum over hits of 1 / log2(rank + 1), over its best value
  *   map        the mean of precision at each hit's rank, over min(relevant, k)
+ * With a rating column and min_rating, only the held-out rows rated at
+ * least min_rating are relevant (for explicit models: "liked"), and users
+ * without such a row are not counted; the rest are still ranked.
  * Memory holds one user's held-out items at a time.
  */
 #include "postgres.h"
@@ -37,6 +40,8 @@ typedef struct RankingSums
 	const DmfModel *m;
 	int32		k;
 	int32	   *top;			/* k item positions */
+	bool		has_min_rating;
+	double		min_rating;		/* rows rated below are not relevant */
 	int64		user;			/* the user whose rows are being collected */
 	bool		have_user;
 	int64	   *items;			/* that user's held-out item ids */
@@ -116,6 +121,8 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 	s->skipped_nulls += skipped_nulls;
 	for (int r = 0; r < n; r++)
 	{
+		if (s->has_min_rating && !(weight[r] >= s->min_rating))
+			continue;
 		if (s->have_user && user[r] != s->user)
 		{
 			finish_user(s);
@@ -152,11 +159,11 @@ dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	bool		nulls[6] = {false, true, true, true, true, true};
 	static const char *const args[] = {
-		"model", "heldout", "user_column", "item_column", "k"
+		"model", "heldout", "user_column", "item_column", "k", NULL, NULL
 	};
 
 	InitMaterializedSRF(fcinfo, 0);
-	dmf_require_args(fcinfo, "dmf_evaluate_ranking", args, lengthof(args));
+	dmf_require_args(fcinfo, "dmf_evaluate_ranking", args, Min(PG_NARGS(), lengthof(args)));
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_evaluate_ranking",
 								 ALLOCSET_DEFAULT_SIZES);
@@ -186,6 +193,30 @@ dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 	cols.user_column = NameStr(*PG_GETARG_NAME(2));
 	cols.item_column = NameStr(*PG_GETARG_NAME(3));
 	cols.rating_column = NULL;
+	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
+	{
+		s.has_min_rating = true;
+		s.min_rating = PG_GETARG_FLOAT8(6);
+		if (PG_ARGISNULL(5))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("min_rating needs a rating_column"),
+					 errhint("Name the column of the held-out ratings that min_rating applies to.")));
+		if (isnan(s.min_rating))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("min_rating must be a number")));
+	}
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	{
+		if (!s.has_min_rating)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("rating_column needs a min_rating"),
+					 errhint("Held-out rows rated at least min_rating are the relevant ones; "
+							 "without min_rating every row is.")));
+		cols.rating_column = NameStr(*PG_GETARG_NAME(5));
+	}
 	dmf_scan_ratings_by_user(&cols, add_rows, &s, 0);
 	if (s.have_user)
 		finish_user(&s);

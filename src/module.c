@@ -10,11 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "dmf.h"
+#include "model_format.h"
 
 PG_MODULE_MAGIC;
 
@@ -149,4 +152,72 @@ dmf_pretty_bytes(uint64 bytes)
 	if (bytes >= (uint64) 10 * 1024 * 1024)
 		return psprintf(UINT64_FORMAT " MB", bytes >> 20);
 	return psprintf(UINT64_FORMAT " kB", bytes >> 10);
+}
+
+int
+dmf_cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+int32
+dmf_k_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	int32		k = PG_GETARG_INT32(argno);
+
+	if (k < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must not be negative: %d", k),
+				 errhint("k is how many %s to return.", what)));
+	return k;
+}
+
+int32 *
+dmf_id_array_positions(ArrayType *a, const DmfSide *side, const char *argument,
+					   int32 *n_out)
+{
+	Datum	   *ids;
+	bool	   *nulls;
+	int			n;
+	int32	   *pos;
+	int32		n_pos = 0;
+
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional bigint[]", argument)));
+	if (ARR_ELEMTYPE(a) != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("%s must be a bigint[]", argument)));
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &ids, &nulls, &n);
+	pos = palloc(sizeof(int32) * (n + 1));
+	for (int j = 0; j < n; j++)
+	{
+		int32		p;
+
+		if (nulls[j])
+			continue;
+		p = dmf_side_find(side, DatumGetInt64(ids[j]));
+		if (p >= 0)
+			pos[n_pos++] = p;
+	}
+	qsort(pos, n_pos, sizeof(int32), dmf_cmp_int32);
+	/* an id given twice is ranked once */
+	if (n_pos > 1)
+	{
+		int32		kept = 1;
+
+		for (int32 j = 1; j < n_pos; j++)
+			if (pos[j] != pos[kept - 1])
+				pos[kept++] = pos[j];
+		n_pos = kept;
+	}
+	*n_out = n_pos;
+	return pos;
 }

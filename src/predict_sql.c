@@ -11,10 +11,13 @@
 #include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "dmf.h"
 #include "model_cache.h"
@@ -145,6 +148,60 @@ Datum
 dmf_item_factor_stored(PG_FUNCTION_ARGS)
 {
 	return stored_factor(fcinfo, false);
+}
+
+/*
+ * Every stored factor of a side, (id, factor), ids ascending: what
+ * dmf_user_factor / dmf_item_factor return for each id, in one scan.
+ * Entities without a factor are left out, as those functions return NULL.
+ */
+static Datum
+stored_factors(FunctionCallInfo fcinfo, bool user_side)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const DmfModel *m;
+	const DmfSide *side;
+	MemoryContext per_row,
+				old;
+
+	InitMaterializedSRF(fcinfo, 0);
+	m = dmf_model_arg(fcinfo, 0);
+	side = dmf_model_side(m, user_side);
+	per_row = AllocSetContextCreate(CurrentMemoryContext, "dmf factors",
+									ALLOCSET_SMALL_SIZES);
+	for (int32 k = 0; k < side->n; k++)
+	{
+		const float *f = side->factors + (size_t) k * m->dim;
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		if (dmf_factor_is_zero(f, m->dim))
+			continue;
+		if ((k & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(per_row);
+		values[0] = Int64GetDatum(side->ids[k]);
+		values[1] = PointerGetDatum(dmf_factor_array(f, m->dim));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(per_row);
+	}
+	MemoryContextDelete(per_row);
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(dmf_user_factors);
+Datum
+dmf_user_factors(PG_FUNCTION_ARGS)
+{
+	return stored_factors(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(dmf_item_factors);
+Datum
+dmf_item_factors(PG_FUNCTION_ARGS)
+{
+	return stored_factors(fcinfo, false);
 }
 
 /* Reads a real[] factor; ERROR unless it is 1-D, NULL-free and of size dim. */

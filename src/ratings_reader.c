@@ -43,7 +43,8 @@ dmf_relation_name(Oid relid)
 }
 
 static void scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink,
-						 void *arg, int batch_rows, bool by_user);
+						 void *arg, int batch_rows, bool by_user,
+						 const int64 *only_user);
 
 /* Checks that the column exists and has one of the accepted types. */
 static void
@@ -103,19 +104,26 @@ void
 dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 				 int batch_rows)
 {
-	scan_ratings(cols, sink, arg, batch_rows, false);
+	scan_ratings(cols, sink, arg, batch_rows, false, NULL);
 }
 
 void
 dmf_scan_ratings_by_user(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 						 int batch_rows)
 {
-	scan_ratings(cols, sink, arg, batch_rows, true);
+	scan_ratings(cols, sink, arg, batch_rows, true, NULL);
+}
+
+void
+dmf_scan_user_ratings(const DmfRatingColumns *cols, int64 user_id, DmfRatingSink sink,
+					  void *arg)
+{
+	scan_ratings(cols, sink, arg, 0, false, &user_id);
 }
 
 static void
 scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
-			 int batch_rows, bool by_user)
+			 int batch_rows, bool by_user, const int64 *only_user)
 {
 	StringInfoData sql;
 	SPIPlanPtr	plan;
@@ -125,6 +133,8 @@ scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 	int64	   *user = palloc(sizeof(int64) * fetch);
 	int64	   *item = palloc(sizeof(int64) * fetch);
 	double	   *rating = palloc(sizeof(double) * fetch);
+	Oid			user_param_type = INT8OID;
+	Datum		user_param = only_user ? Int64GetDatum(*only_user) : (Datum) 0;
 
 	check_column(cols->relid, cols->user_column, "user", false);
 	check_column(cols->relid, cols->item_column, "item", false);
@@ -138,16 +148,20 @@ scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 					 quote_identifier(cols->item_column),
 					 cols->rating_column ? quote_identifier(cols->rating_column) : "1",
 					 relname);
+	/* the column itself is compared, so that an index on it serves */
+	if (only_user)
+		appendStringInfo(&sql, " WHERE %s OPERATOR(pg_catalog.=) $1",
+						 quote_identifier(cols->user_column));
 	if (by_user)
 		appendStringInfoString(&sql, " ORDER BY 1");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(sql.data, 0, NULL);
+	plan = SPI_prepare(sql.data, only_user ? 1 : 0, &user_param_type);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	portal = SPI_cursor_open(NULL, plan, only_user ? &user_param : NULL, NULL, true);
 
 	for (;;)
 	{

@@ -45,6 +45,10 @@ void		dmf_scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink,
 void		dmf_scan_ratings_by_user(const DmfRatingColumns *cols, DmfRatingSink sink,
 									 void *arg, int batch_rows);
 
+/* The rows of one user (an index on the user column serves the query). */
+void		dmf_scan_user_ratings(const DmfRatingColumns *cols, int64 user_id,
+								  DmfRatingSink sink, void *arg);
+
 /*
  * A memory cap that holds while the rows arrive: reading stops with an
  * ERROR as soon as the rows held, at bytes_per_row each (what the caller

@@ -1,7 +1,8 @@
 /*
  * recommend.c
  *	  dmf_recommend: the k items with the highest predicted rating for a
- *	  user, or for a factor (a user added after training).
+ *	  user, or for a factor (a user added after training); and the ranking
+ *	  the serving functions share (dmf_top_k).
  *
  * One sgemv scores every item against the user's factor (stored factors
  * are unit vectors, so the dot product is the cosine the prediction is a
@@ -9,6 +10,13 @@
  * the scores are scanned once, so a call costs O(items * dim + items log k)
  * and never sorts all items.  The k kept are returned best first, each
  * with its prediction computed exactly as dmf_predict does.
+ *
+ * Given candidates, only those items are scored, each by the cosine in
+ * double that dmf_predict computes, so they come back in dmf_predict's
+ * order; a call costs O(candidates * dim).
+ *
+ * A user without a factor gets nothing, or with cold_start the items most
+ * users of the model interacted with (popularity.c).
  */
 #include "postgres.h"
 
@@ -29,15 +37,15 @@
 
 typedef struct Candidate
 {
-	float		score;
-	int32		item;			/* position in the model's items */
+	double		score;
+	int32		row;			/* position in the ranked side */
 } Candidate;
 
-/* Ranked first: the higher score, then the lower item id (= position). */
+/* Ranked first: the higher score, then the lower position (= id). */
 static inline bool
 ranks_before(Candidate a, Candidate b)
 {
-	return a.score > b.score || (a.score == b.score && a.item < b.item);
+	return a.score > b.score || (a.score == b.score && a.row < b.row);
 }
 
 static inline void
@@ -91,57 +99,82 @@ cmp_ranked(const void *a, const void *b)
 	return ranks_before(x, y) ? -1 : ranks_before(y, x) ? 1 : 0;
 }
 
-static int
-cmp_int32(const void *a, const void *b)
+DmfRanking
+dmf_ranking_of(const DmfModel *m, bool user_side)
 {
-	int32		x = *(const int32 *) a;
-	int32		y = *(const int32 *) b;
+	DmfRanking	r;
+	const DmfSide *side = dmf_model_side(m, user_side);
 
-	return (x > y) - (x < y);
+	memset(&r, 0, sizeof(r));
+	r.factors = side->factors;
+	r.n = side->n;
+	r.dim = m->dim;
+	r.unit_rows = !(m->flags & DMF_FLAG_BFLOAT16);
+	return r;
 }
 
 int32
-dmf_top_k_items(const DmfModel *m, const float *u, int32 k, const int32 *exclude,
-				int64 n_exclude, int32 *top)
+dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top)
 {
-	int32		n_items = m->items.n;
-	float	   *scores;
+	int32		n_rows = r->only ? r->n_only : r->n;
+	float	   *scores = NULL;
 	Candidate  *heap;
 	int			n_heap = 0;
 	int32		n_top = 0;
 	int64		e = 0;
 
-	if (k > n_items)
-		k = n_items;
-	if (k == 0)
+	if (k > n_rows)
+		k = n_rows;
+	if (k <= 0)
 		return 0;
 
-	scores = palloc_extended(sizeof(float) * (size_t) n_items, MCXT_ALLOC_HUGE);
 	heap = palloc(sizeof(Candidate) * k);
-	dmf_sgemv(CblasRowMajor, CblasNoTrans, n_items, m->dim, 1.0f,
-			  m->items.factors, m->dim, u, 1, 0.0f, scores, 1);
-
-	for (int32 i = 0; i < n_items; i++)
+	if (r->only == NULL)
 	{
-		Candidate	c = {scores[i], i};
+		scores = palloc_extended(sizeof(float) * (size_t) r->n, MCXT_ALLOC_HUGE);
+		dmf_sgemv(CblasRowMajor, CblasNoTrans, r->n, r->dim, 1.0f,
+				  r->factors, r->dim, u, 1, 0.0f, scores, 1);
+	}
 
-		while (e < n_exclude && exclude[e] < i)
+	for (int32 j = 0; j < n_rows; j++)
+	{
+		int32		row = r->only ? r->only[j] : j;
+		const float *f = r->factors + (size_t) row * r->dim;
+		Candidate	c;
+
+		while (e < r->n_exclude && r->exclude[e] < row)
 			e++;
-		if (e < n_exclude && exclude[e] == i)
+		if (e < r->n_exclude && r->exclude[e] == row)
 			continue;
-		if (!isfinite(c.score))
-			continue;
-		if (n_heap == k && !ranks_before(c, heap[0]))
-			continue;
-		/* a dot product of exactly 0 may be an item without a factor */
-		if (c.score == 0.0f && dmf_factor_is_zero(m->items.factors + (size_t) i * m->dim, m->dim))
-			continue;
+		c.row = row;
+		if (scores)
+		{
+			c.score = scores[row];
+			if (!r->unit_rows && c.score != 0.0)
+			{
+				/* compact factors are unit vectors only to their precision */
+				double		norm = 0.0;
+
+				for (int d = 0; d < r->dim; d++)
+					norm += (double) f[d] * f[d];
+				c.score /= sqrt(norm);
+			}
+			if (!isfinite(c.score))
+				continue;
+			if (n_heap == k && !ranks_before(c, heap[0]))
+				continue;
+			/* a dot product of exactly 0 may be a row without a factor */
+			if (c.score == 0.0 && dmf_factor_is_zero(f, r->dim))
+				continue;
+		}
+		else if (!dmf_factor_cosine(u, f, r->dim, &c.score))
+			continue;			/* no factor */
 		if (n_heap < k)
 		{
 			heap[n_heap] = c;
 			sift_up(heap, n_heap++);
 		}
-		else
+		else if (ranks_before(c, heap[0]))
 		{
 			heap[0] = c;
 			sift_down(heap, n_heap, 0);
@@ -150,24 +183,44 @@ dmf_top_k_items(const DmfModel *m, const float *u, int32 k, const int32 *exclude
 
 	qsort(heap, n_heap, sizeof(Candidate), cmp_ranked);
 	for (int j = 0; j < n_heap; j++)
-		top[n_top++] = heap[j].item;
-	pfree(scores);
+		top[n_top++] = heap[j].row;
+	if (scores)
+		pfree(scores);
 	pfree(heap);
 	return n_top;
 }
 
+int32
+dmf_top_k_items(const DmfModel *m, const float *u, int32 k, const int32 *exclude,
+				int64 n_exclude, int32 *top)
+{
+	DmfRanking	r = dmf_ranking_of(m, false);
+
+	r.exclude = exclude;
+	r.n_exclude = n_exclude;
+
+	return dmf_top_k(&r, u, k, top);
+}
+
 /*
  * The best k items for the unit factor u, leaving out the item positions
- * in exclude[0..n_exclude) (ascending), into the caller's tuplestore.
+ * in exclude[0..n_exclude) (ascending), among the candidates only[0..n_only)
+ * if only is not NULL, into the caller's tuplestore.
  */
 static void
 emit_top_k(FunctionCallInfo fcinfo, const DmfModel *m, const float *u, int32 k,
-		   const int32 *exclude, int64 n_exclude)
+		   const int32 *exclude, int64 n_exclude, const int32 *only, int32 n_only)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DmfRanking	r = dmf_ranking_of(m, false);
 	int32	   *top = palloc(sizeof(int32) * (k > 0 ? k : 1));
-	int32		n_top = dmf_top_k_items(m, u, k, exclude, n_exclude, top);
+	int32		n_top;
 
+	r.exclude = exclude;
+	r.n_exclude = n_exclude;
+	r.only = only;
+	r.n_only = n_only;
+	n_top = dmf_top_k(&r, u, k, top);
 	for (int j = 0; j < n_top; j++)
 	{
 		Datum		values[2];
@@ -183,22 +236,22 @@ emit_top_k(FunctionCallInfo fcinfo, const DmfModel *m, const float *u, int32 k,
 	}
 }
 
-static int32
-k_arg(FunctionCallInfo fcinfo, int n)
+/* The candidates argument (NULL or absent: every item), as positions. */
+static int32 *
+candidates_arg(FunctionCallInfo fcinfo, int argno, const DmfModel *m, int32 *n_only)
 {
-	int32		k = PG_GETARG_INT32(n);
-
-	if (k < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("k must not be negative: %d", k),
-				 errhint("k is how many items to recommend.")));
-	return k;
+	*n_only = 0;
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	return dmf_id_array_positions(PG_GETARG_ARRAYTYPE_P(argno), &m->items,
+								  "candidates", n_only);
 }
 
 /*
- * dmf_recommend(model, user_id, k, exclude_rated): a user of the model
- * (trained, or added by dmf_refresh); no rows for a user without a factor.
+ * dmf_recommend(model, user_id, k, exclude_rated, candidates, cold_start):
+ * a user of the model (trained, or added by dmf_refresh).  A user without
+ * a factor gets no rows, or with cold_start the most popular items, with
+ * a NULL score: they are not a prediction.
  */
 PG_FUNCTION_INFO_V1(dmf_recommend);
 Datum
@@ -207,7 +260,10 @@ dmf_recommend(PG_FUNCTION_ARGS)
 	const DmfModel *m;
 	int32		k,
 				u;
-	bool		exclude_rated;
+	bool		exclude_rated,
+				cold_start;
+	int32	   *only;
+	int32		n_only;
 	MemoryContext work,
 				old;
 
@@ -215,8 +271,9 @@ dmf_recommend(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 	m = dmf_model_arg(fcinfo, 0);
-	k = k_arg(fcinfo, 2);
+	k = dmf_k_arg(fcinfo, 2, "items");
 	exclude_rated = PG_ARGISNULL(3) ? true : PG_GETARG_BOOL(3);
+	cold_start = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 
 	if (exclude_rated && m->rated_offsets == NULL)
 		ereport(ERROR,
@@ -225,28 +282,32 @@ dmf_recommend(PG_FUNCTION_ARGS)
 				 errdetail("It was written by a build of dmf that did not store them."),
 				 errhint("Refresh it with dmf_refresh, or pass exclude_rated => false.")));
 
-	u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
-	if (u < 0 || dmf_factor_is_zero(m->users.factors + (size_t) u * m->dim, m->dim))
-		PG_RETURN_NULL();
-
 	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_recommend",
 								 ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(work);
-	if (exclude_rated)
+	only = candidates_arg(fcinfo, 4, m, &n_only);
+	u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
+	if (u < 0 || dmf_factor_is_zero(m->users.factors + (size_t) u * m->dim, m->dim))
+	{
+		if (cold_start)
+			dmf_emit_popular_items(fcinfo, m, k, only, n_only, false);
+	}
+	else if (exclude_rated)
 		emit_top_k(fcinfo, m, m->users.factors + (size_t) u * m->dim, k,
 				   m->rated_items + m->rated_offsets[u],
-				   m->rated_offsets[u + 1] - m->rated_offsets[u]);
+				   m->rated_offsets[u + 1] - m->rated_offsets[u], only, n_only);
 	else
-		emit_top_k(fcinfo, m, m->users.factors + (size_t) u * m->dim, k, NULL, 0);
+		emit_top_k(fcinfo, m, m->users.factors + (size_t) u * m->dim, k, NULL, 0,
+				   only, n_only);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_NULL();
 }
 
 /*
- * dmf_recommend(model, user_factor, k, exclude): for a factor, e.g. of a
- * user added after training (dmf_user_factor); exclude lists item ids to
- * leave out, typically the ones the factor was computed from.
+ * dmf_recommend(model, user_factor, k, exclude, candidates): for a factor,
+ * e.g. of a user added after training (dmf_user_factor); exclude lists
+ * item ids to leave out, typically the ones the factor was computed from.
  */
 PG_FUNCTION_INFO_V1(dmf_recommend_factor);
 Datum
@@ -257,7 +318,9 @@ dmf_recommend_factor(PG_FUNCTION_ARGS)
 	float	   *u;
 	int32		k;
 	int32	   *exclude = NULL;
-	int64		n_exclude = 0;
+	int32		n_exclude = 0;
+	int32	   *only;
+	int32		n_only;
 	double		norm = 0.0;
 	MemoryContext work,
 				old;
@@ -267,7 +330,7 @@ dmf_recommend_factor(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	m = dmf_model_arg(fcinfo, 0);
 	given = dmf_factor_arg(PG_GETARG_ARRAYTYPE_P(1), "user", m->dim, m->dim);
-	k = k_arg(fcinfo, 2);
+	k = dmf_k_arg(fcinfo, 2, "items");
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_recommend",
 								 ALLOCSET_DEFAULT_SIZES);
@@ -288,32 +351,10 @@ dmf_recommend_factor(PG_FUNCTION_ARGS)
 		u[j] = (float) (given[j] / norm);
 
 	if (!PG_ARGISNULL(3))
-	{
-		ArrayType  *a = PG_GETARG_ARRAYTYPE_P(3);
-		Datum	   *ids;
-		bool	   *nulls;
-		int			n;
-
-		if (ARR_NDIM(a) > 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-					 errmsg("exclude must be a one-dimensional bigint[]")));
-		deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &ids, &nulls, &n);
-		exclude = palloc(sizeof(int32) * (n + 1));
-		for (int j = 0; j < n; j++)
-		{
-			int32		pos;
-
-			if (nulls[j])
-				continue;
-			pos = dmf_side_find(&m->items, DatumGetInt64(ids[j]));
-			if (pos >= 0)
-				exclude[n_exclude++] = pos;
-		}
-		qsort(exclude, n_exclude, sizeof(int32), cmp_int32);
-	}
-	emit_top_k(fcinfo, m, u, k, exclude, n_exclude);
+		exclude = dmf_id_array_positions(PG_GETARG_ARRAYTYPE_P(3), &m->items,
+										 "exclude", &n_exclude);
+	only = candidates_arg(fcinfo, 4, m, &n_only);
+	emit_top_k(fcinfo, m, u, k, exclude, n_exclude, only, n_only);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_NULL();

@@ -85,9 +85,8 @@ DMF_KERNEL(cosine_sums,
 		   (const float *u, const float *v, int dim, double *sums),
 		   (u, v, dim, sums))
 
-/* Cosine of two factors, or false if either is zero (no factor). */
-static bool
-factor_cosine(const float *u, const float *v, int dim, double *cosine)
+bool
+dmf_factor_cosine(const float *u, const float *v, int dim, double *cosine)
 {
 	double		sums[3];
 
@@ -103,7 +102,7 @@ dmf_score_factors(const DmfModel *m, const float *u, const float *v, double *rat
 {
 	double		c;
 
-	if (!factor_cosine(u, v, m->dim, &c))
+	if (!dmf_factor_cosine(u, v, m->dim, &c))
 		return false;
 	*rating = (m->flags & DMF_FLAG_IMPLICIT) ? dmf_implicit_score(c)
 		: dmf_unscale_prediction(c, m->rating_min, m->rating_max);

@@ -18,6 +18,9 @@ bool		dmf_factor_is_zero(const float *f, int dim);
 /* Whether all of v[0..n) are finite numbers. */
 bool		dmf_all_finite(const float *v, size_t n);
 
+/* Cosine of two factors in double, or false if either is zero (no factor). */
+bool		dmf_factor_cosine(const float *u, const float *v, int dim, double *cosine);
+
 /* Prediction on the rating scale from two factors; false if either is zero. */
 bool		dmf_score_factors(const DmfModel *m, const float *u, const float *v,
 							  double *rating);

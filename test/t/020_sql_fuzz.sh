@@ -8,8 +8,10 @@
 # bytes, the empty value, other format versions) to dmf_predict,
 # dmf_predict_discrete, dmf_info, dmf_refresh, dmf_user_factor and
 # dmf_item_factor (the stored-factor functions and the aggregates),
-# dmf_score, dmf_score_discrete, dmf_recommend (both forms), dmf_evaluate
-# and dmf_evaluate_ranking.  Each must fail with XX001 (invalid dmf model), or 22023 for
+# dmf_score, dmf_score_discrete, dmf_recommend (both forms, with candidates
+# and cold start), dmf_evaluate, dmf_evaluate_ranking and the serving
+# functions (dmf_popular_items, dmf_similar_items, dmf_similar_users,
+# dmf_recommend_users, dmf_user_factors, dmf_item_factors, dmf_explain).  Each must fail with XX001 (invalid dmf model), or 22023 for
 # a format version this build cannot read.
 #
 # Then mutations that get past the checksums: a tiny model is changed and its
@@ -102,7 +104,10 @@ SELECT ARRAY['dmf_predict', 'dmf_predict_discrete', 'dmf_info', 'dmf_refresh',
              'dmf_user_factor(model,id)', 'dmf_user_factor(agg)',
              'dmf_item_factor(model,id)', 'dmf_item_factor(agg)',
              'dmf_score', 'dmf_score_discrete', 'dmf_recommend',
-             'dmf_recommend(factor)', 'dmf_evaluate', 'dmf_evaluate_ranking']
+             'dmf_recommend(factor)', 'dmf_evaluate', 'dmf_evaluate_ranking',
+             'dmf_recommend(candidates)', 'dmf_recommend(cold_start)', 'dmf_popular_items',
+             'dmf_similar_items', 'dmf_similar_users', 'dmf_recommend_users',
+             'dmf_user_factors', 'dmf_item_factors', 'dmf_explain']
 $$;
 
 -- Calls every model-taking function on v; 'ok' or the SQLSTATE of each.
@@ -147,6 +152,25 @@ BEGIN
     BEGIN SELECT rmse INTO d FROM dmf_evaluate(v, p.rel); codes := codes || 'ok'::text;
     EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
     BEGIN SELECT ndcg INTO d FROM dmf_evaluate_ranking(v, p.rel); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(score) INTO d FROM dmf_recommend(v, p.user_id, 5, false, ARRAY[p.item_id, p.item_id + 1]);
+        codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT count(*) INTO d FROM dmf_recommend(v, -1, 5, false, cold_start => true); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(users) INTO d FROM dmf_popular_items(v, 5); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(similarity) INTO d FROM dmf_similar_items(v, p.item_id, 5); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(similarity) INTO d FROM dmf_similar_users(v, p.user_id, 5); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(score) INTO d FROM dmf_recommend_users(v, p.item_id, 5); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT count(*) INTO d FROM dmf_user_factors(v); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT count(*) INTO d FROM dmf_item_factors(v); codes := codes || 'ok'::text;
+    EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
+    BEGIN SELECT sum(influence) INTO d FROM dmf_explain(v, p.user_id, p.item_id, 3, p.rel); codes := codes || 'ok'::text;
     EXCEPTION WHEN OTHERS THEN codes := codes || SQLSTATE::text; END;
     RETURN codes;
 END $$;
@@ -681,7 +705,9 @@ BEGIN
                  AND code <> 'ok'
                  AND NOT (cat LIKE '%no quantizer%' AND fn IN ('dmf_predict_discrete', 'dmf_score_discrete')
                           AND code = '0A000')
-                 AND NOT (cat LIKE '%no rated section%' AND fn IN ('dmf_recommend', 'dmf_evaluate_ranking')
+                 AND NOT (cat LIKE '%no rated section%'
+                          AND fn IN ('dmf_recommend', 'dmf_evaluate_ranking', 'dmf_recommend(cold_start)',
+                                     'dmf_popular_items', 'dmf_recommend_users')
                           AND code = '0A000')
                  LIMIT 5 LOOP
         RAISE WARNING 'valid re-sealed model failed: % %: %', bad.cat, bad.fn, bad.code;

@@ -1,0 +1,126 @@
+/*
+ * popularity.c
+ *	  The items most users of a model interacted with: what a user without
+ *	  a factor can be served (dmf_popular_items, dmf_recommend's cold_start).
+ *
+ * An item's popularity is how many of the model's users have it in their
+ * row: the rated items the model stores for its users (USER_RATED, written
+ * at training and by each refresh), so it always describes the data the
+ * factors came from.  Counting costs one pass over those lists, O(ratings),
+ * plus a sort of the items; nothing is read from the ratings table.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/memutils.h"
+
+#include "dmf.h"
+#include "model_cache.h"
+#include "model_format.h"
+#include "score.h"
+
+typedef struct PopularItem
+{
+	int64		users;
+	int32		item;			/* position in the model's items */
+} PopularItem;
+
+/* More users first, then the lower item id (= position). */
+static int
+cmp_popular(const void *a, const void *b)
+{
+	const PopularItem *x = (const PopularItem *) a;
+	const PopularItem *y = (const PopularItem *) b;
+
+	if (x->users != y->users)
+		return x->users > y->users ? -1 : 1;
+	return (x->item > y->item) - (x->item < y->item);
+}
+
+static void
+require_rated(const DmfModel *m)
+{
+	if (m->rated_offsets == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("this dmf model does not record which items its users rated"),
+				 errdetail("Popularity is counted from those items."),
+				 errhint("Refresh it with dmf_refresh first.")));
+}
+
+void
+dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
+					   const int32 *only, int32 n_only, bool with_users)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		nnz;
+	int64	   *users;
+	PopularItem *ranked;
+	int32		n_ranked = 0;
+	int32		n_rows = only ? n_only : m->items.n;
+
+	require_rated(m);
+	nnz = m->rated_offsets[m->users.n];
+	users = palloc_extended(sizeof(int64) * ((size_t) m->items.n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int64 e = 0; e < nnz; e++)
+		users[m->rated_items[e]]++;
+
+	ranked = palloc_extended(sizeof(PopularItem) * ((size_t) n_rows + 1), MCXT_ALLOC_HUGE);
+	for (int32 j = 0; j < n_rows; j++)
+	{
+		int32		item = only ? only[j] : j;
+
+		/* an item without a factor is not one the model can serve */
+		if (dmf_factor_is_zero(m->items.factors + (size_t) item * m->dim, m->dim))
+			continue;
+		ranked[n_ranked].users = users[item];
+		ranked[n_ranked].item = item;
+		n_ranked++;
+	}
+	qsort(ranked, n_ranked, sizeof(PopularItem), cmp_popular);
+
+	for (int32 j = 0; j < Min(k, n_ranked); j++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, !with_users};
+
+		values[0] = Int64GetDatum(m->items.ids[ranked[j].item]);
+		values[1] = with_users ? Int64GetDatum(ranked[j].users) : (Datum) 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+/*
+ * dmf_popular_items(model, k, candidates) -> (item_id, users): the k items
+ * (among the candidates, if given) most users of the model have in their
+ * row, most first, ties by item id.
+ */
+PG_FUNCTION_INFO_V1(dmf_popular_items);
+Datum
+dmf_popular_items(PG_FUNCTION_ARGS)
+{
+	const DmfModel *m;
+	int32		k;
+	int32	   *only = NULL;
+	int32		n_only = 0;
+	MemoryContext work,
+				old;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	m = dmf_model_arg(fcinfo, 0);
+	k = dmf_k_arg(fcinfo, 1, "items");
+	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_popular_items",
+								 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+	if (!PG_ARGISNULL(2))
+		only = dmf_id_array_positions(PG_GETARG_ARRAYTYPE_P(2), &m->items,
+									  "candidates", &n_only);
+	dmf_emit_popular_items(fcinfo, m, k, only, n_only, true);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	PG_RETURN_NULL();
+}
