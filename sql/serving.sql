@@ -102,6 +102,25 @@ FROM (SELECT u,
                 ORDER BY p DESC, i.item_id LIMIT 10) t) AS want
       FROM models m, generate_series(1, 300, 23) u WHERE m.name = 'compact') s;
 
+-- every ranking is in dmf_predict's order, also among near-ties of the
+-- float sgemv (an implicit model's scores crowd near 0 and 1)
+SELECT count(*) AS rows, count(*) FILTER (WHERE score > prev) AS out_of_order
+FROM (SELECT r.score, lag(r.score) OVER (PARTITION BY u ORDER BY r.ord) AS prev
+      FROM implicit_models m, generate_series(1, 400, 7) u,
+           LATERAL dmf_recommend(m.model, u, 240, false) WITH ORDINALITY r(item_id, score, ord)
+      WHERE m.name = 'clicks') s;
+SELECT count(*) AS rows, count(*) FILTER (WHERE similarity > prev) AS out_of_order
+FROM (SELECT r.similarity, lag(r.similarity) OVER (PARTITION BY i ORDER BY r.ord) AS prev
+      FROM implicit_models m, generate_series(0, 239, 9) i,
+           LATERAL dmf_similar_items(m.model, i, 240) WITH ORDINALITY r(item_id, similarity, ord)
+      WHERE m.name = 'clicks') s;
+-- a k far beyond the rows: every row, no huge allocation
+SELECT (SELECT count(*) FROM models m, dmf_similar_items(m.model, 3, 2147483647) WHERE m.name = 'base') AS similar_items,
+       (SELECT count(*) FROM models m, dmf_similar_users(m.model, 3, 2147483647) WHERE m.name = 'base') AS similar_users,
+       (SELECT count(*) FROM models m, dmf_recommend_users(m.model, 3, 2147483647, false) WHERE m.name = 'base') AS users,
+       (SELECT count(*) FROM models m, dmf_recommend(m.model, 3, 2147483647, false) WHERE m.name = 'base') AS items,
+       (SELECT count(*) FROM models m, dmf_popular_items(m.model, 2147483647) WHERE m.name = 'base') AS popular;
+
 -- ---- cold start: popularity, counted from the model's users' rows ----
 CREATE TEMP TABLE popular_want AS
 SELECT item_id, count(DISTINCT user_id) AS users,
@@ -176,6 +195,12 @@ SELECT count(*) AS rows, bool_and(a.item_id = b.item_id AND a.influence = b.infl
 FROM (SELECT e.*, row_number() OVER () AS n FROM implicit_models m, dmf_explain(m.model, 9, 21, 4) e WHERE m.name = 'clicks') a
 JOIN (SELECT e.*, row_number() OVER () AS n FROM implicit_models m,
              dmf_explain(m.model, 9, 21, 4, 'clicks_train', rating_column => NULL) e WHERE m.name = 'clicks') b USING (n);
+-- weights do not change an interaction: it enters the branch as 1
+CREATE TEMP TABLE clicks_weighted AS SELECT user_id, item_id, 1 + item_id % 3 AS w FROM clicks_train;
+SELECT bool_and(a.item_id = b.item_id AND a.influence = b.influence AND b.rating = 1) AS weights_ignored
+FROM (SELECT e.*, row_number() OVER () AS n FROM implicit_models m, dmf_explain(m.model, 9, 21, 4) e WHERE m.name = 'clicks') a
+JOIN (SELECT e.*, row_number() OVER () AS n FROM implicit_models m,
+             dmf_explain(m.model, 9, 21, 4, 'clicks_weighted', rating_column => 'w') e WHERE m.name = 'clicks') b USING (n);
 -- an item without a factor: nothing to explain
 SELECT count(*) AS unknown_item FROM models m, dmf_explain(m.model, 12, 99999, 3, 'ratings_train') WHERE m.name = 'base';
 

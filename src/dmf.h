@@ -117,13 +117,22 @@ typedef struct DmfRanking
 	int32		n_only;
 } DmfRanking;
 
+/* How many rows a ranking ranks at most: top needs room for min(k, this). */
+static inline int32
+dmf_ranking_rows(const DmfRanking *r)
+{
+	return r->only ? r->n_only : r->n;
+}
+
 /* A ranking of every row of one side of the model, nothing excluded. */
 extern DmfRanking dmf_ranking_of(const struct DmfModel *m, bool user_side);
 
 /*
  * The positions of the best k rows by cosine with u, best first, ties to
- * the lower position (= id), into top[0..k); returns their count.  Every
- * row: one sgemv; given rows: the cosine in double of each, dmf_predict's.
+ * the lower position (= id), into top[0..min(k, dmf_ranking_rows)); returns
+ * their count.  The order is that of the cosine in double dmf_predict
+ * computes: every row takes one sgemv and the exact cosine of the rows near
+ * the k-th; given rows, the exact cosine of each.
  */
 extern int32 dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top);
 
@@ -134,12 +143,14 @@ extern int32 dmf_top_k_items(const struct DmfModel *m, const float *u, int32 k,
 /* ---- popularity.c ---- */
 
 /*
- * The k items (among only[0..n_only) if only is not NULL) most users of
- * the model have in their row, into the caller's tuplestore as (item_id,
- * users), or (item_id, NULL) without with_users.
+ * The k items (among only[0..n_only) if only is not NULL, without
+ * exclude[0..n_exclude), both ascending) most users of the model have in
+ * their row, into the caller's tuplestore as (item_id, users), or
+ * (item_id, NULL) without with_users.
  */
 extern void dmf_emit_popular_items(FunctionCallInfo fcinfo, const struct DmfModel *m,
 								   int32 k, const int32 *only, int32 n_only,
+								   const int32 *exclude, int64 n_exclude,
 								   bool with_users);
 
 #endif

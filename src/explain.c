@@ -14,7 +14,8 @@
  * stores of the user (every interaction weighs 1); a model of ratings
  * stores which items a user rated, not the ratings, so it needs the
  * relation.  Only items in the branch's input (the training items) can
- * have an influence; the others are not listed.
+ * have an influence; the others are not listed.  An interaction's rating
+ * is 1, as it enters the branch, whatever its weight.
  */
 #include "postgres.h"
 
@@ -79,11 +80,18 @@ add_entry(UserRow *row, int64 item_id, double rating)
 		return;					/* not an input of the branch */
 	if (row->n == row->cap)
 	{
+		if ((uint64) row->cap * 2 * sizeof(RowEntry) > dmf_max_memory_bytes())
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the rows of user " INT64_FORMAT " would need more than dmf.max_memory (%s)",
+							row->user_id, dmf_pretty_bytes(dmf_max_memory_bytes())),
+					 errhint("Check user_column: it should name the column of user ids.")));
 		row->cap *= 2;
 		row->entries = repalloc_huge(row->entries, sizeof(RowEntry) * row->cap);
 	}
 	row->entries[row->n].item_id = item_id;
-	row->entries[row->n].rating = rating;
+	/* an interaction enters as 1 whatever its weight */
+	row->entries[row->n].rating = (m->flags & DMF_FLAG_IMPLICIT) ? 1.0 : rating;
 	row->entries[row->n].input = m->items.input[k];
 	/* an interaction is 1, as in training */
 	row->entries[row->n].working =

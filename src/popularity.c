@@ -52,7 +52,8 @@ require_rated(const DmfModel *m)
 
 void
 dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
-					   const int32 *only, int32 n_only, bool with_users)
+					   const int32 *only, int32 n_only, const int32 *exclude,
+					   int64 n_exclude, bool with_users)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		nnz;
@@ -60,6 +61,7 @@ dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
 	PopularItem *ranked;
 	int32		n_ranked = 0;
 	int32		n_rows = only ? n_only : m->items.n;
+	int64		e = 0;
 
 	require_rated(m);
 	nnz = m->rated_offsets[m->users.n];
@@ -72,6 +74,10 @@ dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
 	{
 		int32		item = only ? only[j] : j;
 
+		while (e < n_exclude && exclude[e] < item)
+			e++;
+		if (e < n_exclude && exclude[e] == item)
+			continue;
 		/* an item without a factor is not one the model can serve */
 		if (dmf_factor_is_zero(m->items.factors + (size_t) item * m->dim, m->dim))
 			continue;
@@ -119,7 +125,7 @@ dmf_popular_items(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		only = dmf_id_array_positions(PG_GETARG_ARRAYTYPE_P(2), &m->items,
 									  "candidates", &n_only);
-	dmf_emit_popular_items(fcinfo, m, k, only, n_only, true);
+	dmf_emit_popular_items(fcinfo, m, k, only, n_only, NULL, 0, true);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_NULL();

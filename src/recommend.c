@@ -113,81 +113,134 @@ dmf_ranking_of(const DmfModel *m, bool user_side)
 	return r;
 }
 
+/* Offers c to the heap of the best k so far (the root: the one ranked last). */
+static inline void
+heap_offer(Candidate *heap, int *n_heap, int k, Candidate c)
+{
+	if (*n_heap < k)
+	{
+		heap[*n_heap] = c;
+		sift_up(heap, (*n_heap)++);
+	}
+	else if (ranks_before(c, heap[0]))
+	{
+		heap[0] = c;
+		sift_down(heap, *n_heap, 0);
+	}
+}
+
+/* Whether row is in exclude, advancing *e (rows come in ascending order). */
+static inline bool
+excluded(const DmfRanking *r, int32 row, int64 *e)
+{
+	while (*e < r->n_exclude && r->exclude[*e] < row)
+		(*e)++;
+	return *e < r->n_exclude && r->exclude[*e] == row;
+}
+
+/*
+ * Float dot products (one sgemv) find the best k approximately; every row
+ * within rounding of the k-th is then scored by the cosine in double that
+ * dmf_predict computes, and the k best of those are the answer.  So the
+ * order is exactly dmf_predict's, at the cost of a few extra cosines.
+ */
+static int
+top_k_all_rows(const DmfRanking *r, const float *u, int32 k, Candidate *heap)
+{
+	float	   *approx = palloc_extended(sizeof(float) * (size_t) r->n, MCXT_ALLOC_HUGE);
+	double		u_norm = 0.0,
+				margin,
+				threshold;
+	int			n_heap = 0;
+	int64		e = 0;
+
+	dmf_sgemv(CblasRowMajor, CblasNoTrans, r->n, r->dim, 1.0f,
+			  r->factors, r->dim, u, 1, 0.0f, approx, 1);
+	for (int d = 0; d < r->dim; d++)
+		u_norm += (double) u[d] * u[d];
+	u_norm = sqrt(u_norm);
+
+	for (int32 row = 0; row < r->n; row++)
+	{
+		const float *f = r->factors + (size_t) row * r->dim;
+		Candidate	c = {0.0, row};
+
+		if (excluded(r, row, &e))
+		{
+			approx[row] = NAN;
+			continue;
+		}
+		if (!r->unit_rows && approx[row] != 0.0f)
+		{
+			/* compact factors are unit vectors only to their precision */
+			double		norm = 0.0;
+
+			for (int d = 0; d < r->dim; d++)
+				norm += (double) f[d] * f[d];
+			approx[row] = (float) (approx[row] / sqrt(norm));
+		}
+		/* a dot product of exactly 0 may be a row without a factor */
+		if (!isfinite(approx[row]) ||
+			(approx[row] == 0.0f && dmf_factor_is_zero(f, r->dim)))
+		{
+			approx[row] = NAN;
+			continue;
+		}
+		c.score = approx[row];
+		heap_offer(heap, &n_heap, k, c);
+	}
+
+	/*
+	 * A float dot product of d terms is within about d * 2^-24 * |u| of the
+	 * exact one; 1e-4 * |u| is a wide margin for any d dmf trains.
+	 */
+	margin = 1e-4 * u_norm;
+	threshold = n_heap == k ? heap[0].score - margin : -INFINITY;
+	n_heap = 0;
+	for (int32 row = 0; row < r->n; row++)
+	{
+		Candidate	c = {0.0, row};
+
+		if (!(approx[row] >= threshold))
+			continue;			/* also the rows left out above (NaN) */
+		if (!dmf_factor_cosine(u, r->factors + (size_t) row * r->dim, r->dim, &c.score))
+			continue;
+		heap_offer(heap, &n_heap, k, c);
+	}
+	pfree(approx);
+	return n_heap;
+}
+
 int32
 dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top)
 {
-	int32		n_rows = r->only ? r->n_only : r->n;
-	float	   *scores = NULL;
 	Candidate  *heap;
 	int			n_heap = 0;
-	int32		n_top = 0;
 	int64		e = 0;
 
-	if (k > n_rows)
-		k = n_rows;
+	k = Min(k, dmf_ranking_rows(r));
 	if (k <= 0)
 		return 0;
-
 	heap = palloc(sizeof(Candidate) * k);
 	if (r->only == NULL)
-	{
-		scores = palloc_extended(sizeof(float) * (size_t) r->n, MCXT_ALLOC_HUGE);
-		dmf_sgemv(CblasRowMajor, CblasNoTrans, r->n, r->dim, 1.0f,
-				  r->factors, r->dim, u, 1, 0.0f, scores, 1);
-	}
-
-	for (int32 j = 0; j < n_rows; j++)
-	{
-		int32		row = r->only ? r->only[j] : j;
-		const float *f = r->factors + (size_t) row * r->dim;
-		Candidate	c;
-
-		while (e < r->n_exclude && r->exclude[e] < row)
-			e++;
-		if (e < r->n_exclude && r->exclude[e] == row)
-			continue;
-		c.row = row;
-		if (scores)
+		n_heap = top_k_all_rows(r, u, k, heap);
+	else
+		for (int32 j = 0; j < r->n_only; j++)
 		{
-			c.score = scores[row];
-			if (!r->unit_rows && c.score != 0.0)
-			{
-				/* compact factors are unit vectors only to their precision */
-				double		norm = 0.0;
+			Candidate	c = {0.0, r->only[j]};
 
-				for (int d = 0; d < r->dim; d++)
-					norm += (double) f[d] * f[d];
-				c.score /= sqrt(norm);
-			}
-			if (!isfinite(c.score))
+			if (excluded(r, c.row, &e))
 				continue;
-			if (n_heap == k && !ranks_before(c, heap[0]))
-				continue;
-			/* a dot product of exactly 0 may be a row without a factor */
-			if (c.score == 0.0 && dmf_factor_is_zero(f, r->dim))
-				continue;
+			if (!dmf_factor_cosine(u, r->factors + (size_t) c.row * r->dim, r->dim, &c.score))
+				continue;		/* no factor */
+			heap_offer(heap, &n_heap, k, c);
 		}
-		else if (!dmf_factor_cosine(u, f, r->dim, &c.score))
-			continue;			/* no factor */
-		if (n_heap < k)
-		{
-			heap[n_heap] = c;
-			sift_up(heap, n_heap++);
-		}
-		else if (ranks_before(c, heap[0]))
-		{
-			heap[0] = c;
-			sift_down(heap, n_heap, 0);
-		}
-	}
 
 	qsort(heap, n_heap, sizeof(Candidate), cmp_ranked);
 	for (int j = 0; j < n_heap; j++)
-		top[n_top++] = heap[j].row;
-	if (scores)
-		pfree(scores);
+		top[j] = heap[j].row;
 	pfree(heap);
-	return n_top;
+	return n_heap;
 }
 
 int32
@@ -213,13 +266,14 @@ emit_top_k(FunctionCallInfo fcinfo, const DmfModel *m, const float *u, int32 k,
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DmfRanking	r = dmf_ranking_of(m, false);
-	int32	   *top = palloc(sizeof(int32) * (k > 0 ? k : 1));
+	int32	   *top;
 	int32		n_top;
 
 	r.exclude = exclude;
 	r.n_exclude = n_exclude;
 	r.only = only;
 	r.n_only = n_only;
+	top = palloc(sizeof(int32) * Max(Min(k, dmf_ranking_rows(&r)), 1));
 	n_top = dmf_top_k(&r, u, k, top);
 	for (int j = 0; j < n_top; j++)
 	{
@@ -289,8 +343,13 @@ dmf_recommend(PG_FUNCTION_ARGS)
 	u = dmf_side_find(&m->users, PG_GETARG_INT64(1));
 	if (u < 0 || dmf_factor_is_zero(m->users.factors + (size_t) u * m->dim, m->dim))
 	{
-		if (cold_start)
-			dmf_emit_popular_items(fcinfo, m, k, only, n_only, false);
+		/* a stored user without a factor may still have rated items */
+		if (cold_start && u >= 0 && exclude_rated)
+			dmf_emit_popular_items(fcinfo, m, k, only, n_only,
+								   m->rated_items + m->rated_offsets[u],
+								   m->rated_offsets[u + 1] - m->rated_offsets[u], false);
+		else if (cold_start)
+			dmf_emit_popular_items(fcinfo, m, k, only, n_only, NULL, 0, false);
 	}
 	else if (exclude_rated)
 		emit_top_k(fcinfo, m, m->users.factors + (size_t) u * m->dim, k,

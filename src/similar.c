@@ -62,7 +62,7 @@ similar(FunctionCallInfo fcinfo, bool user_side)
 	r = dmf_ranking_of(m, user_side);
 	r.exclude = &pos;			/* itself */
 	r.n_exclude = 1;
-	top = palloc(sizeof(int32) * (k > 0 ? k : 1));
+	top = palloc(sizeof(int32) * Max(Min(k, dmf_ranking_rows(&r)), 1));
 	n_top = dmf_top_k(&r, f, k, top);
 	for (int32 j = 0; j < n_top; j++)
 	{
@@ -171,7 +171,7 @@ dmf_recommend_users(PG_FUNCTION_ARGS)
 	r = dmf_ranking_of(m, true);
 	if (exclude_rated)
 		r.exclude = users_who_rated(m, pos, &r.n_exclude);
-	top = palloc(sizeof(int32) * (k > 0 ? k : 1));
+	top = palloc(sizeof(int32) * Max(Min(k, dmf_ranking_rows(&r)), 1));
 	n_top = dmf_top_k(&r, f, k, top);
 	for (int32 j = 0; j < n_top; j++)
 	{
