@@ -587,6 +587,8 @@ training_finish(Training *t)
 	dmf_free(t->target);
 	if (t->pair_grad)
 		dmf_free(t->pair_grad);
+	if (t->drawn)
+		dmf_free(t->drawn);
 	if (t->implicit)
 	{
 		dmf_free(t->weight);

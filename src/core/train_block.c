@@ -56,6 +56,34 @@ block_gather(Training *t, int64_t lo, int64_t np, int *nbu, int *nbi)
 	}
 }
 
+/* The negatives of positives [from, to) of a block, drawn with a stream of their own. */
+typedef struct NegativeJob
+{
+	Training   *t;
+	DmfRng		rng;
+	int64_t		from,
+				to;
+	const int32_t *pool;		/* the block's item group */
+	int32_t		pool_n;
+} NegativeJob;
+
+static void
+draw_negatives(void *arg)
+{
+	NegativeJob *job = (NegativeJob *) arg;
+	Training   *t = job->t;
+	int			k = t->cfg->negatives;
+
+	for (int64_t p = job->from; p < job->to; p++)
+	{
+		int32_t		u = t->block_users[t->pair_u[p]];
+
+		for (int s = 0; s < k; s++)
+			t->drawn[p * k + s] = dmf_sample_negative(&job->rng, &t->positives, u, job->pool,
+													   t->gi, job->pool_n);
+	}
+}
+
 /*
  * Implicit feedback: after the block's np positives, cfg->negatives pairs
  * per positive of its user with items of the block's item group that the
@@ -67,17 +95,44 @@ static int64_t
 block_negatives(Training *t, int blk, int64_t np, int *nbi)
 {
 	int			group = blk % t->gi;
-	int32_t		pool_n = (t->ni - group + t->gi - 1) / t->gi;
+	int			k = t->cfg->negatives;
+	NegativeJob first = {.t = t, .from = 0, .to = np / 2, .pool = t->item_perm + group,
+	.pool_n = (t->ni - group + t->gi - 1) / t->gi};
+	NegativeJob second = first;
 	int64_t		n = np;
 
-	for (int64_t p = 0; p < np; p++)
+	if ((size_t) (np * k) > t->drawn_cap)
 	{
-		int32_t		u = t->block_users[t->pair_u[p]];
+		if (t->drawn)
+			dmf_free(t->drawn);
+		t->drawn_cap = (size_t) (np * k) + (size_t) (np * k) / 4;
+		t->drawn = dmf_alloc(sizeof(int32_t) * t->drawn_cap);
+	}
+	/*
+	 * Two streams, each half the positives, seeded from the training's: the
+	 * draws are the same with one thread or two.
+	 */
+	dmf_rng_seed(&first.rng, dmf_rng_next(&t->rng));
+	dmf_rng_seed(&second.rng, dmf_rng_next(&t->rng));
+	second.from = first.to;
+	second.to = np;
+	if (t->helper)
+	{
+		dmf_helper_run(t->helper, draw_negatives, &second);
+		draw_negatives(&first);
+		dmf_helper_wait(t->helper);
+	}
+	else
+	{
+		draw_negatives(&first);
+		draw_negatives(&second);
+	}
 
-		for (int s = 0; s < t->cfg->negatives; s++)
+	/* the drawn items join the block's, in the order they were drawn */
+	for (int64_t p = 0; p < np; p++)
+		for (int s = 0; s < k; s++)
 		{
-			int32_t		j = dmf_sample_negative(&t->rng, &t->positives, u,
-												t->item_perm + group, t->gi, pool_n);
+			int32_t		j = t->drawn[p * k + s];
 
 			if (j < 0)
 				continue;
@@ -92,7 +147,6 @@ block_negatives(Training *t, int blk, int64_t np, int *nbi)
 			t->pair_weight[n] = 1.0f;
 			n++;
 		}
-	}
 	return n;
 }
 
@@ -135,22 +189,30 @@ group_dots(const Training *t, int64_t p0, int n, const float *U, const float *V,
 	memcpy(dots, acc, sizeof(float) * n);
 }
 
-static double
-block_loss(Training *t, int64_t np, const float *U, const float *V)
+/* The loss's coefficients of pairs [from, to) of a block of np pairs. */
+typedef struct LossJob
 {
+	Training   *t;
+	int64_t		from,
+				to,
+				np;
+	const float *U;
+	const float *V;
+	double		se;				/* the pairs' squared errors (or log loss) */
+} LossJob;
+
+static void
+pair_losses(void *arg)
+{
+	LossJob    *job = (LossJob *) arg;
+	Training   *t = job->t;
+	int64_t		np = job->np;
 	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
 	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
-	double		block_se = 0.0;
+	double		se = 0.0;
 	float		dots[DOT_GROUP];
 
-	if ((size_t) np > t->pair_grad_cap)
-	{
-		if (t->pair_grad)
-			dmf_free(t->pair_grad);
-		t->pair_grad_cap = (size_t) np + (size_t) np / 4;
-		t->pair_grad = dmf_alloc(sizeof(DmfPairGradient) * t->pair_grad_cap);
-	}
-	for (int64_t p = 0; p < np; p++)
+	for (int64_t p = job->from; p < job->to; p++)
 	{
 		int			a = t->pair_u[p];
 		int			c = t->pair_i[p];
@@ -161,14 +223,15 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 					g;
 
 		/* the gradients change dU and dV, never U or V: dots can run ahead */
-		if (p % DOT_GROUP == 0)
-			group_dots(t, p, (int) (np - p < DOT_GROUP ? np - p : DOT_GROUP), U, V, dots);
-		pred = dots[p % DOT_GROUP] / nn;
+		if ((p - job->from) % DOT_GROUP == 0)
+			group_dots(t, p, (int) (job->to - p < DOT_GROUP ? job->to - p : DOT_GROUP),
+					   job->U, job->V, dots);
+		pred = dots[(p - job->from) % DOT_GROUP] / nn;
 		if (t->implicit)
 		{
 			double		dloss;
 
-			block_se += dmf_implicit_loss(pred, t->target[p] > 0.0f, t->pair_weight[p], &dloss);
+			se += dmf_implicit_loss(pred, t->target[p] > 0.0f, t->pair_weight[p], &dloss);
 			g = (float) (dloss / (double) np);
 		}
 		else if (t->quantizing)
@@ -181,14 +244,14 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 			double		gx = dmf_quantize_smooth(&t->quant, x, &dgdx, &dgdb, &bi_);
 			double		e = gx - (mid + half * t->target[p]);
 
-			block_se += e * e;
+			se += e * e;
 			g = (float) (2.0 * e / (double) np * dgdx * half);
 			t->bgrad[bi_] += 2.0 * e / (double) np * dgdb;
 		}
 		else
 		{
 			err = pred - t->target[p];
-			block_se += (double) err * err * half * half;
+			se += (double) err * err * half * half;
 			g = 2.0f * err / (float) np;
 		}
 		pg->g = g;
@@ -196,7 +259,38 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 		pg->u_self = g * pred / (t->unorm[a] * t->unorm[a]);
 		pg->v_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
 	}
-	return block_se;
+	job->se = se;
+}
+
+/*
+ * Each pair's coefficients depend on that pair alone, so the two threads
+ * take half the pairs each (the values are the same as in one loop; only
+ * the reported loss is summed in another order).  DMF-D's boundary
+ * gradients are one shared sum: those blocks run on one thread.
+ */
+static double
+block_loss(Training *t, int64_t np, const float *U, const float *V)
+{
+	LossJob		first = {t, 0, np, np, U, V, 0.0};
+	LossJob		second = first;
+
+	if ((size_t) np > t->pair_grad_cap)
+	{
+		if (t->pair_grad)
+			dmf_free(t->pair_grad);
+		t->pair_grad_cap = (size_t) np + (size_t) np / 4;
+		t->pair_grad = dmf_alloc(sizeof(DmfPairGradient) * t->pair_grad_cap);
+	}
+	if (t->helper == NULL || t->quantizing || np < 2 * DOT_GROUP)
+	{
+		pair_losses(&first);
+		return first.se;
+	}
+	first.to = second.from = np / 2;
+	dmf_helper_run(t->helper, pair_losses, &second);
+	pair_losses(&first);
+	dmf_helper_wait(t->helper);
+	return first.se + second.se;
 }
 
 /* One side's gradients from the pairs' coefficients: dU or dV. */

@@ -90,6 +90,8 @@ typedef struct Training
 	float	   *vnorm;
 	DmfPairGradient *pair_grad; /* a block's pairs, grown to the largest block */
 	size_t		pair_grad_cap;
+	int32_t    *drawn;			/* implicit: a block's drawn negatives, grown likewise */
+	size_t		drawn_cap;
 
 	/* implicit feedback (implicit.h) */
 	bool		implicit;
