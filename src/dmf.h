@@ -56,6 +56,13 @@ extern int32 *dmf_id_array_positions(struct ArrayType *a, const struct DmfSide *
 extern int	dmf_cmp_int32(const void *a, const void *b);
 
 /*
+ * ERROR (feature not supported) unless the model records the items each
+ * user rated (builds before 0.2.0 did not): why says what needs them.
+ */
+extern void dmf_require_rated_items(const struct DmfModel *m, const char *why,
+									const char *hint);
+
+/*
  * The rating_column argument: NULL, only with implicit feedback, means
  * every row is one interaction; otherwise NULL is an ERROR.
  */

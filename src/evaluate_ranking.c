@@ -179,12 +179,8 @@ dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("k must be at least 1: %d", s.k),
 				 errhint("k is the length of the ranked list the metrics look at.")));
-	if (s.m->rated_offsets == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("this dmf model does not record which items its users rated"),
-				 errdetail("A ranking leaves those items out, as dmf_recommend does."),
-				 errhint("Refresh it with dmf_refresh first.")));
+	dmf_require_rated_items(s.m, "A ranking leaves those items out, as dmf_recommend does.",
+							"Refresh it with dmf_refresh first.");
 	s.top = palloc(sizeof(int32) * Min(s.k, Max(s.m->items.n, 1)));
 	s.cap = 64;
 	s.items = palloc(sizeof(int64) * s.cap);

@@ -231,11 +231,8 @@ dmf_explain(PG_FUNCTION_ARGS)
 	{
 		int32		u = dmf_side_find(&m->users, row.user_id);
 
-		if (m->rated_offsets == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("this dmf model does not record which items its users rated"),
-					 errhint("Pass the interactions: dmf_explain(model, user, item, k, ratings => ...).")));
+		dmf_require_rated_items(m, "Without a relation, the user's row is what the model records.",
+								"Pass the interactions: dmf_explain(model, user, item, k, ratings => ...).");
 		if (u >= 0)
 			for (int64 e = m->rated_offsets[u]; e < m->rated_offsets[u + 1]; e++)
 				add_entry(&row, m->items.ids[m->rated_items[e]], 1.0);

@@ -221,3 +221,14 @@ dmf_id_array_positions(ArrayType *a, const DmfSide *side, const char *argument,
 	*n_out = n_pos;
 	return pos;
 }
+
+void
+dmf_require_rated_items(const DmfModel *m, const char *why, const char *hint)
+{
+	if (m->rated_offsets == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("this dmf model does not record which items its users rated"),
+				 errdetail("%s", why),
+				 errhint("%s", hint)));
+}

@@ -39,17 +39,6 @@ cmp_popular(const void *a, const void *b)
 	return (x->item > y->item) - (x->item < y->item);
 }
 
-static void
-require_rated(const DmfModel *m)
-{
-	if (m->rated_offsets == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("this dmf model does not record which items its users rated"),
-				 errdetail("Popularity is counted from those items."),
-				 errhint("Refresh it with dmf_refresh first.")));
-}
-
 void
 dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
 					   const int32 *only, int32 n_only, const int32 *exclude,
@@ -63,7 +52,8 @@ dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
 	int32		n_rows = only ? n_only : m->items.n;
 	int64		e = 0;
 
-	require_rated(m);
+	dmf_require_rated_items(m, "Popularity is counted from those items.",
+							"Refresh it with dmf_refresh first.");
 	nnz = m->rated_offsets[m->users.n];
 	users = palloc_extended(sizeof(int64) * ((size_t) m->items.n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (int64 e = 0; e < nnz; e++)

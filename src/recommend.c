@@ -329,12 +329,9 @@ dmf_recommend(PG_FUNCTION_ARGS)
 	exclude_rated = PG_ARGISNULL(3) ? true : PG_GETARG_BOOL(3);
 	cold_start = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 
-	if (exclude_rated && m->rated_offsets == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("this dmf model does not record which items its users rated"),
-				 errdetail("It was written by a build of dmf that did not store them."),
-				 errhint("Refresh it with dmf_refresh, or pass exclude_rated => false.")));
+	if (exclude_rated)
+		dmf_require_rated_items(m, "It was written by a build of dmf that did not store them.",
+								"Refresh it with dmf_refresh, or pass exclude_rated => false.");
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_recommend",
 								 ALLOCSET_DEFAULT_SIZES);

@@ -155,12 +155,9 @@ dmf_recommend_users(PG_FUNCTION_ARGS)
 	m = dmf_model_arg(fcinfo, 0);
 	k = dmf_k_arg(fcinfo, 2, "users");
 	exclude_rated = PG_ARGISNULL(3) ? true : PG_GETARG_BOOL(3);
-	if (exclude_rated && m->rated_offsets == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("this dmf model does not record which items its users rated"),
-				 errdetail("It was written by a build of dmf that did not store them."),
-				 errhint("Refresh it with dmf_refresh, or pass exclude_rated => false.")));
+	if (exclude_rated)
+		dmf_require_rated_items(m, "It was written by a build of dmf that did not store them.",
+								"Refresh it with dmf_refresh, or pass exclude_rated => false.");
 	f = factor_of(m, false, PG_GETARG_INT64(1), &pos);
 	if (f == NULL)
 		PG_RETURN_NULL();

@@ -149,21 +149,27 @@ DMF_PGDIR=""        # temp dir: data/, server.log and the unix socket
 DMF_PGOWNER=""      # OS user that runs the server
 DMF__EXIT_HOOKS=()
 
-# Run a command as the cluster's owner. The server refuses to run as root,
-# so as root we switch to an unprivileged user. The cd avoids "could not
-# change directory" noise when our cwd is not readable by that user.
-dmf__as_owner() {
+# dmf__run_as DIR OWNER COMMAND...: run a command as a server's owner. The
+# server refuses to run as root, so as root we switch to an unprivileged
+# user. The cd to DIR avoids "could not change directory" noise when our cwd
+# is not readable by that user.
+dmf__run_as() {
+    local dir=$1 owner=$2
+    shift 2
     (
-        cd "$DMF_PGDIR" || exit 1
+        cd "$dir" || exit 1
         if ! dmf__is_root; then
             exec "$@"
         elif command -v runuser >/dev/null 2>&1; then
-            exec runuser -u "$DMF_PGOWNER" -- "$@"
+            exec runuser -u "$owner" -- "$@"
         else
-            exec su -s /bin/sh "$DMF_PGOWNER" -c "$(printf '%q ' "$@")"
+            exec su -s /bin/sh "$owner" -c "$(printf '%q ' "$@")"
         fi
     )
 }
+
+# Run a command as the throwaway cluster's owner.
+dmf__as_owner() { dmf__run_as "$DMF_PGDIR" "$DMF_PGOWNER" "$@"; }
 
 # Pick the OS user for the server when we are root.
 dmf__pick_owner() {

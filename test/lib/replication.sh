@@ -32,18 +32,7 @@ declare -gA DMF_NODE_PORT=()
 declare -gA DMF_NODE_DIR=()
 
 # Run a command as the nodes' owner, from a directory that user can read.
-dmf_node__as_owner() {
-    (
-        cd "$DMF_NODES_BASE" || exit 1
-        if ! dmf__is_root; then
-            exec "$@"
-        elif command -v runuser >/dev/null 2>&1; then
-            exec runuser -u "$DMF_NODES_OWNER" -- "$@"
-        else
-            exec su -s /bin/sh "$DMF_NODES_OWNER" -c "$(printf '%q ' "$@")"
-        fi
-    )
-}
+dmf_node__as_owner() { dmf__run_as "$DMF_NODES_BASE" "$DMF_NODES_OWNER" "$@"; }
 
 # The base directory, the owner and the exit hook, once.
 dmf_node__init() {
