@@ -135,6 +135,18 @@ SELECT array_agg(item_id ORDER BY ord) = (SELECT array_agg(item_id ORDER BY rank
           FROM popular_want WHERE item_id IN (3, 17, 42, 57, 88)) s)::bigint[] AS popular_among_candidates
 FROM models m, dmf_popular_items(m.model, 10, '{3,17,42,57,88,99999}') WITH ORDINALITY r(item_id, users, ord)
 WHERE m.name = 'base';
+-- the counts are kept for the model last counted: calls that alternate
+-- between models each get their own model's counts
+SELECT bool_and(got = want) AS alternating_models, count(*) AS calls
+FROM (SELECT n, (SELECT array_agg(p.item_id ORDER BY p.item_id) FROM dmf_popular_items(x.model, 3) p) AS got, x.want
+      FROM generate_series(1, 6) n,
+           LATERAL (SELECT m.model, (SELECT array_agg(item_id::bigint ORDER BY item_id) FROM (SELECT item_id FROM popular_want WHERE rank <= 3) t) AS want
+                    FROM models m WHERE m.name = 'base' AND n % 2 = 0
+                    UNION ALL
+                    SELECT m.model, (SELECT array_agg(item_id::bigint ORDER BY item_id) FROM (
+                               SELECT item_id FROM clicks_train GROUP BY item_id
+                               ORDER BY count(DISTINCT user_id) DESC, item_id LIMIT 3) t)
+                    FROM implicit_models m WHERE m.name = 'clicks' AND n % 2 = 1) x) s;
 -- a user without a factor: nothing, or with cold_start the popular items, score NULL
 SELECT (SELECT count(*) FROM models m, dmf_recommend(m.model, 5000, 5) WHERE m.name = 'base') AS without_cold_start,
        (SELECT array_agg(item_id ORDER BY ord) FROM models m,

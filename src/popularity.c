@@ -6,8 +6,11 @@
  * An item's popularity is how many of the model's users have it in their
  * row: the rated items the model stores for its users (USER_RATED, written
  * at training and by each refresh), so it always describes the data the
- * factors came from.  Counting costs one pass over those lists, O(ratings),
- * plus a sort of the items; nothing is read from the ratings table.
+ * factors came from.  Counting costs one pass over those lists, O(ratings);
+ * the counts of the last model counted are kept for the backend's next
+ * calls with the same decoded model (the model cache's generation proves
+ * it is the same), so a call then costs a sort of the items.  Nothing is
+ * read from the ratings table.
  */
 #include "postgres.h"
 
@@ -39,14 +42,40 @@ cmp_popular(const void *a, const void *b)
 	return (x->item > y->item) - (x->item < y->item);
 }
 
+/* The counts of the model whose cache entry has generation counted_generation. */
+static uint64 counted_generation = 0;
+static int64 *counted_users = NULL;
+
+/* How many of the model's users have each item in their row, by item position. */
+static const int64 *
+item_users(const DmfModel *m)
+{
+	DmfModelRef ref = dmf_model_ref(m);
+	int64		nnz = m->rated_offsets[m->users.n];
+	int64	   *users;
+
+	if (counted_users != NULL && counted_generation == ref.generation)
+		return counted_users;
+	if (counted_users != NULL)
+		pfree(counted_users);
+	counted_users = NULL;		/* until the new counts are complete */
+	users = MemoryContextAllocExtended(TopMemoryContext,
+									   sizeof(int64) * ((size_t) m->items.n + 1),
+									   MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int64 e = 0; e < nnz; e++)
+		users[m->rated_items[e]]++;
+	counted_generation = ref.generation;
+	counted_users = users;
+	return users;
+}
+
 void
 dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
 					   const int32 *only, int32 n_only, const int32 *exclude,
 					   int64 n_exclude, bool with_users)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		nnz;
-	int64	   *users;
+	const int64 *users;
 	PopularItem *ranked;
 	int32		n_ranked = 0;
 	int32		n_rows = only ? n_only : m->items.n;
@@ -54,10 +83,7 @@ dmf_emit_popular_items(FunctionCallInfo fcinfo, const DmfModel *m, int32 k,
 
 	dmf_require_rated_items(m, "Popularity is counted from those items.",
 							"Refresh it with dmf_refresh first.");
-	nnz = m->rated_offsets[m->users.n];
-	users = palloc_extended(sizeof(int64) * ((size_t) m->items.n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	for (int64 e = 0; e < nnz; e++)
-		users[m->rated_items[e]]++;
+	users = item_users(m);
 
 	ranked = palloc_extended(sizeof(PopularItem) * ((size_t) n_rows + 1), MCXT_ALLOC_HUGE);
 	for (int32 j = 0; j < n_rows; j++)
