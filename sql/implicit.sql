@@ -35,6 +35,17 @@ SELECT i->>'feedback' AS feedback, i->>'discrete' AS discrete,
        (i->>'best_validation_rmse')::float8 < (i->>'mean_validation_rmse')::float8 AS beats_the_mean
 FROM (SELECT dmf_info(model) AS i FROM implicit_models WHERE name = 'clicks') s;
 
+-- the implicit defaults (chosen on validation): step 0.006, 60 epochs and
+-- no dropout, unless given; given values are kept
+SELECT i->'options'->>'learning_rate' AS learning_rate, i->'options'->>'epochs' AS epochs,
+       i->'options'->>'dropout' AS dropout
+FROM (SELECT dmf_info(dmf_train('clicks_train', 'user_id', 'item_id', NULL,
+                                '{"feedback": "implicit", "seed": 3, "threads": 1}')) AS i
+      UNION ALL
+      SELECT dmf_info(dmf_train('clicks_train', 'user_id', 'item_id', NULL,
+                                '{"feedback": "implicit", "seed": 3, "threads": 1, "epochs": 2,
+                                  "learning_rate": 0.003, "dropout": 0.1}'))) s;
+
 -- scores lie in (0, 1); a user's own taste scores higher than the others
 SELECT bool_and(p > 0 AND p < 1) AS scores_in_0_1,
        avg(p) FILTER (WHERE u % 4 = i % 4) > avg(p) FILTER (WHERE u % 4 <> i % 4) + 0.3 AS own_taste_higher

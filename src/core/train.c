@@ -94,9 +94,14 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 										 (2 * sizeof(int32_t) + 2 * sizeof(float)))
 			+ (uint64_t) n_input * (sizeof(float) + 4 * sizeof(int32_t) + 2 * sizeof(float));
 
-	/* a block's gradient terms per pair, for a block of up to twice the average */
+	/*
+	 * a block's gradient terms per pair, for a block of up to twice the
+	 * average, and with implicit feedback its drawn negatives
+	 */
 	pair_terms += (uint64_t) 2 * (cfg->batch_size > 0 ? cfg->batch_size : 8192) *
-		(cfg->feedback == DMF_FEEDBACK_IMPLICIT ? 1 + cfg->negatives : 1) * sizeof(DmfPairGradient);
+		(cfg->feedback == DMF_FEEDBACK_IMPLICIT ?
+		 (1 + cfg->negatives) * sizeof(DmfPairGradient) + cfg->negatives * sizeof(int32_t) :
+		 sizeof(DmfPairGradient));
 
 	/* params, gradient, two Adam moments, best copy */
 	return params * 5 * sizeof(float) + pair_terms

@@ -297,7 +297,8 @@ dmf_session_open() {
 }
 
 # dmf_session_query NAME SQL [TIMEOUT_SECONDS]: run SQL (one or more
-# statements or meta-commands) in the session and print what it printed.
+# statements or meta-commands; a last statement needs no ';') in the
+# session and print what it printed.
 # Fails when psql has stopped (an error ends it: ON_ERROR_STOP) or the
 # answer takes more than TIMEOUT_SECONDS (60).
 dmf_session_query() {
@@ -315,7 +316,14 @@ dmf_session_query() {
         cat "$out" >&2
         return 1
     }
-    printf '\\echo %s\n%s\n\\echo %s\n' "$begin" "$sql" "$end" >&"$fd" || {
+    # The write runs in a subshell that ignores SIGPIPE, so a psql that ends
+    # meanwhile fails the write instead of killing this shell (whose EXIT
+    # trap stops the nodes).  The ';' ends a last statement that has none,
+    # which would otherwise stay buffered past the end marker.
+    (
+        trap '' PIPE
+        printf '\\echo %s\n%s\n;\n\\echo %s\n' "$begin" "$sql" "$end" >&"$fd"
+    ) 2>/dev/null || {
         dmf_err "session $name: its psql is gone"
         cat "$out" >&2
         return 1
@@ -352,6 +360,7 @@ dmf_session_close() {
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     fi
+    rm -f "$DMF_NODES_BASE/session_$name.fifo"
     unset "DMF_SESSION_FD[$name]" "DMF_SESSION_PID[$name]" "DMF_SESSION_OUT[$name]"
 }
 

@@ -11,8 +11,10 @@
 #       exactly the primary's answers: dmf_predict for every (user, item)
 #       pair, dmf_recommend for some users, dmf_user_factor and
 #       dmf_item_factor of everyone, dmf_info, the exported factors, similar
-#       items, targeted users, popular items and explanations (compared as
-#       text, so to the last bit).  A training run on the standby (read only) gives the
+#       items and users, targeted users, popular items, candidates, cold
+#       start, explanations, discrete predictions, dmf_score, the factor
+#       aggregate and a dmf_refresh run on each node (compared as text, so
+#       to the last bit).  A training run on the standby (read only) gives the
 #       model the primary's training gives.
 #   (2) a standby session that has the model cached (it predicted and
 #       recommended with it) sees, after the primary replaced the model
@@ -135,7 +137,22 @@ answers() {
                     LATERAL dmf_recommend_users(m.model, i, 5) s WHERE m.name = 'm'
              UNION ALL SELECT 'popular', 0, p.item_id, p.users FROM models m, dmf_popular_items(m.model, 5) p WHERE m.name = 'm'
              UNION ALL SELECT 'explain', u, e.item_id, e.influence FROM models m, generate_series(1, 300, 37) u,
-                    LATERAL dmf_explain(m.model, u, 50, 3, 'ratings') e WHERE m.name = 'm'" ;;
+                    LATERAL dmf_explain(m.model, u, 50, 3, 'ratings') e WHERE m.name = 'm'
+             UNION ALL SELECT 'similar users', u, s.* FROM models m, generate_series(1, 300, 37) u,
+                    LATERAL dmf_similar_users(m.model, u, 5) s WHERE m.name = 'm'
+             UNION ALL SELECT 'candidates', u, r.* FROM models m, generate_series(1, 300, 37) u,
+                    LATERAL dmf_recommend(m.model, u, 3, candidates => '{5,10,20,40,80,160}') r WHERE m.name = 'm'
+             UNION ALL SELECT 'cold start', 0, r.item_id, 0 FROM models m,
+                    LATERAL dmf_recommend(m.model, 99999, 5, cold_start => true) r WHERE m.name = 'm'
+             UNION ALL SELECT 'discrete', u, i, dmf_predict_discrete(m.model, u, i) FROM models m,
+                    generate_series(1, 300, 13) u, generate_series(1, 200, 11) i WHERE m.name = 'm'
+             UNION ALL SELECT 'score', u, 0, dmf_score(m.model, dmf_user_factor(m.model, u), dmf_item_factor(m.model, 7))
+                    FROM models m, generate_series(1, 300, 13) u WHERE m.name = 'm'
+             UNION ALL SELECT 'aggregate', r.user_id, 0,
+                    dmf_score(m.model, dmf_user_factor(m.model, r.item_id, r.rating), dmf_item_factor(m.model, 7))
+                    FROM models m, ratings r WHERE m.name = 'm' AND r.user_id % 29 = 0 GROUP BY m.model, r.user_id
+             UNION ALL SELECT 'refresh', u, i, dmf_predict(dmf_refresh(m.model, 'ratings'), u, i)
+                    FROM models m, (VALUES (1, 1), (150, 99), (300, 200)) p(u, i) WHERE m.name = 'm'" ;;
     esac
     dmf_node_sql "$node" -c "$sql"
 }
