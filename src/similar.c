@@ -17,6 +17,7 @@
 #include "model_cache.h"
 #include "model_format.h"
 #include "score.h"
+#include "sparse.h"
 
 /* The factor of id on a side, or NULL if the model has none for it. */
 static const float *
@@ -105,24 +106,11 @@ users_who_rated(const DmfModel *m, int32 item, int64 *n_out)
 										MCXT_ALLOC_HUGE);
 	int64		n = 0;
 
+	/* each user's list is ascending */
 	for (int32 u = 0; u < m->users.n; u++)
-	{
-		int64		lo = m->rated_offsets[u],
-					hi = m->rated_offsets[u + 1];
-
-		/* each user's list is ascending */
-		while (lo < hi)
-		{
-			int64		mid = lo + (hi - lo) / 2;
-
-			if (m->rated_items[mid] < item)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < m->rated_offsets[u + 1] && m->rated_items[lo] == item)
+		if (dmf_sorted_has(m->rated_items + m->rated_offsets[u],
+						   m->rated_offsets[u + 1] - m->rated_offsets[u], item))
 			users[n++] = u;
-	}
 	*n_out = n;
 	return users;
 }

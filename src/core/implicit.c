@@ -40,19 +40,7 @@ dmf_implicit_ones(const DmfTriples *t, float *ones)
 static bool
 row_has(const DmfCsr *m, int32_t u, int32_t c)
 {
-	int64_t		lo = m->rowptr[u],
-				hi = m->rowptr[u + 1];
-
-	while (lo < hi)
-	{
-		int64_t		mid = lo + (hi - lo) / 2;
-
-		if (m->col[mid] < c)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < m->rowptr[u + 1] && m->col[lo] == c;
+	return dmf_sorted_has(m->col + m->rowptr[u], m->rowptr[u + 1] - m->rowptr[u], c);
 }
 
 int32_t

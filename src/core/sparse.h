@@ -11,7 +11,27 @@
 #ifndef DMF_SPARSE_H
 #define DMF_SPARSE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+/* Whether the ascending a[0..n) holds v (a binary search). */
+static inline bool
+dmf_sorted_has(const int32_t *a, int64_t n, int32_t v)
+{
+	int64_t		lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int64_t		mid = lo + (hi - lo) / 2;
+
+		if (a[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && a[lo] == v;
+}
 
 typedef struct DmfCsr
 {
