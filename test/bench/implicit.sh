@@ -36,6 +36,8 @@ source "$BENCH_DIR/ratings_file.sh"
 
 log() { printf '[implicit %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# seconds since $1 (a `date +%s.%N`), with awk: nothing installs bc
+seconds_since() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.3f", t1 - t0 }'; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 data=${DMF_BENCH_DATA:-}
@@ -186,7 +188,7 @@ SQL
     log "seed $seed: dmf_train $options"
     t0=$(date +%s.%N)
     q -v o="$options" <<<"INSERT INTO dmf_implicit.models SELECT 'implicit_s$seed', dmf_train('dmf_implicit.train', 'user_id', 'item_id', NULL, :'o')" >/dev/null
-    seconds=$(echo "$(date +%s.%N) - $t0" | bc)
+    seconds=$(seconds_since "$t0")
     epochs=$(q -c "SELECT dmf_info(model)->>'best_epoch' FROM dmf_implicit.models WHERE name = 'implicit_s$seed'")
     val=$(dmf_sampled "implicit_s$seed" val)
     test=$(dmf_sampled "implicit_s$seed" test)
@@ -202,14 +204,14 @@ SQL
         explicit_options=$(python3 -c 'import json,sys; o={"seed": int(sys.argv[1])}; o.update(json.loads(sys.argv[2])); o.pop("negatives", None); print(json.dumps(o))' "$seed" "$user_options")
         t0=$(date +%s.%N)
         q -v o="$explicit_options" <<<"INSERT INTO dmf_implicit.models SELECT 'explicit_s$seed', dmf_train('dmf_implicit.train_rated', options => :'o')" >/dev/null
-        explicit_seconds=$(echo "$(date +%s.%N) - $t0" | bc)
+        explicit_seconds=$(seconds_since "$t0")
         q -F' ' -c "SELECT 'implicit', dmf_info(i.model)->>'epochs_run', round((dmf_info(i.model)->>'seconds_per_epoch')::numeric, 2),
                            'explicit', dmf_info(e.model)->>'epochs_run', round((dmf_info(e.model)->>'seconds_per_epoch')::numeric, 2)
                     FROM dmf_implicit.models i, dmf_implicit.models e
                     WHERE i.name = 'implicit_s$seed' AND e.name = 'explicit_s$seed'" |
             while read -r _ ie is _ ee es; do
                 printf -- '- time on seed %s: implicit dmf_train %.1f s (%s epochs, %s s each), explicit dmf_train of the same pairs %.1f s (%s epochs, %s s each): ratio %.2f\n' \
-                    "$seed" "$seconds" "$ie" "$is" "$explicit_seconds" "$ee" "$es" "$(echo "$seconds / $explicit_seconds" | bc -l)"
+                    "$seed" "$seconds" "$ie" "$is" "$explicit_seconds" "$ee" "$es" "$(awk -v a="$seconds" -v b="$explicit_seconds" 'BEGIN { print a / b }')"
             done >>"$out/report.md"
     fi
 done

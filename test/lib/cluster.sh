@@ -40,6 +40,7 @@ DMF_APT_PACKAGES=(
     clang               # PGXS on Debian builds LLVM bitcode with clang-14
     libclang-rt-14-dev  # sanitizer runtimes for clang builds
     valgrind
+    python3             # JSON and report helpers of the tests and benchmarks
 )
 
 dmf_log() { printf '==> %s\n' "$*" >&2; }
