@@ -31,6 +31,7 @@ CORE_OBJS = \
 	src/core/model_encode.o
 SERVER_OBJS = \
 	src/module.o \
+	src/memory_budget.o \
 	src/options.o \
 	src/ratings_reader.o \
 	src/model_cache.o \

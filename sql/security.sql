@@ -184,8 +184,9 @@ SET dmf.max_memory = '1GB';
 SELECT length(dmf_train('ratings', options => test_options('{"epochs": 1}'))) > 0 AS trains_once_set_again;
 
 -- 6. dmf.max_memory holds while the rows are read: 2 million ratings under a
--- 1 MB cap stop after a few thousand rows (the refusal used to come after
--- the backend had grown by 200 MB).
+-- 1 MB cap are held as far as the cap allows, the rest only counted (the
+-- refusal used to come after the backend had grown by 200 MB), and the hint
+-- names what the whole work needs (test/t/032_memory_cap.sh runs it there).
 CREATE TABLE ratings_big AS
 SELECT g % 5000 AS user_id, g / 5000 AS item_id, g % 5 + 1 AS rating
 FROM generate_series(0, 1999999) g;

@@ -54,6 +54,7 @@ extern int32 *dmf_id_array_positions(struct ArrayType *a, const struct DmfSide *
 									 const char *argument, int32 *n_out);
 
 extern int	dmf_cmp_int32(const void *a, const void *b);
+extern int	dmf_cmp_int64(const void *a, const void *b);
 
 /*
  * ERROR (feature not supported) unless the model records the items each

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "model_cache.h"
 #include "model_format.h"
 #include "score.h"
@@ -101,8 +102,8 @@ Datum
 dmf_evaluate(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext work,
-				old;
+	MemoryContext old = CurrentMemoryContext;
+	DmfMemoryBudget *budget;
 	DmfRatingColumns cols;
 	EvalSums	s;
 	Datum		values[6];
@@ -114,14 +115,12 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	dmf_require_args(fcinfo, "dmf_evaluate", args, lengthof(args));
 
-	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_evaluate",
-								 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(work);
-
 	memset(&s, 0, sizeof(s));
 	s.m = dmf_model_arg(fcinfo, 0);
+	/* the model is the cache's; rows are streamed: little grows here */
+	budget = dmf_budget_begin("dmf_evaluate", "dmf_evaluate");
 	/* the relation may be a view that calls dmf functions: keep the model */
-	dmf_model_pin(dmf_model_ref(s.m), work);
+	dmf_model_pin(dmf_model_ref(s.m), dmf_budget_context(budget));
 	s.discrete = s.m->n_levels >= 2;
 	if (s.m->flags & DMF_FLAG_IMPLICIT)
 		ereport(ERROR,
@@ -152,6 +151,6 @@ dmf_evaluate(PG_FUNCTION_ARGS)
 	}
 	MemoryContextSwitchTo(old);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	MemoryContextDelete(work);
+	dmf_budget_end(budget);
 	PG_RETURN_NULL();
 }

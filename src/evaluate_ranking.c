@@ -16,7 +16,7 @@
  * With a rating column and min_rating, only the held-out rows rated at
  * least min_rating are relevant (for explicit models: "liked"), and users
  * without such a row are not counted; the rest are still ranked.
- * Memory holds one user's held-out items at a time.
+ * Memory holds one user's held-out items at a time, within dmf.max_memory.
  */
 #include "postgres.h"
 
@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "model_cache.h"
 #include "model_format.h"
 #include "prepare.h"
@@ -38,6 +39,7 @@
 typedef struct RankingSums
 {
 	const DmfModel *m;
+	DmfMemoryBudget *budget;
 	int32		k;
 	int32	   *top;			/* k item positions */
 	bool		has_min_rating;
@@ -47,6 +49,7 @@ typedef struct RankingSums
 	int64	   *items;			/* that user's held-out item ids */
 	int64		n_items;
 	int64		cap;
+	int64		not_held;		/* that user's rows past dmf.max_memory */
 	/* sums over the users evaluated */
 	int64		users;
 	int64		skipped_users;	/* no factor in the model */
@@ -57,15 +60,6 @@ typedef struct RankingSums
 				ndcg,
 				ap;
 } RankingSums;
-
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
 
 /* The metrics of the collected user, added to the sums. */
 static void
@@ -80,13 +74,29 @@ finish_user(RankingSums *s)
 				idcg = 0.0,
 				ap = 0.0;
 
+	if (s->not_held > 0)
+	{
+		/* all the user's items, a batch of rows, the scores of every item */
+		uint64		need = dmf_budget_peak(s->budget) + DMF_SCAN_BATCH_BYTES +
+			sizeof(int64) * (uint64) (s->n_items + s->not_held - s->cap) +
+			sizeof(float) * (uint64) m->items.n;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the held-out rows of user " INT64_FORMAT " need more than dmf.max_memory (%s)",
+						s->user, dmf_pretty_bytes(dmf_max_memory_bytes())),
+				 errdetail("The user has " INT64_FORMAT " held-out rows; " INT64_FORMAT " of them fit.",
+						   s->n_items + s->not_held, s->n_items),
+				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
+						 dmf_pretty_bytes_setting(need + need / 8))));
+	}
 	if (u < 0 || dmf_factor_is_zero(m->users.factors + (size_t) u * m->dim, m->dim))
 	{
 		s->skipped_users++;
 		return;
 	}
 	/* the distinct held-out items (fewer than 2^31: they were read into memory) */
-	qsort(s->items, s->n_items, sizeof(int64), cmp_int64);
+	qsort(s->items, s->n_items, sizeof(int64), dmf_cmp_int64);
 	for (int64 j = 0; j < s->n_items; j++)
 		if (relevant == 0 || s->items[relevant - 1] != s->items[j])
 			s->items[relevant++] = s->items[j];
@@ -128,6 +138,12 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 			finish_user(s);
 			s->n_items = 0;
 		}
+		if (s->not_held > 0)
+		{
+			/* over the cap: count the user's other rows, for the hint */
+			s->not_held++;
+			continue;
+		}
 		if (!s->have_user || user[r] != s->user)
 		{
 			s->user = user[r];
@@ -140,8 +156,16 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 					 errmsg("user " INT64_FORMAT " has more than %d held-out rows", s->user, PG_INT32_MAX)));
 		if (s->n_items == s->cap)
 		{
-			s->cap *= 2;
-			s->items = repalloc_huge(s->items, sizeof(int64) * s->cap);
+			/* doubled, or as far as dmf.max_memory allows */
+			int64		cap = s->cap + Min(s->cap, dmf_budget_room(sizeof(int64)));
+
+			if (cap == s->cap)
+			{
+				s->not_held = 1;
+				continue;
+			}
+			s->items = dmf_budget_realloc(s->items, sizeof(int64) * s->cap, sizeof(int64) * cap);
+			s->cap = cap;
 		}
 		s->items[s->n_items++] = item[r];
 	}
@@ -152,8 +176,8 @@ Datum
 dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext work,
-				old;
+	MemoryContext old = CurrentMemoryContext;
+	DmfMemoryBudget *budget;
 	DmfRatingColumns cols;
 	RankingSums s;
 	Datum		values[6];
@@ -165,14 +189,13 @@ dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	dmf_require_args(fcinfo, "dmf_evaluate_ranking", args, Min(PG_NARGS(), lengthof(args)));
 
-	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_evaluate_ranking",
-								 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(work);
-
 	memset(&s, 0, sizeof(s));
 	s.m = dmf_model_arg(fcinfo, 0);
+	/* the model is the cache's: the budget is the ranking's own work */
+	budget = dmf_budget_begin("dmf_evaluate_ranking", "dmf_evaluate_ranking");
+	s.budget = budget;
 	/* the relation may be a view that calls dmf functions: keep the model */
-	dmf_model_pin(dmf_model_ref(s.m), work);
+	dmf_model_pin(dmf_model_ref(s.m), dmf_budget_context(budget));
 	s.k = PG_GETARG_INT32(4);
 	if (s.k < 1)
 		ereport(ERROR,
@@ -181,7 +204,7 @@ dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 				 errhint("k is the length of the ranked list the metrics look at.")));
 	dmf_require_rated_items(s.m, "A ranking leaves those items out, as dmf_recommend does.",
 							"Refresh it with dmf_refresh first.");
-	s.top = palloc(sizeof(int32) * Min(s.k, Max(s.m->items.n, 1)));
+	s.top = dmf_budget_alloc(sizeof(int32) * Min(s.k, Max(s.m->items.n, 1)), 0);
 	s.cap = 64;
 	s.items = palloc(sizeof(int64) * s.cap);
 
@@ -236,6 +259,6 @@ dmf_evaluate_ranking(PG_FUNCTION_ARGS)
 	}
 	MemoryContextSwitchTo(old);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	MemoryContextDelete(work);
+	dmf_budget_end(budget);
 	PG_RETURN_NULL();
 }

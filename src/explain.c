@@ -28,6 +28,7 @@
 #include "utils/memutils.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "encoding.h"
 #include "fold_in.h"
 #include "model_cache.h"
@@ -54,6 +55,8 @@ typedef struct UserRow
 	RowEntry   *entries;
 	int32		n;
 	int32		cap;
+	int64		not_held;		/* rows past dmf.max_memory, counted for the hint */
+	DmfMemoryBudget *budget;
 } UserRow;
 
 static void
@@ -78,16 +81,25 @@ add_entry(UserRow *row, int64 item_id, double rating)
 						rating, row->user_id, item_id, m->rating_min, m->rating_max)));
 	if (k < 0 || m->items.input[k] < 0)
 		return;					/* not an input of the branch */
+	if (row->not_held > 0)
+	{
+		row->not_held++;
+		return;
+	}
 	if (row->n == row->cap)
 	{
-		if ((uint64) row->cap * 2 * sizeof(RowEntry) > dmf_max_memory_bytes())
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("the rows of user " INT64_FORMAT " would need more than dmf.max_memory (%s)",
-							row->user_id, dmf_pretty_bytes(dmf_max_memory_bytes())),
-					 errhint("Check user_column: it should name the column of user ids.")));
-		row->cap *= 2;
-		row->entries = repalloc_huge(row->entries, sizeof(RowEntry) * row->cap);
+		/* doubled, or as far as dmf.max_memory allows */
+		int32		cap = row->cap + (int32) Min(Min(row->cap, PG_INT32_MAX - row->cap),
+												 dmf_budget_room(sizeof(RowEntry)));
+
+		if (cap == row->cap)
+		{
+			row->not_held = 1;
+			return;
+		}
+		row->entries = dmf_budget_realloc(row->entries, sizeof(RowEntry) * row->cap,
+										  sizeof(RowEntry) * cap);
+		row->cap = cap;
 	}
 	row->entries[row->n].item_id = item_id;
 	/* an interaction enters as 1 whatever its weight */
@@ -141,9 +153,9 @@ predict_from_row(const DmfModel *m, DmfBranchWork *w, const UserRow *row, int32 
 {
 	int32		n = 0,
 				zero = 0;
-	int32	   *rows = palloc0(sizeof(int32) * (row->n + 1));
-	int32	   *cols = palloc(sizeof(int32) * (row->n + 1));
-	float	   *vals = palloc(sizeof(float) * (row->n + 1));
+	int32	   *rows = dmf_budget_alloc(sizeof(int32) * (row->n + 1), MCXT_ALLOC_ZERO);
+	int32	   *cols = dmf_budget_alloc(sizeof(int32) * (row->n + 1), 0);
+	float	   *vals = dmf_budget_alloc(sizeof(float) * (row->n + 1), 0);
 	DmfCsr		x;
 	bool		ok;
 
@@ -186,8 +198,7 @@ dmf_explain(PG_FUNCTION_ARGS)
 	float	   *f;
 	double		full;
 	DmfBranchWork w;
-	MemoryContext work,
-				old;
+	DmfMemoryBudget *budget;
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int a = 0; a < 4; a++)
@@ -200,13 +211,12 @@ dmf_explain(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();		/* no prediction to explain */
 	v = m->items.factors + (size_t) i * m->dim;
 
-	work = AllocSetContextCreate(CurrentMemoryContext, "dmf_explain",
-								 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(work);
+	budget = dmf_budget_begin("dmf_explain", "dmf_explain");
 	/* a relation may be a view that calls dmf functions: keep the model */
-	dmf_model_pin(dmf_model_ref(m), work);
+	dmf_model_pin(dmf_model_ref(m), dmf_budget_context(budget));
 	memset(&row, 0, sizeof(row));
 	row.m = m;
+	row.budget = budget;
 	row.user_id = PG_GETARG_INT64(1);
 	row.cap = 64;
 	row.entries = palloc(sizeof(RowEntry) * row.cap);
@@ -243,6 +253,23 @@ dmf_explain(PG_FUNCTION_ARGS)
 				 errmsg("dmf_explain needs the user's ratings for a model of ratings"),
 				 errdetail("The model stores which items a user rated, not the ratings."),
 				 errhint("Pass the ratings relation: dmf_explain(model, user, item, k, ratings => 'ratings').")));
+
+	if (row.not_held > 0)
+	{
+		/* every row, a batch of them, the leave-one-out rows of the influences */
+		uint64		need = dmf_budget_peak(budget) + DMF_SCAN_BATCH_BYTES +
+			sizeof(RowEntry) * (uint64) (row.n + row.not_held - row.cap) +
+			32 * (uint64) Min(row.n + row.not_held, m->items.n_train) + 256 * 1024;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the rows of user " INT64_FORMAT " would need more than dmf.max_memory (%s)",
+						row.user_id, dmf_pretty_bytes(dmf_max_memory_bytes())),
+				 errdetail("The user has " INT64_FORMAT " rows; %d of them fit.",
+						   row.n + row.not_held, row.n),
+				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s'), or check that user_column names the column of user ids.",
+						 dmf_pretty_bytes_setting(need + need / 4))));
+	}
 
 	/* a row holds each item once: repeated interactions are one, as in training */
 	qsort(row.entries, row.n, sizeof(RowEntry), cmp_entry_input);
@@ -291,7 +318,6 @@ dmf_explain(PG_FUNCTION_ARGS)
 		}
 	}
 	dmf_branch_work_free(&w, &m->user_branch);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(work);
+	dmf_budget_end(budget);
 	PG_RETURN_NULL();
 }

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "encoding.h"
 #include "fold_in.h"
 #include "model_cache.h"
@@ -55,14 +56,100 @@ new_state(MemoryContext aggcxt, DmfModelRef ref, bool user_side, int32 cap)
 	return st;
 }
 
+/* Bytes of a state's pairs, and what its final function adds per pair. */
+#define STATE_PAIR_BYTES (sizeof(int32) + sizeof(float))
+#define FINAL_PAIR_BYTES (3 * sizeof(int32) + sizeof(float) + sizeof(int32) + sizeof(float) + sizeof(int64))
+
+static int	cmp_pair_pos(const void *a, const void *b);
+
+/*
+ * What a group of n_max pairs needs at most: its state and its final
+ * function's work, with room for the branch's buffers of one row.
+ */
+static uint64
+group_need(int64 n_max)
+{
+	return (uint64) n_max * (2 * STATE_PAIR_BYTES + FINAL_PAIR_BYTES) + 256 * 1024;
+}
+
+/*
+ * Sorts the state's pairs and drops repeats: an implicit model's repeated
+ * interactions are one; a rating model's repeated pair is an ERROR.
+ */
+static void
+state_compact(FactorState *st)
+{
+	const DmfModel *m = dmf_model_deref(st->ref);
+	int32		kept = 0;
+	struct
+	{
+		int32		pos;
+		float		val;
+	}		   *pairs = palloc(sizeof(*pairs) * st->n);
+
+	for (int32 k = 0; k < st->n; k++)
+	{
+		pairs[k].pos = st->pos[k];
+		pairs[k].val = st->val[k];
+	}
+	qsort(pairs, st->n, sizeof(*pairs), cmp_pair_pos);
+	for (int32 k = 0; k < st->n; k++)
+	{
+		if (kept > 0 && pairs[kept - 1].pos == pairs[k].pos)
+		{
+			if (m->flags & DMF_FLAG_IMPLICIT)
+				continue;
+			ereport(ERROR,
+					(errcode(ERRCODE_CARDINALITY_VIOLATION),
+					 errmsg("one group of %s rates a %s more than once",
+							st->user_side ? "dmf_user_factor" : "dmf_item_factor",
+							st->user_side ? "item" : "user"),
+					 errhint("Aggregate one rating per pair.")));
+		}
+		pairs[kept++] = pairs[k];
+	}
+	for (int32 k = 0; k < kept; k++)
+	{
+		st->pos[k] = pairs[k].pos;
+		st->val[k] = pairs[k].val;
+	}
+	pfree(pairs);
+	st->n = kept;
+}
+
+/*
+ * A state grows while the group's need stays within dmf.max_memory; at
+ * that size it holds each input at most once, so it is compacted, and it
+ * is an ERROR once compacting no longer leaves a quarter of it free.
+ */
 static void
 state_add(FactorState *st, MemoryContext aggcxt, int32 pos, float val)
 {
 	if (st->n == st->cap)
 	{
-		st->cap *= 2;
-		st->pos = repalloc_huge(st->pos, sizeof(int32) * st->cap);
-		st->val = repalloc_huge(st->val, sizeof(float) * st->cap);
+		if (group_need(2 * (int64) st->cap) <= dmf_max_memory_bytes() && st->cap < PG_INT32_MAX / 2)
+		{
+			st->cap *= 2;
+			st->pos = repalloc_huge(st->pos, sizeof(int32) * st->cap);
+			st->val = repalloc_huge(st->val, sizeof(float) * st->cap);
+		}
+		else
+		{
+			const DmfModel *m = dmf_model_deref(st->ref);
+			int32		n_inputs = dmf_model_side(m, !st->user_side)->n_train;
+
+			state_compact(st);
+			if (st->n > st->cap / 4 * 3)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("one group of %s needs more than dmf.max_memory (%s)",
+								st->user_side ? "dmf_user_factor" : "dmf_item_factor",
+								dmf_pretty_bytes(dmf_max_memory_bytes())),
+						 errdetail("It holds %d distinct %s of the model's %d.", st->n,
+								   st->user_side ? "items" : "users", n_inputs),
+						 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
+								 dmf_pretty_bytes_setting(group_need(4 * (int64) n_inputs)))));
+		}
 	}
 	st->pos[st->n] = pos;
 	st->val[st->n] = val;
@@ -430,16 +517,26 @@ cmp_int32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* pairs (int32 position first) by position */
+static int
+cmp_pair_pos(const void *a, const void *b)
+{
+	return cmp_int32(a, b);
+}
+
 PG_FUNCTION_INFO_V1(dmf_factor_final);
 Datum
 dmf_factor_final(PG_FUNCTION_ARGS)
 {
 	FactorState *st = PG_ARGISNULL(0) ? NULL : (FactorState *) PG_GETARG_POINTER(0);
+	MemoryContext caller = CurrentMemoryContext;
+	DmfMemoryBudget *budget;
 	const DmfModel *m;
 	const DmfBranch *b;
 	DmfCsr		x;
 	int32		row = 0;
 	float	   *f;
+	ArrayType  *result;
 
 	if (st == NULL || st->n == 0)
 		PG_RETURN_NULL();			/* no rating of a training entity */
@@ -448,10 +545,14 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 		elog(ERROR, "dmf model of an aggregate state left the cache");
 	b = dmf_model_branch(m, st->user_side);
 
+	budget = dmf_budget_begin(st->user_side ? "dmf_user_factor" : "dmf_item_factor",
+							  "dmf factor final");
+	dmf_budget_hold_outside(budget, STATE_PAIR_BYTES * (Size) st->cap);
+	(void) dmf_budget_expect(budget, group_need(st->n));
 	{
-		int32	   *rows = palloc0(sizeof(int32) * st->n);
-		int32	   *cols = palloc(sizeof(int32) * st->n);
-		float	   *vals = palloc(sizeof(float) * st->n);
+		int32	   *rows = dmf_budget_alloc(sizeof(int32) * st->n, MCXT_ALLOC_ZERO);
+		int32	   *cols = dmf_budget_alloc(sizeof(int32) * st->n, 0);
+		float	   *vals = dmf_budget_alloc(sizeof(float) * st->n, 0);
 		int64		dup = 0;
 		int32		n_entries = st->n;
 
@@ -498,7 +599,10 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 	}
 	dmf_csr_free(&x);
 	dmf_check_factors_finite(f, m->dim, st->user_side ? "user" : "item");
-	if (dmf_factor_is_zero(f, m->dim))
+	MemoryContextSwitchTo(caller);
+	result = dmf_factor_is_zero(f, m->dim) ? NULL : dmf_factor_array(f, m->dim);
+	dmf_budget_end(budget);
+	if (result == NULL)
 		PG_RETURN_NULL();
-	PG_RETURN_ARRAYTYPE_P(dmf_factor_array(f, m->dim));
+	PG_RETURN_ARRAYTYPE_P(result);
 }

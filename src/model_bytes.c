@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "model_format.h"
 #include "score.h"
 
@@ -70,7 +71,7 @@ dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
 				 errhint("Use narrower \"layers\" or a smaller \"dim\".") :
 				 errhint("Train with \"storage\": \"bfloat16\" (half the size), or use narrower \"layers\" or a smaller \"dim\".")));
 	/* the decoder reads 8-byte aligned bytes; a varlena's data is not */
-	aligned = palloc_extended(size, MCXT_ALLOC_HUGE);
+	aligned = dmf_budget_alloc(size, 0);
 	dmf_model_encode(m, aligned, size);
 
 	/* never hand out a model that dmf itself would refuse to read */
@@ -83,6 +84,8 @@ dmf_model_to_bytea(const DmfModel *m, MemoryContext result_cxt)
 	if (check.widened != NULL)
 		pfree(check.widened);
 
+	/* the result lives in the caller's context, but while aligned does too */
+	dmf_budget_charge(VARHDRSZ + size);
 	out = MemoryContextAllocExtended(result_cxt, VARHDRSZ + size, MCXT_ALLOC_HUGE);
 	SET_VARSIZE(out, VARHDRSZ + size);
 	memcpy(VARDATA(out), aligned, size);

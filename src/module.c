@@ -163,6 +163,15 @@ dmf_cmp_int32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+int
+dmf_cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
 int32
 dmf_k_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 {

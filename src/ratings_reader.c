@@ -23,10 +23,14 @@
 #include "utils/lsyscache.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "prepare.h"
 #include "ratings_reader.h"
 
-#define FETCH_ROWS 50000
+#define FETCH_ROWS 50000		/* DMF_SCAN_BATCH_BYTES */
+
+/* A rating as read: two ids and the value. */
+#define RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
 
 char *
 dmf_relation_name(Oid relid)
@@ -130,11 +134,17 @@ scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 	Portal		portal;
 	char	   *relname = dmf_relation_name(cols->relid);
 	int			fetch = batch_rows > 0 ? Min(batch_rows, FETCH_ROWS) : FETCH_ROWS;
-	int64	   *user = palloc(sizeof(int64) * fetch);
-	int64	   *item = palloc(sizeof(int64) * fetch);
-	double	   *rating = palloc(sizeof(double) * fetch);
+	int64	   *user;
+	int64	   *item;
+	double	   *rating;
 	Oid			user_param_type = INT8OID;
 	Datum		user_param = only_user ? Int64GetDatum(*only_user) : (Datum) 0;
+
+	/* under a small dmf.max_memory, small batches: a quarter of what is left */
+	fetch = (int) Min(fetch, Max(1024, dmf_budget_room(RAW_ROW_BYTES) / 4));
+	user = dmf_budget_alloc(sizeof(int64) * fetch, 0);
+	item = dmf_budget_alloc(sizeof(int64) * fetch, 0);
+	rating = dmf_budget_alloc(sizeof(double) * fetch, 0);
 
 	check_column(cols->relid, cols->user_column, "user", false);
 	check_column(cols->relid, cols->item_column, "item", false);
@@ -226,25 +236,37 @@ typedef struct CollectState
 	int64		cap;
 	const DmfReadBudget *budget;
 	const char *relname;
+	int64		not_held;		/* rows past what the budget could hold */
+	uint64		held_before;	/* what the budget held when the read began */
 } CollectState;
 
-/* ERROR if the rows held plus incoming more would pass the budget */
-static void
-check_budget(const CollectState *st, int incoming)
+/*
+ * Room for n rows more, within the budget: the arrays double, or grow to
+ * what fits, or not at all (false).
+ */
+static bool
+grow_rows(CollectState *st, int n)
 {
-	const DmfReadBudget *b = st->budget;
-	int64		rows = b->rows_held + st->out->n + incoming;
-	uint64		need = (uint64) rows * b->bytes_per_row;
+	DmfRawRatings *out = st->out;
+	int64		want = out->n + n;
+	int64		cap = st->cap;
 
-	if (need > b->max_bytes)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s would need more than dmf.max_memory (%s)",
-						b->operation, dmf_pretty_bytes(b->max_bytes)),
-				 errdetail("Reading %s stopped after " INT64_FORMAT " rows, which alone need about %s.",
-						   st->relname, rows, dmf_pretty_bytes(need)),
-				 errhint("Raise dmf.max_memory to several times what the rows read so far need, e.g. SET dmf.max_memory = '%s'.",
-						 dmf_pretty_bytes_setting(4 * need))));
+	if (want <= cap)
+		return true;
+	while (cap < want)
+		cap *= 2;
+	if (!dmf_budget_fits(RAW_ROW_BYTES * (cap - st->cap)))
+	{
+		/* as many rows as fit: the last ones before the cap */
+		cap = st->cap + Min(dmf_budget_room(RAW_ROW_BYTES), cap - st->cap);
+		if (cap < want)
+			return false;
+	}
+	out->user = dmf_budget_realloc(out->user, sizeof(int64) * st->cap, sizeof(int64) * cap);
+	out->item = dmf_budget_realloc(out->item, sizeof(int64) * st->cap, sizeof(int64) * cap);
+	out->rating = dmf_budget_realloc(out->rating, sizeof(double) * st->cap, sizeof(double) * cap);
+	st->cap = cap;
+	return true;
 }
 
 static void
@@ -255,15 +277,11 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 	DmfRawRatings *out = st->out;
 
 	out->skipped_nulls += skipped_nulls;
-	if (st->budget)
-		check_budget(st, n);		/* before the arrays grow */
-	if (out->n + n > st->cap)
+	if (st->not_held > 0 || !grow_rows(st, n))
 	{
-		while (out->n + n > st->cap)
-			st->cap *= 2;
-		out->user = repalloc_huge(out->user, sizeof(int64) * st->cap);
-		out->item = repalloc_huge(out->item, sizeof(int64) * st->cap);
-		out->rating = repalloc_huge(out->rating, sizeof(double) * st->cap);
+		/* over the cap: count the rest, for the hint */
+		st->not_held += n;
+		return;
 	}
 	memcpy(out->user + out->n, user, sizeof(int64) * n);
 	memcpy(out->item + out->n, item, sizeof(int64) * n);
@@ -272,24 +290,91 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 }
 
 void
+dmf_count_ratings(const DmfRatingColumns *cols, int64 *rows, int64 *users, int64 *items)
+{
+	StringInfoData sql;
+	const char *u = quote_identifier(cols->user_column);
+	const char *i = quote_identifier(cols->item_column);
+	bool		isnull;
+	int64	   *out[3] = {rows, users, items};
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT pg_catalog.count(*), pg_catalog.count(DISTINCT %s::pg_catalog.int8), "
+					 "pg_catalog.count(DISTINCT %s::pg_catalog.int8) FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL",
+					 u, i, dmf_relation_name(cols->relid), u, i);
+	if (cols->rating_column)
+		appendStringInfo(&sql, " AND %s IS NOT NULL", quote_identifier(cols->rating_column));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql.data, true, 1) != SPI_OK_SELECT || SPI_processed != 1 ||
+		SPI_tuptable->tupdesc->natts != 3)
+		elog(ERROR, "could not count the rows of %s", dmf_relation_name(cols->relid));
+	for (int c = 0; c < 3; c++)
+	{
+		if (SPI_gettypeid(SPI_tuptable->tupdesc, c + 1) != INT8OID)
+			elog(ERROR, "counting the rows of %s returned a column of type %s, not bigint",
+				 dmf_relation_name(cols->relid),
+				 format_type_be(SPI_gettypeid(SPI_tuptable->tupdesc, c + 1)));
+		*out[c] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  c + 1, &isnull));
+	}
+	SPI_finish();
+}
+
+/*
+ * ERROR: the relation's rows do not fit.  The hint names what the whole
+ * work would need for the relation's rows, users and items, on top of what
+ * the budget held before the rows.
+ */
+static void
+refuse_rows(CollectState *st, const DmfRatingColumns *cols)
+{
+	const DmfReadBudget *b = st->budget;
+	int64		rows,
+				users,
+				items;
+	uint64		need;
+
+	dmf_count_ratings(cols, &rows, &users, &items);
+	need = st->held_before + DMF_SCAN_BATCH_BYTES +
+		b->need(b->need_arg, Max(rows, st->out->n + st->not_held), Max(users, 1), Max(items, 1));
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("%s would need more than dmf.max_memory (%s)",
+					b->operation, dmf_pretty_bytes(dmf_max_memory_bytes())),
+			 errdetail("%s has " INT64_FORMAT " ratings of " INT64_FORMAT " users and " INT64_FORMAT " items; " INT64_FORMAT " of them fit.",
+					   st->relname, rows, users, items, st->out->n),
+			 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
+					 dmf_pretty_bytes_setting(need))));
+}
+
+void
 dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
 				 const DmfReadBudget *budget)
 {
 	CollectState st;
-	int			batch = 0;
 
+	Assert(budget != NULL && budget->need != NULL);
 	memset(out, 0, sizeof(*out));
+	memset(&st, 0, sizeof(st));
 	st.out = out;
-	st.cap = 1024;
+	st.cap = 1;
 	st.budget = budget;
 	st.relname = dmf_relation_name(cols->relid);
-	/* small batches under a small cap: stop near it, not a batch past it */
-	if (budget && budget->bytes_per_row > 0)
-		batch = (int) Max(1024, Min(FETCH_ROWS, budget->max_bytes / budget->bytes_per_row / 4));
-	out->user = palloc_extended(sizeof(int64) * st.cap, MCXT_ALLOC_HUGE);
-	out->item = palloc_extended(sizeof(int64) * st.cap, MCXT_ALLOC_HUGE);
-	out->rating = palloc_extended(sizeof(double) * st.cap, MCXT_ALLOC_HUGE);
-	dmf_scan_ratings(cols, collect_rows, &st, batch);
+	st.held_before = dmf_budget_held();
+	out->user = palloc(sizeof(int64) * st.cap);
+	out->item = palloc(sizeof(int64) * st.cap);
+	out->rating = palloc(sizeof(double) * st.cap);
+	dmf_scan_ratings(cols, collect_rows, &st, 0);
+	if (st.not_held > 0)
+		refuse_rows(&st, cols);
+	/* give back what the last growth took beyond the rows */
+	if (st.cap > out->n + 1024)
+	{
+		out->user = repalloc_huge(out->user, sizeof(int64) * Max(out->n, 1));
+		out->item = repalloc_huge(out->item, sizeof(int64) * Max(out->n, 1));
+		out->rating = repalloc_huge(out->rating, sizeof(double) * Max(out->n, 1));
+	}
 }
 
 int32
@@ -301,6 +386,8 @@ dmf_distinct_ids(const int64 *ids, int64 n, int64 **out)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many distinct ids: " INT64_FORMAT, m)));
+	/* the distinct ids only: a table's users are often far fewer than its rows */
+	*out = repalloc_huge(*out, sizeof(int64) * Max(m, 1));
 	return (int32) m;
 }
 

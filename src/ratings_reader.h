@@ -33,6 +33,9 @@ typedef struct DmfRawRatings
 typedef void (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
 							   const double *rating, int n, int skipped_nulls);
 
+/* The most a scan's batch of rows holds (50,000 rows of 24 bytes). */
+#define DMF_SCAN_BATCH_BYTES (50000 * (2 * sizeof(int64) + sizeof(double)))
+
 /*
  * Streams every row of the relation to sink, in batches of at most
  * batch_rows rows (0: the default): memory does not grow with the relation.
@@ -50,25 +53,35 @@ void		dmf_scan_user_ratings(const DmfRatingColumns *cols, int64 user_id,
 								  DmfRatingSink sink, void *arg);
 
 /*
- * A memory cap that holds while the rows arrive: reading stops with an
- * ERROR as soon as the rows held, at bytes_per_row each (what the caller
- * will need per row, at least), pass max_bytes.
+ * Reading under dmf.max_memory (memory_budget.h): the arrays of rows grow
+ * only as far as the innermost budget allows.  When the rows do not fit,
+ * the rest of the relation is only counted, and the ERROR's hint names
+ * what the whole work would need: need(need_arg, rows, users, items) for
+ * the relation's rows and its distinct users and items (extrapolated from
+ * the rows held).
  */
 typedef struct DmfReadBudget
 {
-	uint64		max_bytes;
-	uint64		bytes_per_row;
-	int64		rows_held;		/* rows the caller already holds */
+	uint64		(*need) (void *need_arg, int64 rows, int64 users, int64 items);
+	void	   *need_arg;
 	const char *operation;		/* "training", for the message */
 } DmfReadBudget;
 
 /*
- * Reads every row of the relation within budget (NULL: no cap).  Rows with
+ * Reads every row of the relation within budget.  Rows with
  * a NULL id or rating are skipped and counted; NaN or infinite ratings are
  * an ERROR.
  */
 void		dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
 							 const DmfReadBudget *budget);
+
+/*
+ * The relation's rows without a NULL and their distinct users and items,
+ * counted by the server (its sorts spill to disk under work_mem), with the
+ * same privileges and quoting as a scan.
+ */
+void		dmf_count_ratings(const DmfRatingColumns *cols, int64 *rows,
+							  int64 *users, int64 *items);
 
 /* NOTICE of the rows skipped for a NULL user, item or rating (if any). */
 void		dmf_report_skipped_nulls(int64 skipped, const char *relname);

@@ -31,6 +31,7 @@
 
 #include "blas.h"
 #include "dmf.h"
+#include "memory_budget.h"
 #include "model_cache.h"
 #include "model_format.h"
 #include "score.h"
@@ -147,7 +148,7 @@ excluded(const DmfRanking *r, int32 row, int64 *e)
 static int
 top_k_all_rows(const DmfRanking *r, const float *u, int32 k, Candidate *heap)
 {
-	float	   *approx = palloc_extended(sizeof(float) * (size_t) r->n, MCXT_ALLOC_HUGE);
+	float	   *approx = dmf_budget_alloc(sizeof(float) * (size_t) r->n, 0);
 	double		u_norm = 0.0,
 				margin,
 				threshold;

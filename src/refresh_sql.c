@@ -24,6 +24,7 @@
 #include "utils/numeric.h"
 
 #include "dmf.h"
+#include "memory_budget.h"
 #include "encoding.h"
 #include "fold_in.h"
 #include "model_cache.h"
@@ -38,18 +39,18 @@
 /* ---- dmf_refresh ---- */
 
 /*
- * The least a refresh needs per rating: the row as read, its two positions,
- * who rated what and the inputs of both branches.
+ * The most a refresh holds per rating, while it builds the inputs of the
+ * second branch: the row as read (24 bytes), its two positions (8), who
+ * rated what (8), both branches' input triples (24), the first branch's
+ * rows (8), the second's (8) and the place of each entry while they are
+ * sorted (8).  Afterwards only who rated what and the rows stay (24).
  */
-#define REFRESH_BYTES_PER_ROW \
-	(2 * sizeof(int64) + sizeof(double) + 2 * sizeof(int32) + \
-	 3 * (sizeof(int32) + sizeof(float)))
+#define REFRESH_BYTES_PER_ROW 88
 
 static float *
 palloc0_anchors(int32 n, int dim)
 {
-	return palloc_extended(sizeof(float) * ((size_t) n * dim + 1),
-						   MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	return dmf_budget_alloc(sizeof(float) * ((size_t) n * dim + 1), MCXT_ALLOC_ZERO);
 }
 
 /*
@@ -60,9 +61,9 @@ static int32
 merge_ids(const DmfSide *s, const int64 *table_ids, int32 n_table,
 		  int64 **ids_out, int32 **input_out, int32 **stored_out)
 {
-	int64	   *ids = palloc_extended(sizeof(int64) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
-	int32	   *input = palloc_extended(sizeof(int32) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
-	int32	   *stored = palloc_extended(sizeof(int32) * ((size_t) s->n_train + n_table + 1), MCXT_ALLOC_HUGE);
+	int64	   *ids = dmf_budget_alloc(sizeof(int64) * ((size_t) s->n_train + n_table + 1), 0);
+	int32	   *input = dmf_budget_alloc(sizeof(int32) * ((size_t) s->n_train + n_table + 1), 0);
+	int32	   *stored = dmf_budget_alloc(sizeof(int32) * ((size_t) s->n_train + n_table + 1), 0);
 	int32		a = 0,
 				b = 0,
 				n = 0;
@@ -165,14 +166,14 @@ compact_rated(const DmfModel *m, const DmfCsr *pairs, const int32 *user_index,
 			  int32 n_items_merged, int32 n_users, int64 **offsets_out, int32 **items_out)
 {
 	int64		stored_nnz = m->rated_offsets ? m->rated_offsets[m->users.n] : 0;
-	int64	   *offsets = palloc_extended(sizeof(int64) * ((size_t) n_users + 1), MCXT_ALLOC_HUGE);
-	int32	   *items = palloc_extended(sizeof(int32) * (pairs->nnz + stored_nnz + 1), MCXT_ALLOC_HUGE);
+	int64	   *offsets = dmf_budget_alloc(sizeof(int64) * ((size_t) n_users + 1), 0);
+	int32	   *items = dmf_budget_alloc(sizeof(int32) * (pairs->nnz + stored_nnz + 1), 0);
 	int32	   *stored_to_new = NULL;
 	int64		nnz = 0;
 
 	if (m->rated_offsets)
 	{
-		stored_to_new = palloc_extended(sizeof(int32) * ((size_t) m->items.n + 1), MCXT_ALLOC_HUGE);
+		stored_to_new = dmf_budget_alloc(sizeof(int32) * ((size_t) m->items.n + 1), 0);
 		for (int32 k = 0; k < m->items.n; k++)
 			stored_to_new[k] = -1;
 		for (int32 k = 0; k < n_items_merged; k++)
@@ -225,6 +226,17 @@ refresh_memory_estimate(const DmfModel *m, int32 nu, int32 ni)
 		+ ((uint64) m->users.n_train + m->items.n_train) * dim * sizeof(float)
 		+ (uint64) DMF_FACTOR_CHUNK * widths * 3 * sizeof(float)
 		+ 2 * (dmf_model_encoded_size(m) + added * (2 * dim * sizeof(float) + 16));
+}
+
+/* What a refusal while reading names: rows ratings of users and items, none known. */
+static uint64
+refresh_need(void *arg, int64 rows, int64 users, int64 items)
+{
+	const DmfModel *m = (const DmfModel *) arg;
+
+	return (uint64) rows * REFRESH_BYTES_PER_ROW +
+		refresh_memory_estimate(m, (int32) Min(m->users.n + users, PG_INT32_MAX),
+								(int32) Min(m->items.n + items, PG_INT32_MAX));
 }
 
 static char *
@@ -295,7 +307,7 @@ typedef struct Refresh
 	const DmfModel *m;
 	DmfRatingColumns cols;
 	char	   *rel;
-	DmfReadBudget budget;
+	DmfMemoryBudget *budget;
 	DmfRawRatings raw;
 	int32	   *ru;				/* each rating's merged user and item */
 	int32	   *ri;
@@ -311,12 +323,10 @@ refresh_read(Refresh *r)
 	const DmfModel *m = r->m;
 	DmfRawRatings *raw = &r->raw;
 
+	DmfReadBudget read_budget = {refresh_need, (void *) m, "refreshing the model"};
+
 	r->rel = dmf_relation_name(r->cols.relid);
-	r->budget.max_bytes = dmf_max_memory_bytes();
-	r->budget.bytes_per_row = REFRESH_BYTES_PER_ROW;
-	r->budget.rows_held = 0;
-	r->budget.operation = "refreshing the model";
-	dmf_read_ratings(&r->cols, raw, &r->budget);
+	dmf_read_ratings(&r->cols, raw, &read_budget);
 	dmf_report_skipped_nulls(raw->skipped_nulls, r->rel);
 	if (m->flags & DMF_FLAG_IMPLICIT)
 	{
@@ -357,17 +367,17 @@ refresh_merge(Refresh *r)
 
 	need = (uint64) raw->n * REFRESH_BYTES_PER_ROW +
 		refresh_memory_estimate(m, r->users.n, r->items.n);
-	if (need > r->budget.max_bytes)
+	if (!dmf_budget_expect(r->budget, need))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("refreshing the model would need about %s of memory, more than dmf.max_memory (%s)",
-						dmf_pretty_bytes(need), dmf_pretty_bytes(r->budget.max_bytes)),
+						dmf_pretty_bytes(need), dmf_pretty_bytes(dmf_max_memory_bytes())),
 				 errdetail("%d users and %d items, factors of %d.", r->users.n, r->items.n, m->dim),
 				 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
 						 dmf_pretty_bytes_setting(need))));
 
-	r->ru = palloc_extended(sizeof(int32) * (raw->n + 1), MCXT_ALLOC_HUGE);
-	r->ri = palloc_extended(sizeof(int32) * (raw->n + 1), MCXT_ALLOC_HUGE);
+	r->ru = dmf_budget_alloc(sizeof(int32) * (raw->n + 1), 0);
+	r->ri = dmf_budget_alloc(sizeof(int32) * (raw->n + 1), 0);
 	for (int64 k = 0; k < raw->n; k++)
 	{
 		r->ru[k] = dmf_find_id(r->users.ids, r->users.n, raw->user[k]);
@@ -383,7 +393,7 @@ refresh_merge(Refresh *r)
 		for (int64 k = 0; k < raw->n; k++)
 			raw->rating[k] = 1.0;
 	}
-	ones = palloc_extended(sizeof(float) * (raw->n + 1), MCXT_ALLOC_HUGE);
+	ones = dmf_budget_alloc(sizeof(float) * (raw->n + 1), 0);
 	for (int64 k = 0; k < raw->n; k++)
 		ones[k] = 1.0f;
 	n_dup = dmf_csr_build(&r->pairs, r->users.n, r->items.n, raw->n, r->ru, r->ri, ones, &dup, NULL);
@@ -399,12 +409,12 @@ refresh_inputs(Refresh *r)
 {
 	const DmfModel *m = r->m;
 	int64		n = r->raw.n;
-	int32	   *rows_u = palloc_extended(sizeof(int32) * (n + 1), MCXT_ALLOC_HUGE);
-	int32	   *cols_u = palloc_extended(sizeof(int32) * (n + 1), MCXT_ALLOC_HUGE);
-	float	   *vals_u = palloc_extended(sizeof(float) * (n + 1), MCXT_ALLOC_HUGE);
-	int32	   *rows_i = palloc_extended(sizeof(int32) * (n + 1), MCXT_ALLOC_HUGE);
-	int32	   *cols_i = palloc_extended(sizeof(int32) * (n + 1), MCXT_ALLOC_HUGE);
-	float	   *vals_i = palloc_extended(sizeof(float) * (n + 1), MCXT_ALLOC_HUGE);
+	int32	   *rows_u = dmf_budget_alloc(sizeof(int32) * (n + 1), 0);
+	int32	   *cols_u = dmf_budget_alloc(sizeof(int32) * (n + 1), 0);
+	float	   *vals_u = dmf_budget_alloc(sizeof(float) * (n + 1), 0);
+	int32	   *rows_i = dmf_budget_alloc(sizeof(int32) * (n + 1), 0);
+	int32	   *cols_i = dmf_budget_alloc(sizeof(int32) * (n + 1), 0);
+	float	   *vals_i = dmf_budget_alloc(sizeof(float) * (n + 1), 0);
 	int64		nnz_u = 0,
 				nnz_i = 0;
 
@@ -428,14 +438,29 @@ refresh_inputs(Refresh *r)
 		}
 	}
 	dmf_csr_build(&r->users.x, r->users.n, m->items.n_train, nnz_u, rows_u, cols_u, vals_u, NULL, NULL);
+	pfree(rows_u);
+	pfree(cols_u);
+	pfree(vals_u);
 	dmf_csr_build(&r->items.x, r->items.n, m->users.n_train, nnz_i, rows_i, cols_i, vals_i, NULL, NULL);
+	pfree(rows_i);
+	pfree(cols_i);
+	pfree(vals_i);
+	/* from here on the rows as read are only counted */
+	pfree(r->raw.user);
+	pfree(r->raw.item);
+	pfree(r->raw.rating);
+	r->raw.user = r->raw.item = NULL;
+	r->raw.rating = NULL;
+	pfree(r->ru);
+	pfree(r->ri);
+	r->ru = r->ri = NULL;
 }
 
 /* A side's factors through its branch, and its anchors from them. */
 static void
 side_factors(RefreshSide *s, const DmfBranch *b, int32 n_train, int dim)
 {
-	s->factors = palloc_extended(sizeof(float) * (size_t) s->n * dim, MCXT_ALLOC_HUGE);
+	s->factors = dmf_budget_alloc(sizeof(float) * (size_t) s->n * dim, 0);
 	dmf_branch_factors_of_rows(b, &s->x, s->factors);
 	/* anchors: the branch factors of the training entities, by position */
 	s->anchors = palloc0_anchors(n_train, dim);
@@ -485,8 +510,8 @@ refresh_model(Refresh *r, MemoryContext result_cxt)
 	int32	   *rated_items;
 	char	   *meta;
 
-	us->kept = palloc_extended(sizeof(int32) * ((size_t) us->n + 1), MCXT_ALLOC_HUGE);
-	is->kept = palloc_extended(sizeof(int32) * ((size_t) is->n + 1), MCXT_ALLOC_HUGE);
+	us->kept = dmf_budget_alloc(sizeof(int32) * ((size_t) us->n + 1), 0);
+	is->kept = dmf_budget_alloc(sizeof(int32) * ((size_t) is->n + 1), 0);
 	us->n = compact_side(us->ids, us->input, us->factors, us->n, m->dim, &us->added, us->kept);
 	is->n = compact_side(is->ids, is->input, is->factors, is->n, m->dim, &is->added, is->kept);
 	compact_rated(m, &r->pairs, us->kept, us->stored, is->kept, is->stored, is->n_merged,
@@ -519,7 +544,6 @@ Datum
 dmf_refresh(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext work;
 	Refresh		r;
 	bytea	   *result;
 
@@ -530,12 +554,12 @@ dmf_refresh(PG_FUNCTION_ARGS)
 
 	dmf_require_args(fcinfo, "dmf_refresh", args, lengthof(args));
 
-	work = AllocSetContextCreate(caller, "dmf refresh", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(work);
 	memset(&r, 0, sizeof(r));
+	/* the model is the cache's: the budget is the refresh's own work */
 	r.m = dmf_model_arg(fcinfo, 0);
+	r.budget = dmf_budget_begin("refreshing the model", "dmf refresh");
 	/* reading the table may run other dmf calls (a view); keep the model */
-	dmf_model_pin(dmf_model_ref(r.m), work);
+	dmf_model_pin(dmf_model_ref(r.m), dmf_budget_context(r.budget));
 	r.cols.relid = PG_GETARG_OID(1);
 	r.cols.user_column = NameStr(*PG_GETARG_NAME(2));
 	r.cols.item_column = NameStr(*PG_GETARG_NAME(3));
@@ -548,7 +572,6 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	refresh_factors(&r);
 	result = refresh_model(&r, caller);
 
-	MemoryContextSwitchTo(caller);
-	MemoryContextDelete(work);
+	dmf_budget_end(r.budget);
 	PG_RETURN_BYTEA_P(result);
 }

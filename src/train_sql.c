@@ -26,6 +26,7 @@
 #include "encoding.h"
 #include "helper_thread.h"
 #include "levels.h"
+#include "memory_budget.h"
 #include "prepare.h"
 #include "model_format.h"
 #include "options.h"
@@ -134,7 +135,7 @@ typedef struct TrainInput
 	DmfCsr		rated;			/* users x items of every row, for the model */
 	int64		validation_unknown;	/* validation rows with unknown ids */
 	int64		merged_rows;	/* implicit: rows merged into an earlier pair */
-	DmfReadBudget budget;		/* dmf.max_memory while reading */
+	DmfMemoryBudget *budget;	/* dmf.max_memory */
 	double		load_seconds;
 } TrainInput;
 
@@ -178,6 +179,44 @@ validation_relid(const DmfOptions *o)
 	return relid;
 }
 
+/* A rating as read: two ids and the value, until the model is encoded. */
+#define RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
+
+static uint64 training_need(const DmfOptions *o, int64 rows, int64 train_rows,
+							int64 users, int64 items);
+static void check_memory(DmfOptions *o, const TrainInput *in, DmfMemoryBudget *budget);
+
+/* What a refusal while reading names: the training of what the read would hold. */
+typedef struct ReadNeed
+{
+	const DmfOptions *options;
+	const DmfRatingColumns *cols;
+	int64		rows_held;		/* training rows already read */
+	int32		users;			/* with rows_held: their users and items */
+	int32		items;
+} ReadNeed;
+
+static uint64
+read_need(void *arg, int64 rows, int64 users, int64 items)
+{
+	const ReadNeed *r = (const ReadNeed *) arg;
+	int64		validation_rows = 0;
+
+	if (r->rows_held > 0)		/* the validation relation: known ids only */
+		return training_need(r->options, r->rows_held + rows, r->rows_held, r->users, r->items);
+	if (r->options->validation)
+	{
+		/* the validation relation will be read too */
+		DmfRatingColumns vcols = *r->cols;
+		int64		vusers,
+					vitems;
+
+		vcols.relid = validation_relid(r->options);
+		dmf_count_ratings(&vcols, &validation_rows, &vusers, &vitems);
+	}
+	return training_need(r->options, rows + validation_rows, rows, users, items);
+}
+
 static void
 read_validation_table(TrainInput *in, const DmfOptions *o,
 					  const DmfRatingColumns *cols)
@@ -188,9 +227,11 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 	int32	   *u,
 			   *i;
 	DmfTriples *t = &in->set.validation;
+	ReadNeed	need = {o, cols, in->raw.n, in->n_users, in->n_items};
+	DmfReadBudget read_budget = {read_need, &need, "training"};
 
 	vcols.relid = relid;
-	dmf_read_ratings(&vcols, &v, &in->budget);
+	dmf_read_ratings(&vcols, &v, &read_budget);
 	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
 	{
 		if (cols->rating_column)
@@ -199,13 +240,13 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 	else
 		dmf_check_rating_range(&v, cols, dmf_relation_name(relid), o->train.rating_min,
 							   o->train.rating_max, "", TRAIN_RANGE_HINT);
-	u = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
-	i = palloc_extended(sizeof(int32) * (v.n + 1), MCXT_ALLOC_HUGE);
+	u = dmf_budget_alloc(sizeof(int32) * (v.n + 1), 0);
+	i = dmf_budget_alloc(sizeof(int32) * (v.n + 1), 0);
 	dmf_map_ids(v.user, v.n, in->user_ids, in->n_users, u);
 	dmf_map_ids(v.item, v.n, in->item_ids, in->n_items, i);
 	t->user = u;
 	t->item = i;
-	t->rating = palloc_extended(sizeof(float) * (v.n + 1), MCXT_ALLOC_HUGE);
+	t->rating = dmf_budget_alloc(sizeof(float) * (v.n + 1), 0);
 	t->n = 0;
 	for (int64 k = 0; k < v.n; k++)
 	{
@@ -226,25 +267,14 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 				 errmsg("validation relation %s has no rating of a known user and item",
 						dmf_relation_name(relid)),
 				 errhint("Validation rows must be ratings of users and items that also appear in the training relation.")));
-}
-
-/* A rating as read: two ids and the value, until the model is encoded. */
-#define RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
-
-/*
- * The least a training needs per rating, whatever the number of users and
- * items: the rows as read, the inputs and who rated what.  Reading stops
- * when the rows read need more than dmf.max_memory at this rate.
- */
-static uint64
-train_bytes_per_row(const DmfTrainConfig *c)
-{
-	return dmf_train_memory_estimate(c, 0, 0, 0, 1) - dmf_train_memory_estimate(c, 0, 0, 0, 0)
-		+ RAW_ROW_BYTES + sizeof(int32);
+	pfree(v.user);
+	pfree(v.item);
+	pfree(v.rating);
 }
 
 static void
-load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
+load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols,
+					DmfMemoryBudget *budget)
 {
 	double		t0 = dmf_now_seconds();
 	char	   *rel = dmf_relation_name(cols->relid);
@@ -253,12 +283,11 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 			   *i;
 	int64	   *rank;			/* each row's place in (user, item) order */
 
+	ReadNeed	need = {o, cols, 0, 0, 0};
+	DmfReadBudget read_budget = {read_need, &need, "training"};
+
 	memset(in, 0, sizeof(*in));
-	in->budget.max_bytes = dmf_max_memory_bytes();
-	in->budget.bytes_per_row = train_bytes_per_row(&o->train);
-	in->budget.operation = "training";
-	dmf_read_ratings(cols, raw, &in->budget);
-	in->budget.rows_held = raw->n;
+	dmf_read_ratings(cols, raw, &read_budget);
 	dmf_report_skipped_nulls(raw->skipped_nulls, rel);
 	if (raw->n == 0)
 		ereport(ERROR,
@@ -322,9 +351,11 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 				 errmsg("relation %s has %d distinct users and %d distinct items",
 						rel, in->n_users, in->n_items),
 				 errdetail("Matrix factorization needs at least two users and two items.")));
+	/* the shapes are known: refuse now, not after the arrays below */
+	check_memory(o, in, budget);
 
-	u = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
-	i = palloc_extended(sizeof(int32) * raw->n, MCXT_ALLOC_HUGE);
+	u = dmf_budget_alloc(sizeof(int32) * raw->n, 0);
+	i = dmf_budget_alloc(sizeof(int32) * raw->n, 0);
 	dmf_map_ids(raw->user, raw->n, in->user_ids, in->n_users, u);
 	dmf_map_ids(raw->item, raw->n, in->item_ids, in->n_items, i);
 	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
@@ -361,10 +392,10 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 		int64		dup = 0;
 		int64		n_dup;
 
-		all.rating = palloc_extended(sizeof(float) * raw->n, MCXT_ALLOC_HUGE);
+		all.rating = dmf_budget_alloc(sizeof(float) * raw->n, 0);
 		for (int64 k = 0; k < raw->n; k++)
 			all.rating[k] = (float) dmf_to_working(&in->scale, raw->rating[k]);
-		rank = palloc_extended(sizeof(int64) * (raw->n + 1), MCXT_ALLOC_HUGE);
+		rank = dmf_budget_alloc(sizeof(int64) * (raw->n + 1), 0);
 		n_dup = dmf_build_inputs(parts, 1, in->n_users, in->n_items, 0,
 								 0.0, in->scale.working_max,
 								 &in->rated, &b, &dup, rank, NULL);
@@ -382,6 +413,12 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols)
 	pfree(rank);
 	pfree(u);
 	pfree(i);
+	/* the rows as read are in the triples now: only their count is kept */
+	pfree(raw->user);
+	pfree(raw->item);
+	pfree(raw->rating);
+	raw->user = raw->item = NULL;
+	raw->rating = NULL;
 	if (o->validation)
 		read_validation_table(in, o, cols);
 	if (in->set.train.n == 0)
@@ -415,20 +452,61 @@ branch_params(int input, const int *hidden, int n_hidden, int dim)
  * after.  Metadata (options, per-epoch history) is bounded by 1 MB here.
  */
 static uint64
-model_bytes_estimate(const DmfOptions *o, const TrainInput *in, bool bfloat16)
+model_bytes_estimate(const DmfOptions *o, int64 users, int64 items, int64 rows, bool bfloat16)
 {
-	uint64		users = (uint64) in->n_users;
-	uint64		items = (uint64) in->n_items;
 	uint64		dim = (uint64) o->train.dim;
 	uint64		fb = bfloat16 ? 2 : 4;
 	/* as model_encode.c stores who rated what */
 	uint64		rated_width = bfloat16 && items <= 65536 ? 2 : 4;
 
-	return fb * branch_params(in->n_items, o->train.user_hidden, o->train.n_user_hidden, o->train.dim)
-		+ fb * branch_params(in->n_users, o->train.item_hidden, o->train.n_item_hidden, o->train.dim)
-		+ (users + items) * (8 + 4 + 2 * fb * dim)	/* ids, inputs, factors, anchors */
-		+ 8 * (users + 1) + rated_width * (uint64) in->raw.n	/* who rated what */
+	return fb * branch_params(items, o->train.user_hidden, o->train.n_user_hidden, o->train.dim)
+		+ fb * branch_params(users, o->train.item_hidden, o->train.n_item_hidden, o->train.dim)
+		+ ((uint64) users + items) * (8 + 4 + 2 * fb * dim)	/* ids, inputs, factors, anchors */
+		+ 8 * ((uint64) users + 1) + rated_width * (uint64) rows	/* who rated what */
 		+ 1024 * 1024;
+}
+
+/*
+ * The most a training holds at once, for rows ratings (train_rows of them
+ * trained on) of users and items: the most of its three phases.
+ *   loading: per rating, the row as read (24 bytes), its dense ids (8), its
+ *     value (4), its place in (user, item) order (8), both orientations
+ *     (16) and the places of one while it is sorted (8); ids of each
+ *     entity twice (16)
+ *   training: the core's (dmf_train_memory_estimate), with who rated what
+ *     (8 per rating) and the ids (8 per entity) kept for the model, the
+ *     triples the core is given (12 per rating) and the places of the
+ *     entries while its inputs are sorted (24 per rating): the core's
+ *     estimate counts its own arrays only
+ * Measured peaks stay within it (test/t/032_memory_cap.sh prints both).
+ *   encoding: the weights and factors trained, who rated what, and the
+ *     model twice (encoded, and the bytea returned), with for bfloat16 its
+ *     weights widened to float by the check that decodes it
+ */
+static uint64
+training_need(const DmfOptions *o, int64 rows, int64 train_rows, int64 users, int64 items)
+{
+	DmfTrainConfig c = o->train;
+	bool		bfloat16 = o->storage == DMF_STORAGE_BFLOAT16;
+	uint64		entities = (uint64) users + items;
+	uint64		kept = (uint64) rows * sizeof(int32) + entities * sizeof(int64) +
+		((uint64) users + 1) * sizeof(int64);
+	uint64		float32_model = model_bytes_estimate(o, users, items, rows, false);
+	uint64		loading,
+				training,
+				encoding;
+
+	dmf_resolve_batch_size(&c, train_rows);
+	if (o->storage == DMF_STORAGE_AUTO && float32_model > MaxAllocSize - VARHDRSZ)
+		bfloat16 = true;
+	loading = (uint64) rows * 68 + entities * 16;
+	training = dmf_train_memory_estimate(&c, (int32) Min(users, PG_INT32_MAX),
+										 (int32) Min(items, PG_INT32_MAX), train_rows, rows)
+		+ kept + (uint64) rows * (sizeof(int32) + 12 + 24);
+	encoding = kept + float32_model +
+		2 * model_bytes_estimate(o, users, items, rows, bfloat16) +
+		(bfloat16 ? float32_model : 0);
+	return Max(loading, Max(training, encoding)) + 1024 * 1024;
 }
 
 /*
@@ -436,23 +514,22 @@ model_bytes_estimate(const DmfOptions *o, const TrainInput *in, bool bfloat16)
  * would not fit a bytea, before it starts; resolves "storage": "auto".
  */
 static void
-check_memory(DmfOptions *o, const TrainInput *in)
+check_memory(DmfOptions *o, const TrainInput *in, DmfMemoryBudget *budget)
 {
-	/* the training's own, plus the rows as read and who rated what */
-	uint64		need = dmf_train_memory_estimate(&o->train, in->n_users, in->n_items,
-												 in->set.train.n, in->raw.n)
-		+ (uint64) in->raw.n * (RAW_ROW_BYTES + sizeof(int32))
-		+ ((uint64) in->n_users + in->n_items) * sizeof(int64);
-	uint64		limit = dmf_max_memory_bytes();
-	uint64		float32_size = model_bytes_estimate(o, in, false);
+	/* before the split (no training rows yet), every row counts as trained on */
+	int64		train_rows = in->set.train.n > 0 ? in->set.train.n : in->raw.n;
+	int64		validation_read = o->validation ? in->set.validation.n : 0;
+	uint64		need = training_need(o, in->raw.n + validation_read, train_rows,
+									 in->n_users, in->n_items);
+	uint64		float32_size = model_bytes_estimate(o, in->n_users, in->n_items, in->raw.n, false);
 	uint64		size;
 
-	if (need > limit)
+	if (!dmf_budget_expect(budget, need))
 	{
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("training would need about %s of memory, more than dmf.max_memory (%s)",
-						dmf_pretty_bytes(need), dmf_pretty_bytes(limit)),
+						dmf_pretty_bytes(need), dmf_pretty_bytes(dmf_max_memory_bytes())),
 				 errdetail("%d users, %d items, first layers of %d and %d units.",
 						   in->n_users, in->n_items,
 						   o->train.n_user_hidden > 0 ? o->train.user_hidden[0] : o->train.dim,
@@ -470,7 +547,8 @@ check_memory(DmfOptions *o, const TrainInput *in)
 					 errdetail("In float32 it would be about %s, more than the 1 GB a bytea can hold.",
 							   dmf_pretty_bytes(float32_size))));
 	}
-	size = o->storage == DMF_STORAGE_BFLOAT16 ? model_bytes_estimate(o, in, true) : float32_size;
+	size = o->storage == DMF_STORAGE_BFLOAT16 ?
+		model_bytes_estimate(o, in->n_users, in->n_items, in->raw.n, true) : float32_size;
 	if (size > MaxAllocSize - VARHDRSZ)
 	{
 		ereport(ERROR,
@@ -695,7 +773,7 @@ Datum
 dmf_train(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext work;
+	DmfMemoryBudget *budget;
 	DmfRatingColumns cols;
 	DmfOptions	opts;
 	TrainInput	in;
@@ -719,12 +797,11 @@ dmf_train(PG_FUNCTION_ARGS)
 											   opts.train.feedback == DMF_FEEDBACK_IMPLICIT);
 
 	/* everything the training allocates dies with this context */
-	work = AllocSetContextCreate(caller, "dmf training", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(work);
+	budget = dmf_budget_begin("training", "dmf training");
 
-	load_training_input(&in, &opts, &cols);
+	load_training_input(&in, &opts, &cols, budget);
 	dmf_resolve_batch_size(&opts.train, in.set.train.n);
-	check_memory(&opts, &in);
+	check_memory(&opts, &in, budget);
 
 	threads = dmf_resolve_threads(opts.threads);
 	opts.train.threads = threads;
@@ -752,7 +829,6 @@ dmf_train(PG_FUNCTION_ARGS)
 	check_result_finite(&res, &core, in.n_users, in.n_items);
 	result_to_rating_scale(&res, &core, &in.scale);
 	model = encode_trained_model(&opts, &in, &res, threads, caller);
-	MemoryContextSwitchTo(caller);
-	MemoryContextDelete(work);
+	dmf_budget_end(budget);
 	PG_RETURN_BYTEA_P(model);
 }

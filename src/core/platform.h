@@ -44,9 +44,15 @@ dmf_malloc_or_die(size_t size, bool zero)
 #include "postgres.h"
 #include "miscadmin.h"
 
-/* Huge allocations: a first-layer weight matrix may exceed 1 GB. */
-#define dmf_alloc(size)			palloc_extended((size), MCXT_ALLOC_HUGE)
-#define dmf_alloc0(size)		palloc_extended((size), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO)
+/*
+ * Huge allocations: a first-layer weight matrix may exceed 1 GB.  Each is
+ * charged to dmf.max_memory first (memory_budget.c).  Only the backend's
+ * own thread allocates: helper threads work in what it gave them.
+ */
+extern void *dmf_budget_alloc(size_t size, int flags);
+
+#define dmf_alloc(size)			dmf_budget_alloc((size), 0)
+#define dmf_alloc0(size)		dmf_budget_alloc((size), MCXT_ALLOC_ZERO)
 #define dmf_free(ptr)			pfree(ptr)
 #define dmf_check_interrupts()	CHECK_FOR_INTERRUPTS()
 /* whether dmf_check_interrupts() has work; does not process it */
