@@ -231,6 +231,16 @@ floats_of(const uint8_t *buf, const DmfSectionRef *sec, uint64_t n, uint32_t fla
 	return out;
 }
 
+/* The first of v[0..n) that is not a finite number, or n. */
+static uint64_t
+first_nonfinite(const float *v, uint64_t n)
+{
+	for (uint64_t k = 0; k < n; k++)
+		if (!isfinite(v[k]))
+			return k;
+	return n;
+}
+
 static DmfDecodeStatus
 decode_shape(const uint8_t *buf, const DmfSectionRef *shape,
 			 const DmfSectionRef *weights, int32_t input, int32_t dim,
@@ -263,6 +273,17 @@ decode_shape(const uint8_t *buf, const DmfSectionRef *shape,
 					side, (unsigned long long) weights->length,
 					(unsigned long long) (b->n_params * dmf_float_bytes(flags)));
 	b->params = floats_of(buf, weights, b->n_params, flags, widened);
+
+	/* a NaN weight would give NaN factors, an infinite one overflows: forged */
+	{
+		uint64_t	bad = first_nonfinite(b->params, b->n_params);
+
+		if (bad < b->n_params)
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Weight %llu of the %s branch is %s; every weight must be a finite number.",
+						(unsigned long long) bad, side,
+						isnan(b->params[bad]) ? "NaN" : "infinite");
+	}
 	return DMF_DECODE_OK;
 }
 
@@ -485,7 +506,7 @@ dmf_model_read_sections(const uint8_t *buf, const DmfModel *peeked, uint64_t tot
 	return DMF_DECODE_OK;
 }
 
-/* DMF-D's quantizer: levels ascending, boundaries sorted, every value finite. */
+/* DMF-D's quantizer: levels ascending, boundaries sorted, every value finite, lambda >= 0. */
 static DmfDecodeStatus
 decode_quantizer(const uint8_t *buf, const DmfSectionRef *q, DmfModel *m,
 				 char *detail, size_t detail_len)
@@ -504,15 +525,32 @@ decode_quantizer(const uint8_t *buf, const DmfSectionRef *q, DmfModel *m,
 	m->lambda = get_f64(buf + q->offset + 8);
 	m->levels = (const double *) (buf + q->offset + 16);
 	m->boundaries = m->levels + m->n_levels;
+	if (isnan(m->lambda) || isinf(m->lambda))
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The quantizer's lambda is %s; it must be a finite number, at least 0.",
+					isnan(m->lambda) ? "NaN" : "infinite");
+	if (m->lambda < 0)
+		return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+					"The quantizer's lambda is %g; it must be a finite number, at least 0.",
+					m->lambda);
 	for (int k = 0; k < m->n_levels; k++)
-		if (!isfinite(m->levels[k]) || (k > 0 && m->levels[k] <= m->levels[k - 1]))
+	{
+		if (!isfinite(m->levels[k]))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Quantizer level %d is not a finite number.", k);
+		if (k > 0 && m->levels[k] <= m->levels[k - 1])
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"The quantizer levels are not ascending.");
+	}
 	for (int k = 0; k <= m->n_levels; k++)
-		if (!isfinite(m->boundaries[k]) ||
-			(k > 0 && m->boundaries[k] < m->boundaries[k - 1]))
+	{
+		if (!isfinite(m->boundaries[k]))
+			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
+						"Quantizer boundary %d is not a finite number.", k);
+		if (k > 0 && m->boundaries[k] < m->boundaries[k - 1])
 			return fail(DMF_DECODE_CORRUPT, detail, detail_len,
 						"The quantizer boundaries are not ascending.");
+	}
 	return DMF_DECODE_OK;
 }
 

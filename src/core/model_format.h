@@ -44,10 +44,11 @@
  *     FOLD_IN       float64 steps, rate
  *     USER_SHAPE    int32[1 + layers + 1]: layers, then the widths from
  *                   the input to dim
- *     USER_WEIGHTS  float[]: W0 b0 W1 b1 ... (W_l is in x out, row-major)
+ *     USER_WEIGHTS  float[]: W0 b0 W1 b1 ... (W_l is in x out, row-major),
+ *                   every one finite
  *     ITEM_SHAPE, ITEM_WEIGHTS: the same for the item branch
- *     QUANTIZER     optional: float64 n_levels, lambda, levels[n_levels],
- *                   boundaries[n_levels + 1]
+ *     QUANTIZER     optional: float64 n_levels, lambda (finite, >= 0),
+ *                   levels[n_levels], boundaries[n_levels + 1] (finite)
  *     USER_RATED    optional: the items each user rated in the data the
  *                   factors came from (training or the last refresh), for
  *                   recommendations that leave them out: int64[users + 1]

@@ -131,7 +131,7 @@ activate(DmfActivation f, const float *pre, float *out, size_t n)
 	{
 		case DMF_ACT_RELU:
 			for (size_t k = 0; k < n; k++)
-				out[k] = pre[k] > 0.0f ? pre[k] : 0.0f;
+				out[k] = pre[k] <= 0.0f ? 0.0f : pre[k];	/* NaN stays NaN */
 			break;
 		case DMF_ACT_TANH:
 			for (size_t k = 0; k < n; k++)
@@ -319,6 +319,8 @@ dmf_normalize_rows(float *m, int nb, int dim)
 
 		for (int j = 0; j < dim; j++)
 			ss += (double) row[j] * row[j];
+		if (!isfinite(ss))
+			continue;			/* left as it is, for the caller's finiteness check */
 		if (ss > 1e-24)
 		{
 			float		inv = (float) (1.0 / sqrt(ss));

@@ -106,7 +106,12 @@ void		dmf_branch_factors(const DmfBranch *b, DmfBranchWork *w,
 /* Rows a factor pass runs through a branch at once, outside training. */
 #define DMF_FACTOR_CHUNK 1024
 
-/* Rows of x with no entries have no factor: *has_input = false. */
+/*
+ * Scales each row of m (nb x dim) to unit length; a row of length (almost)
+ * zero becomes zero, the "no factor" of a row without input.  A row holding
+ * a NaN or an infinity is left as it is: never a zero or a unit vector, so
+ * the caller's finiteness check sees it.
+ */
 void		dmf_normalize_rows(float *m, int nb, int dim);
 
 #endif

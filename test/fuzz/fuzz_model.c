@@ -16,7 +16,8 @@
  * boundary the model points to (AddressSanitizer catches a pointer past
  * the buffer), checks that those arrays and the fold-in section lie in the
  * payload without overlapping, checks the invariants the SQL functions rely
- * on, runs both branches forward on a one-row input and refines the result
+ * on (every weight, factor, anchor, level, boundary and lambda a finite
+ * number), runs both branches forward on a one-row input and refines the result
  * with fold-in against the other side's anchors (as the factor aggregates
  * do, with at most FUZZ_FOLD_IN_STEPS steps to stay fast), runs the
  * quantizer on a few ratings, and checks that re-encoding the decoded model
@@ -123,9 +124,15 @@ touch_side(const DmfSide *s, int32_t dim)
 		sum += (double) s->input[k];
 	}
 	for (size_t k = 0; k < (size_t) s->n * (size_t) dim; k++)
+	{
+		CHECK(isfinite(s->factors[k]), "factor value %zu is %g", k, s->factors[k]);
 		sum += (double) s->factors[k];
+	}
 	for (size_t k = 0; k < (size_t) s->n_train * (size_t) dim; k++)
+	{
+		CHECK(isfinite(s->anchors[k]), "anchor value %zu is %g", k, s->anchors[k]);
 		sum += (double) s->anchors[k];
+	}
 	return sum;
 }
 
@@ -169,7 +176,10 @@ touch_branch(const DmfBranch *b, int32_t input, int32_t dim, const char *name)
 			  "%s layer %d offsets", name, l);
 	}
 	for (size_t k = 0; k < b->n_params; k++)
+	{
+		CHECK(isfinite(b->params[k]), "%s weight %zu is %g", name, k, b->params[k]);
 		sum += (double) b->params[k];
+	}
 	return sum;
 }
 
@@ -457,6 +467,7 @@ touch_model(const DmfModel *m)
 	{
 		CHECK(m->n_levels >= 2 && m->n_levels <= DMF_MAX_LEVELS, "levels %d",
 			  (int) m->n_levels);
+		CHECK(isfinite(m->lambda) && m->lambda >= 0.0, "lambda %g", m->lambda);
 		sum += m->lambda;
 		for (int32_t k = 0; k < m->n_levels; k++)
 		{

@@ -14,6 +14,9 @@
  * sizes.  Every model is
  * decoded back before it is written: a seed that does not decode is an
  * encoder bug (or a reader that lost version 1), and the generator fails.
+ * Copies with a NaN or infinite weight or a NaN lambda (float32 and
+ * bfloat16) are written too, with the CRCs recomputed: the decoder must
+ * refuse each, or the generator fails.
  */
 #include "postgres_fe.h"
 
@@ -244,6 +247,70 @@ rated_width_ok(int32_t n_items, bool want_u16)
 	return ok;
 }
 
+/*
+ * m with one value made non-finite, as a forger who re-seals the checksums
+ * would write it, in float32 and in bfloat16: a NaN user weight (the first
+ * one), a NaN bias (the item branch's last parameter), an infinite user
+ * weight and a NaN lambda.  Each must be refused as corrupt (false if one
+ * decodes), and is written as a seed, so that the fuzzer starts next to
+ * values the decoder must refuse.  m comes back unchanged.
+ */
+static bool
+nonfinite_refused(const char *dir, const SeedSpec *sp, DmfModel *m, int *written)
+{
+	static const char *const what[] = {
+		"nan_user_weight", "nan_item_bias", "inf_user_weight", "nan_lambda"
+	};
+
+	for (int c = 0; c < 4; c++)
+	{
+		float	   *p = c == 1 ? &m->item_branch.params[m->item_branch.n_params - 1]
+			: &m->user_branch.params[0];
+		float		keep = *p;
+		double		keep_lambda = m->lambda;
+
+		if (c == 3 && m->n_levels == 0)
+			continue;
+		if (c == 3)
+			m->lambda = NAN;
+		else
+			*p = c == 2 ? INFINITY : NAN;
+		for (int compact = 0; compact < 2; compact++)
+		{
+			uint64_t	size;
+			uint8_t    *bytes;
+			DmfModel	back;
+			char		detail[256],
+						name[128];
+			DmfDecodeStatus st;
+
+			if (compact)
+				m->flags |= DMF_FLAG_BFLOAT16;
+			size = dmf_model_encoded_size(m);
+			bytes = xalloc((size_t) size);
+			dmf_model_encode(m, bytes, size);
+			m->flags &= ~DMF_FLAG_BFLOAT16;
+			st = dmf_model_decode(bytes, (size_t) size, &back, detail, sizeof(detail));
+			if (st != DMF_DECODE_CORRUPT)
+			{
+				fprintf(stderr, "gen_seeds: seed %s with a %s%s was not refused as corrupt\n",
+						sp->name, what[c], compact ? " (bfloat16)" : "");
+				if (st == DMF_DECODE_OK)
+					free(back.widened);
+				free(bytes);
+				return false;
+			}
+			snprintf(name, sizeof(name), "%s_%s%s", sp->name, what[c], compact ? "_bfloat16" : "");
+			write_seed(dir, name, 1, bytes, size);
+			(*written)++;
+			free(bytes);
+		}
+		*p = keep;
+		m->lambda = keep_lambda;
+	}
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -410,6 +477,8 @@ main(int argc, char **argv)
 				free(v);
 		}
 		free(bytes16);
+		if (!nonfinite_refused(argv[1], sp, &m, &written))
+			return 1;
 
 		free(bytes);
 		free(levels);

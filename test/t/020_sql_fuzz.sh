@@ -18,7 +18,8 @@
 # checksums recomputed (in SQL), so the structural validation is what
 # must catch it.  Targeted changes (counts, dim, flags, section table, missing
 # sections, ids, input positions, anchors, fold-in settings, branch shapes,
-# quantizer) must give XX001; metadata that is not a JSON object must give
+# quantizer, a NaN or infinite weight, bias, factor, anchor, lambda or
+# boundary) must give XX001; metadata that is not a JSON object must give
 # XX001 in every function; a model whose quantizer section is cut off is valid
 # and must work (the discrete functions say 0A000), as must other valid
 # changes (fold-in settings at their limits, zero anchors); random re-sealed
@@ -57,7 +58,7 @@ started_before=$(psql -X -A -t -q -d "$admin_db" -c "SELECT pg_postmaster_start_
 echo "server started at $started_before"
 
 start=$SECONDS
-psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
+psql -X -q -v ON_ERROR_STOP=1 -v reseal_sql="$DMF_ROOT/test/lib/reseal.sql" -d "$db" <<'SQL'
 \set VERBOSITY terse
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS dmf;
@@ -270,103 +271,8 @@ BEGIN
 END $$;
 
 \echo == re-sealed mutations of the tiny model (every checksum recomputed)
--- little-endian fields and CRC32C, in SQL
-CREATE FUNCTION u32(b bytea, o int) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
--- (parenthesised: | and << have the same precedence in SQL)
-SELECT get_byte(b, o)::bigint | (get_byte(b, o + 1)::bigint << 8)
-     | (get_byte(b, o + 2)::bigint << 16) | (get_byte(b, o + 3)::bigint << 24)
-$$;
-CREATE FUNCTION put_u32(b bytea, o int, v bigint) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
-SELECT set_byte(set_byte(set_byte(set_byte(b, o, (v & 255)::int), o + 1, ((v >> 8) & 255)::int),
-                o + 2, ((v >> 16) & 255)::int), o + 3, ((v >> 24) & 255)::int)
-$$;
-CREATE FUNCTION put_u64(b bytea, o int, v numeric) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
-SELECT put_u32(put_u32(b, o, (v % 4294967296)::bigint), o + 4, floor(v / 4294967296)::bigint)
-$$;
--- float8send is big-endian
-CREATE FUNCTION put_f64(b bytea, o int, v float8) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE be bytea := float8send(v);
-BEGIN
-    FOR k IN 0 .. 7 LOOP
-        b := set_byte(b, o + k, get_byte(be, 7 - k));
-    END LOOP;
-    RETURN b;
-END $$;
-CREATE FUNCTION crc32c_table() RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE t bigint[] := '{}'; c bigint;
-BEGIN
-    FOR n IN 0 .. 255 LOOP
-        c := n;
-        FOR k IN 1 .. 8 LOOP
-            c := CASE WHEN c & 1 = 1 THEN (c >> 1) # 2197175160 ELSE c >> 1 END;  -- 0x82F63B78
-        END LOOP;
-        t := t || c;
-    END LOOP;
-    RETURN t;
-END $$;
-CREATE FUNCTION crc32c(b bytea, start int, stop int) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE t bigint[] := crc32c_table(); c bigint := 4294967295; x int;
-BEGIN
-    FOREACH x IN ARRAY ARRAY(SELECT get_byte(b, k) FROM generate_series(start, stop - 1) k) LOOP
-        c := t[((c # x) & 255) + 1] # (c >> 8);
-    END LOOP;
-    RETURN c # 4294967295;
-END $$;
--- format version 2 or 3 (a usable page layout: page size at 88, N pages at 92):
--- the N page checksums at the end, then the payload CRC at 32 over them;
--- else (version 1) the payload CRC over [128, length); then the header CRC
--- at 36 over the header without it
-CREATE FUNCTION reseal(b bytea) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE np bigint := u32(b, 92); ps bigint := u32(b, 88); body bigint;
-BEGIN
-    IF u32(b, 4) & 65535 >= 2 AND np > 0 AND ps > 0 AND 4 * np < length(b) - 128 THEN
-        body := length(b) - 4 * np;
-        FOR k IN 0 .. np - 1 LOOP
-            EXIT WHEN 128 + k * ps >= body;
-            b := put_u32(b, (body + 4 * k)::int,
-                         crc32c(b, (128 + k * ps)::int, least(128 + (k + 1) * ps, body)::int));
-        END LOOP;
-        b := put_u32(b, 32, crc32c(b, body::int, length(b)));
-    ELSE
-        b := put_u32(b, 32, crc32c(b, 128, length(b)));
-    END IF;
-    RETURN put_u32(b, 36, crc32c(substring(b FROM 1 FOR 36) || substring(b FROM 41 FOR 88), 0, 124));
-END $$;
--- where section `kind` is: (entry offset in the table, data offset, data length)
-CREATE FUNCTION sect(b bytea, kind int, OUT entry int, OUT off int, OUT len int)
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    FOR k IN 0 .. u32(b, 68) - 1 LOOP
-        IF u32(b, 128 + 24 * k) = kind THEN
-            entry := 128 + 24 * k;
-            off := u32(b, entry + 8);
-            len := u32(b, entry + 16);
-            RETURN;
-        END IF;
-    END LOOP;
-    RAISE EXCEPTION 'no section of kind %', kind;
-END $$;
--- b without section `kind`: its table entry removed, the later entries moved
--- up, 24 zero bytes where the table ended (the data stays where it was)
-CREATE FUNCTION drop_section(b bytea, kind int) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE s record := sect(b, kind); ns int := u32(b, 68);
-BEGIN
-    b := overlay(b PLACING substring(b FROM s.entry + 25 FOR 128 + 24 * ns - s.entry - 24)
-                           || decode(repeat('00', 24), 'hex')
-                 FROM s.entry + 1);
-    RETURN put_u32(b, 68, ns - 1);
-END $$;
--- b with the metadata section replaced by `txt` (shorter or as long): the
--- section keeps its offset, its length becomes the new text's
-CREATE FUNCTION put_meta(b bytea, txt bytea) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE s record := sect(b, 1);
-BEGIN
-    IF length(txt) > s.len THEN
-        RAISE EXCEPTION 'put_meta: % bytes do not fit in % bytes', length(txt), s.len;
-    END IF;
-    b := overlay(b PLACING txt || decode(repeat('00', s.len - length(txt)), 'hex') FROM s.off + 1);
-    RETURN put_u64(b, s.entry + 16, length(txt));
-END $$;
+-- u32, put_u32, put_u64, put_f64, crc32c, reseal, sect, drop_section, put_meta
+\i :reseal_sql
 
 DO $$
 DECLARE
@@ -392,6 +298,8 @@ DECLARE
     ianch record := sect(t, 14);
     fold record := sect(t, 15);
     rated record := sect(t, 16);
+    uw record := sect(t, 9);   -- the user branch's weights: W0 b0 W1 b1
+    iw record := sect(t, 11);  -- the item branch's
     e2 int := 128 + 24 * 2;    -- the third section table entry
     last int := 128 + 24 * (ns - 1);    -- the last section table entry
     kind_end int := 17;        -- the first unknown section kind
@@ -501,6 +409,22 @@ BEGIN
     ('sealed: invalid', 'quantizer levels not ascending', put_f64(t, q.off + 24, 0.5)),
     ('sealed: invalid', 'quantizer level infinite', put_f64(t, q.off + 16, '-Infinity')),
     ('sealed: invalid', 'quantizer boundaries not ascending', put_f64(t, q.off + 16 + 8 * nl + 16, -100)),
+    ('sealed: invalid', 'quantizer lambda NaN', put_f64(t, q.off + 8, 'NaN')),
+    ('sealed: invalid', 'quantizer lambda infinite', put_f64(t, q.off + 8, 'Infinity')),
+    ('sealed: invalid', 'quantizer lambda -1', put_f64(t, q.off + 8, -1)),
+    ('sealed: invalid', 'quantizer boundary NaN', put_f64(t, q.off + 16 + 8 * nl + 8, 'NaN')),
+    -- non-finite weights (float32 NaN 0x7fc00000, infinity 0x7f800000): a
+    -- NaN user branch once decoded and refreshed into a model without factors
+    ('sealed: invalid', 'user weights all NaN',
+        overlay(t PLACING decode(repeat('0000c07f', uw.len / 4), 'hex') FROM uw.off + 1)),
+    ('sealed: invalid', 'item weights all NaN',
+        overlay(t PLACING decode(repeat('0000c07f', iw.len / 4), 'hex') FROM iw.off + 1)),
+    ('sealed: invalid', 'a user weight NaN', put_u32(t, uw.off, 2143289344)),
+    ('sealed: invalid', 'the user branch''s last bias NaN', put_u32(t, uw.off + uw.len - 4, 2143289344)),
+    ('sealed: invalid', 'an item weight infinite', put_u32(t, iw.off + 4, 2139095040)),
+    ('sealed: invalid', 'an item weight -infinite', put_u32(t, iw.off + iw.len - 4, 4286578688)),
+    ('sealed: invalid', 'a user factor NaN', put_u32(t, (sect(t, 4)).off, 2143289344)),
+    ('sealed: invalid', 'an item anchor NaN', put_u32(t, ianch.off, 2143289344)),
     ('sealed: invalid', 'discrete flag without quantizer',
         put_u32(put_u32(t, 68, ns - 1), 40, u32(t, 40) | 1)),
     ('sealed: invalid', 'metadata section of kind 17 (unknown)', put_u32(t, 128, kind_end)),
@@ -521,6 +445,7 @@ BEGIN
     ('sealed: valid', 'no quantizer section (no levels)', put_u32(t, 68, ns - 1)),
     ('sealed: valid', 'no quantizer section, its table entry dropped', drop_section(t, 12)),
     ('sealed: valid', 'no rated section (a model from 0.1.0)', drop_section(t, 16)),
+    ('sealed: valid', 'quantizer lambda 0', put_f64(t, q.off + 8, 0)),
     ('sealed: valid', 'fold-in steps 0', put_f64(t, fold.off, 0)),
     ('sealed: valid', 'fold-in steps 10000', put_f64(t, fold.off, 10000)),
     ('sealed: valid', 'fold-in rate 0', put_f64(t, fold.off + 8, 0)),

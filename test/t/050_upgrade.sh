@@ -9,12 +9,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # one version number, dmf.control's: the Makefile and the library take it
-# from there, META.json and CHANGELOG.md must state the same
+# from there, META.json and CHANGELOG.md (its first release heading, after
+# any "## Unreleased") must state the same
 control=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$root/dmf.control")
 declare -A stated=(
     [META.json]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$root/META.json")
     [META.json provides]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["provides"]["dmf"]["version"])' "$root/META.json")
-    [CHANGELOG.md]=$(sed -n 's/^## //p' "$root/CHANGELOG.md" | head -n 1)
+    [CHANGELOG.md]=$(sed -n 's/^## //p' "$root/CHANGELOG.md" | grep -vx 'Unreleased' | head -n 1)
 )
 for f in "${!stated[@]}"; do
     [[ ${stated[$f]} == "$control" ]] || { echo "$f says version ${stated[$f]}, dmf.control $control"; exit 1; }

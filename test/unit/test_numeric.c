@@ -181,6 +181,85 @@ test_skip_equals_absent(void)
 	dmf_csr_free(&b);
 }
 
+static bool
+any_nonfinite(const float *v, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (!isfinite(v[k]))
+			return true;
+	return false;
+}
+
+/*
+ * Normalising never turns a NaN or an infinity into a zero or a unit
+ * vector (the callers' finiteness checks must see it), while a row of
+ * length zero still becomes the zero "no factor" and others unit length.
+ */
+static void
+test_normalize_nonfinite(void)
+{
+	enum {DIM = 4};
+	float		m[5 * DIM] = {
+		3, 0, 4, 0,				/* length 5 */
+		0, 0, 0, 0,				/* no factor */
+		1, NAN, 2, 3,			/* one NaN */
+		NAN, NAN, NAN, NAN,		/* all NaN: its sum of squares is NaN too */
+		1, INFINITY, 0, 0		/* an infinity */
+	};
+	int32_t		r[2] = {0, 0}, c[2] = {0, 2};
+	float		v[2] = {4, 2};
+	int			sizes[3] = {3, 4, DIM};
+	DmfCsr		x;
+	DmfBranch	b;
+	DmfBranchWork w;
+	DmfRng		rng;
+	int32_t		row = 0;
+	float		out[DIM];
+	int64_t		dup;
+
+	dmf_normalize_rows(m, 5, DIM);
+	CHECK(fabsf(m[0] - 0.6f) < 1e-6f && fabsf(m[2] - 0.8f) < 1e-6f, "a row of length 5");
+	CHECK(m[4] == 0 && m[5] == 0 && m[6] == 0 && m[7] == 0, "a zero row stays zero");
+	CHECK(any_nonfinite(m + 2 * DIM, DIM), "a row with one NaN was made finite");
+	CHECK(any_nonfinite(m + 3 * DIM, DIM), "a row of NaN was made finite (zeroed)");
+	CHECK(any_nonfinite(m + 4 * DIM, DIM), "a row with an infinity was made finite");
+
+	/*
+	 * Through a branch: a NaN weight of the first layer feeds a ReLU, which
+	 * must pass the NaN on rather than cut it to 0 (the output would then be
+	 * the last layer's bias, a factor out of nothing); likewise a NaN bias of
+	 * the last layer, and every weight NaN (the forgery of issue 26).
+	 */
+	dmf_rng_seed(&rng, 11);
+	dmf_csr_build(&x, 1, 3, 2, r, c, v, &dup, NULL);
+	for (int kind = 0; kind < 4; kind++)
+	{
+		for (int act = 0; act < DMF_ACT_COUNT; act++)
+		{
+			dmf_branch_layout(&b, 2, sizes, (DmfActivation) act);
+			b.coding.rating_min = 1;
+			b.coding.rating_max = 5;
+			dmf_branch_init(&b, &rng);
+			if (kind == 0)
+				b.params[b.w_off[0]] = NAN;		/* W0[0][0]: the input at column 0 */
+			else if (kind == 1)
+				b.params[b.b_off[0] + 1] = NAN;	/* a hidden unit's bias */
+			else if (kind == 2)
+				b.params[b.b_off[1] + 2] = NAN;	/* an output's bias */
+			else
+				for (size_t k = 0; k < b.n_params; k++)
+					b.params[k] = NAN;
+			dmf_branch_work_alloc(&w, &b, 1, false);
+			dmf_branch_factors(&b, &w, &x, &row, 1, out);
+			CHECK(any_nonfinite(out, DIM), "activation %s, NaN weight case %d: the factor is finite",
+				  dmf_activation_names[act], kind);
+			dmf_branch_work_free(&w, &b);
+			dmf_free(b.params);
+		}
+	}
+	dmf_csr_free(&x);
+}
+
 /*
  * The sparse kernels against a plain double-precision reference, at widths
  * below, at and above their register chunk (128 floats) with a remainder,
@@ -751,6 +830,7 @@ main(void)
 	test_branch_gradient(DMF_ACT_TANH, 0, 1);
 	test_branch_gradient(DMF_ACT_TANH, 1, 2);
 	test_skip_equals_absent();
+	test_normalize_nonfinite();
 	test_sparse_kernels();
 	test_csr();
 	test_quantizer();
