@@ -713,6 +713,98 @@ test_fold_in(void)
 	dmf_csr_free(&x);
 }
 
+/*
+ * Interrupts as the server raises them (platform.h with DMF_TEST_INTERRUPTS):
+ * one comes after a given number of looks, and processing it does not
+ * ERROR (as for a request to log memory contexts), so the work goes on.
+ * Only the backend's thread looks.
+ */
+static int	looks_before_interrupt = -1;	/* -1: none comes */
+static bool interrupt_raised = false;
+static int	interrupts_processed = 0;
+
+bool
+dmf_test_interrupt_pending(void)
+{
+	if (looks_before_interrupt >= 0 && looks_before_interrupt-- == 0)
+		interrupt_raised = true;
+	return interrupt_raised;
+}
+
+void
+dmf_test_check_interrupts(void)
+{
+	if (interrupt_raised)
+		interrupts_processed++;
+	interrupt_raised = false;
+}
+
+/*
+ * An interrupt that comes while the helper folds rows in pauses both
+ * threads; the backend's thread processes it and carries on alone with
+ * the rest of both threads' rows, some of them half done: the factors are
+ * the same as without it, wherever it came.
+ */
+static void
+test_fold_in_pause(void)
+{
+	enum
+	{
+		ROWS = 130, COLS = 200, DIM = 32, LEN = 40, STEPS = 1000
+	};
+	static int32_t r[ROWS * LEN],
+				c[ROWS * LEN];
+	static float v[ROWS * LEN],
+				anchors[COLS * DIM],
+				start[ROWS * DIM],
+				alone[ROWS * DIM],
+				paused[ROWS * DIM];
+	int64_t		n = 0,
+				dup;
+	int			processed = 0,
+				differ = 0;
+	DmfCsr		x;
+	DmfRng		rng;
+	DmfFoldInSide side = {&x, NULL, anchors, NULL, false};
+
+	dmf_rng_seed(&rng, 26);
+	for (int k = 0; k < COLS * DIM; k++)
+		anchors[k] = (float) dmf_rng_normal(&rng);
+	dmf_normalize_rows(anchors, COLS, DIM);
+	for (int i = 0; i < ROWS * DIM; i++)
+		start[i] = (float) dmf_rng_normal(&rng);
+	dmf_normalize_rows(start, ROWS, DIM);
+	/* 4 rows at the start of each chunk of 64 have ratings, the others none */
+	for (int i = 0; i < ROWS; i++)
+		for (int e = 0; e < LEN && i % 64 < 4; e++, n++)
+		{
+			r[n] = i;
+			c[n] = (i * 13 + e * 5) % COLS;
+			v[n] = (float) (1 + (i + e) % 5);
+		}
+	CHECK(dmf_csr_build(&x, ROWS, COLS, n, r, c, v, &dup, NULL) == 0, "fold-in rows");
+	memcpy(alone, start, sizeof(start));
+	side.factors = alone;
+	dmf_fold_in_sides(&side, 1, DIM, STEPS, 0.3, 1.0, 5.0, 1);
+
+	/* a row has 3 slices of steps: interrupts come between rows and inside them */
+	for (int looks = 0; looks < 200; looks += 1 + looks / 8)
+	{
+		memcpy(paused, start, sizeof(start));
+		side.factors = paused;
+		looks_before_interrupt = looks;
+		interrupts_processed = 0;
+		dmf_fold_in_sides(&side, 1, DIM, STEPS, 0.3, 1.0, 5.0, 2);
+		processed += interrupts_processed;
+		differ += memcmp(alone, paused, sizeof(alone)) != 0;
+	}
+	looks_before_interrupt = -1;
+	interrupt_raised = false;
+	CHECK(differ == 0, "%d fold-ins with an interrupt differ from one without", differ);
+	CHECK(processed > 0, "no interrupt came while rows were folded in");
+	dmf_csr_free(&x);
+}
+
 static void
 add_one(void *arg)
 {
@@ -1001,6 +1093,7 @@ main(void)
 	test_fit_boundaries();
 	test_dot();
 	test_fold_in();
+	test_fold_in_pause();
 	test_helper_thread();
 	test_score();
 	test_working_scale();
