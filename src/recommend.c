@@ -25,6 +25,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -91,14 +92,15 @@ sift_up(Candidate *heap, int k)
 	}
 }
 
-static int
-cmp_ranked(const void *a, const void *b)
-{
-	Candidate	x = *(const Candidate *) a;
-	Candidate	y = *(const Candidate *) b;
+/* the best first: k may be as large as the catalogue, so a cancel stops it */
+#define SORT_NAME sort_ranked
+#define SORT_CTX Candidate *
+#define SORT_LESS(heap, i, j) ranks_before((heap)[i], (heap)[j])
+#define SORT_SWAP(heap, i, j) swap_candidates((heap), (i), (j))
+#include "sort_template.h"
 
-	return ranks_before(x, y) ? -1 : ranks_before(y, x) ? 1 : 0;
-}
+/* rows scored between interrupt checks */
+#define ROWS_PER_CHECK 65536
 
 DmfRanking
 dmf_ranking_of(const DmfModel *m, bool user_side)
@@ -166,6 +168,8 @@ top_k_all_rows(const DmfRanking *r, const float *u, int32 k, Candidate *heap)
 		const float *f = r->factors + (size_t) row * r->dim;
 		Candidate	c = {0.0, row};
 
+		if (row % ROWS_PER_CHECK == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (excluded(r, row, &e))
 		{
 			approx[row] = NAN;
@@ -202,6 +206,8 @@ top_k_all_rows(const DmfRanking *r, const float *u, int32 k, Candidate *heap)
 	{
 		Candidate	c = {0.0, row};
 
+		if (row % ROWS_PER_CHECK == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (!(approx[row] >= threshold))
 			continue;			/* also the rows left out above (NaN) */
 		if (!dmf_factor_cosine(u, r->factors + (size_t) row * r->dim, r->dim, &c.score))
@@ -218,6 +224,7 @@ dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top)
 	Candidate  *heap;
 	int			n_heap = 0;
 	int64		e = 0;
+	int64_t		work = 0;
 
 	k = Min(k, dmf_ranking_rows(r));
 	if (k <= 0)
@@ -230,6 +237,8 @@ dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top)
 		{
 			Candidate	c = {0.0, r->only[j]};
 
+			if (j % ROWS_PER_CHECK == 0)
+				CHECK_FOR_INTERRUPTS();
 			if (excluded(r, c.row, &e))
 				continue;
 			if (!dmf_factor_cosine(u, r->factors + (size_t) c.row * r->dim, r->dim, &c.score))
@@ -237,7 +246,7 @@ dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top)
 			heap_offer(heap, &n_heap, k, c);
 		}
 
-	qsort(heap, n_heap, sizeof(Candidate), cmp_ranked);
+	sort_ranked(heap, n_heap, &work);
 	for (int j = 0; j < n_heap; j++)
 		top[j] = heap[j].row;
 	pfree(heap);

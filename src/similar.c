@@ -11,6 +11,7 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 #include "dmf.h"
@@ -108,9 +109,13 @@ users_who_rated(const DmfModel *m, int32 item, int64 *n_out)
 
 	/* each user's list is ascending */
 	for (int32 u = 0; u < m->users.n; u++)
+	{
+		if (u % 65536 == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (dmf_sorted_has(m->rated_items + m->rated_offsets[u],
 						   m->rated_offsets[u + 1] - m->rated_offsets[u], item))
 			users[n++] = u;
+	}
 	*n_out = n;
 	return users;
 }

@@ -34,7 +34,9 @@ typedef struct DmfFoldInSide
 /*
  * Refines factors[r] (unit length, or zero = no factor, left alone) of
  * every row r of each side.  With threads >= 2 a helper thread shares the
- * rows; the result does not depend on the number of threads.
+ * rows; the result does not depend on the number of threads.  A cancel is
+ * processed within about a millisecond of work, even inside a row: call it
+ * on the backend's thread.
  */
 void		dmf_fold_in_sides(const DmfFoldInSide *sides, int n_sides, int dim,
 							  int steps, double rate, double rating_min,

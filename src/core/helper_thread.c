@@ -4,9 +4,11 @@
  */
 #include "platform.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "helper_thread.h"
 
@@ -99,6 +101,25 @@ dmf_helper_wait(DmfHelper *h)
 	while (h->busy)
 		pthread_cond_wait(&h->cond, &h->mutex);
 	pthread_mutex_unlock(&h->mutex);
+}
+
+bool
+dmf_helper_wait_for(DmfHelper *h, int ms)
+{
+	struct timespec until;
+	bool		done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long) ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&h->mutex);
+	while (h->busy)
+		if (pthread_cond_timedwait(&h->cond, &h->mutex, &until) == ETIMEDOUT)
+			break;
+	done = !h->busy;
+	pthread_mutex_unlock(&h->mutex);
+	return done;
 }
 
 void

@@ -26,6 +26,13 @@ void		dmf_helper_run(DmfHelper *h, void (*job) (void *), void *arg);
 /* Waits until the helper's job has ended. */
 void		dmf_helper_wait(DmfHelper *h);
 
+/*
+ * Waits at most ms milliseconds for the helper's job to end; whether it
+ * has.  A caller that may process interrupts waits with this, looking
+ * for one in between.
+ */
+bool		dmf_helper_wait_for(DmfHelper *h, int ms);
+
 /* Waits for the helper's job, then ends the thread and frees h. */
 void		dmf_helper_stop(DmfHelper *h);
 

@@ -5,7 +5,6 @@
 #include "platform.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "levels.h"
@@ -13,14 +12,21 @@
 /* the most levels a grid found in the data may have */
 #define MAX_DEFAULT_LEVELS 1024
 
-static int
-cmp_double(const void *a, const void *b)
+static inline void
+swap_double(double *a, int64_t i, int64_t j)
 {
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
+	double		t = a[i];
 
-	return (x > y) - (x < y);
+	a[i] = a[j];
+	a[j] = t;
 }
+
+/* ratings are finite: < is a total order */
+#define SORT_NAME sort_double
+#define SORT_CTX double *
+#define SORT_LESS(a, i, j) ((a)[i] < (a)[j])
+#define SORT_SWAP(a, i, j) swap_double((a), (i), (j))
+#include "sort_template.h"
 
 /* The step of the grid all ratings lie on, from lo to hi; 0 if none. */
 static double
@@ -30,6 +36,7 @@ grid_step(const double *ratings, int64_t n, double lo, double hi)
 	double		step = 0.0;
 	double	   *v;
 	int64_t		m = 0;
+	int64_t		work = 0;
 
 	for (int64_t k = 0; k < n && integral; k++)
 		integral = ratings[k] == floor(ratings[k]);
@@ -39,7 +46,7 @@ grid_step(const double *ratings, int64_t n, double lo, double hi)
 	/* the smallest gap between distinct ratings, if all sit on its grid */
 	v = dmf_alloc(sizeof(double) * (size_t) (n + 1));
 	memcpy(v, ratings, sizeof(double) * n);
-	qsort(v, n, sizeof(double), cmp_double);
+	sort_double(v, n, &work);
 	for (int64_t k = 0; k < n; k++)
 		if (m == 0 || v[k] != v[m - 1])
 			v[m++] = v[k];

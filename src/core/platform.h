@@ -36,8 +36,16 @@ dmf_malloc_or_die(size_t size, bool zero)
 #define dmf_alloc(size)			dmf_malloc_or_die((size), false)
 #define dmf_alloc0(size)		dmf_malloc_or_die((size), true)
 #define dmf_free(ptr)			free(ptr)
+#ifdef DMF_TEST_INTERRUPTS
+/* the unit tests stand in for the server's interrupts (test/unit/test_numeric.c) */
+extern void dmf_test_check_interrupts(void);
+extern bool dmf_test_interrupt_pending(void);
+#define dmf_check_interrupts()	dmf_test_check_interrupts()
+#define dmf_interrupt_pending()	dmf_test_interrupt_pending()
+#else
 #define dmf_check_interrupts()	((void) 0)
 #define dmf_interrupt_pending()	false
+#endif
 
 #else							/* inside the server */
 

@@ -4,29 +4,36 @@
  */
 #include "platform.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "prepare.h"
 #include "rng.h"
 
-static int
-cmp_int64(const void *a, const void *b)
+static inline void
+swap_int64(int64_t *a, int64_t i, int64_t j)
 {
-	int64_t		x = *(const int64_t *) a;
-	int64_t		y = *(const int64_t *) b;
+	int64_t		t = a[i];
 
-	return (x > y) - (x < y);
+	a[i] = a[j];
+	a[j] = t;
 }
+
+#define SORT_NAME sort_int64
+#define SORT_CTX int64_t *
+#define SORT_LESS(a, i, j) ((a)[i] < (a)[j])
+#define SORT_SWAP(a, i, j) swap_int64((a), (i), (j))
+#include "sort_template.h"
 
 int64_t
 dmf_sorted_distinct(const int64_t *ids, int64_t n, int64_t **out)
 {
 	int64_t    *s = dmf_alloc(sizeof(int64_t) * (size_t) (n > 0 ? n : 1));
 	int64_t		m = 0;
+	int64_t		work = 0;
 
 	memcpy(s, ids, sizeof(int64_t) * n);
-	qsort(s, n, sizeof(int64_t), cmp_int64);
+	/* in place, and a cancel stops it: qsort may take seconds on 10^8 ids */
+	sort_int64(s, n, &work);
 	for (int64_t k = 0; k < n; k++)
 		if (m == 0 || s[m - 1] != s[k])
 			s[m++] = s[k];
@@ -94,6 +101,8 @@ dmf_split_holdout(int64_t n, const int64_t *user_id, const int64_t *item_id,
 		train->user[pos] = u[k];
 		train->item[pos] = i[k];
 		train->rating[pos] = (float) dmf_to_working(scale, ratings[k]);
+		if ((r & 0xFFFFF) == 0)
+			dmf_check_interrupts();
 	}
 	train->n = t;
 	held->n = n - t;
@@ -150,7 +159,11 @@ static void
 permute(void *a, size_t width, const int64_t *order, int64_t n, void *tmp)
 {
 	for (int64_t r = 0; r < n; r++)
+	{
 		memcpy((char *) tmp + r * width, (char *) a + order[r] * width, width);
+		if ((r & 0xFFFFF) == 0)
+			dmf_check_interrupts();
+	}
 	memcpy(a, tmp, width * (size_t) n);
 }
 

@@ -44,9 +44,12 @@ typedef struct DmfCsr
 } DmfCsr;
 
 /*
- * Build from coordinate triples.  Returns the number of duplicate
- * (row, col) pairs; when non-zero, *dup_index is one offending triple.
- * If position is not NULL, position[k] is where triple k went.
+ * Build from coordinate triples: each row ascending by column, equal
+ * columns in the order of their triples, in O(L log L) for a row of L.
+ * Returns the number of duplicate (row, col) pairs; when non-zero,
+ * *dup_index is one offending triple (the second of the first pair of the
+ * first row that has one).  If position is not NULL, position[k] is where
+ * triple k went.  Checks for interrupts: on the backend's thread only.
  */
 int64_t		dmf_csr_build(DmfCsr *m, int32_t nrows, int32_t ncols, int64_t n,
 						  const int32_t *rows, const int32_t *cols,

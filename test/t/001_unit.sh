@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-cc -std=gnu99 -O1 -g -Wall -DDMF_STANDALONE -fsanitize=address,undefined \
+cc -std=gnu99 -O1 -g -Wall -DDMF_STANDALONE -DDMF_TEST_INTERRUPTS -fsanitize=address,undefined \
     -fno-sanitize-recover=undefined -I"$root/src/core" \
     "$root/test/unit/test_numeric.c" "$root/src/core/sparse.c" "$root/src/core/network.c" \
     "$root/src/core/rng.c" "$root/src/core/quantizer.c" "$root/src/core/fold_in.c" "$root/src/core/helper_thread.c" \

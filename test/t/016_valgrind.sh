@@ -43,7 +43,7 @@ make -s -C "$DMF_ROOT/test/fuzz" O="$work" PG_CONFIG="$pgc" plain >"$work/build.
     { cat "$work/build.log"; fail "could not build the fuzz harness"; }
 src="$DMF_ROOT/src/core"
 cflags=(-std=gnu99 -O1 -g -Wall -DDMF_STANDALONE -I"$src")
-gcc "${cflags[@]}" "$DMF_ROOT/test/unit/test_numeric.c" "$src/sparse.c" "$src/network.c" \
+gcc "${cflags[@]}" -DDMF_TEST_INTERRUPTS "$DMF_ROOT/test/unit/test_numeric.c" "$src/sparse.c" "$src/network.c" \
     "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/score.c" "$src/adam.c" "$src/levels.c" "$src/prepare.c" "$src/implicit.c" -lopenblas -lm -lpthread -o "$work/test_numeric"
 gcc "${cflags[@]}" "$DMF_ROOT/test/unit/train_small.c" "$src/train.c" "$src/network.c" \
     "$src/sparse.c" "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/adam.c" \
