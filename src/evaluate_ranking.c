@@ -76,9 +76,12 @@ finish_user(RankingSums *s)
 
 	if (s->not_held > 0)
 	{
-		/* all the user's items, a batch of rows, the scores of every item */
+		/*
+		 * all the user's items (the array may be copied as it grows: twice),
+		 * a batch of rows, the scores of every item
+		 */
 		uint64		need = dmf_budget_peak(s->budget) + DMF_SCAN_BATCH_BYTES +
-			sizeof(int64) * (uint64) (s->n_items + s->not_held - s->cap) +
+			sizeof(int64) * (uint64) (2 * (s->n_items + s->not_held) - s->cap) +
 			sizeof(float) * (uint64) m->items.n;
 
 		ereport(ERROR,
@@ -127,6 +130,8 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 		 int n, int skipped_nulls)
 {
 	RankingSums *s = (RankingSums *) arg;
+	/* called inside SPI: what the ranking allocates is the budget's */
+	MemoryContext spi = MemoryContextSwitchTo(dmf_budget_context(s->budget));
 
 	s->skipped_nulls += skipped_nulls;
 	for (int r = 0; r < n; r++)
@@ -156,8 +161,7 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 					 errmsg("user " INT64_FORMAT " has more than %d held-out rows", s->user, PG_INT32_MAX)));
 		if (s->n_items == s->cap)
 		{
-			/* doubled, or as far as dmf.max_memory allows */
-			int64		cap = s->cap + Min(s->cap, dmf_budget_room(sizeof(int64)));
+			int64		cap = dmf_budget_grow_capacity(s->cap, s->cap + 1, sizeof(int64), 1);
 
 			if (cap == s->cap)
 			{
@@ -169,6 +173,7 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 		}
 		s->items[s->n_items++] = item[r];
 	}
+	MemoryContextSwitchTo(spi);
 }
 
 PG_FUNCTION_INFO_V1(dmf_evaluate_ranking);

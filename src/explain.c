@@ -88,9 +88,9 @@ add_entry(UserRow *row, int64 item_id, double rating)
 	}
 	if (row->n == row->cap)
 	{
-		/* doubled, or as far as dmf.max_memory allows */
-		int32		cap = row->cap + (int32) Min(Min(row->cap, PG_INT32_MAX - row->cap),
-												 dmf_budget_room(sizeof(RowEntry)));
+		int32		cap = (int32) Min(dmf_budget_grow_capacity(row->cap, row->cap + 1,
+															   sizeof(RowEntry), 1),
+									  PG_INT32_MAX);
 
 		if (cap == row->cap)
 		{
@@ -116,8 +116,13 @@ static void
 add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 		 int n, int skipped_nulls)
 {
+	UserRow    *row = (UserRow *) arg;
+	/* called inside SPI: the row is the budget's */
+	MemoryContext spi = MemoryContextSwitchTo(dmf_budget_context(row->budget));
+
 	for (int r = 0; r < n; r++)
-		add_entry((UserRow *) arg, item[r], rating[r]);
+		add_entry(row, item[r], rating[r]);
+	MemoryContextSwitchTo(spi);
 }
 
 static int
@@ -256,9 +261,12 @@ dmf_explain(PG_FUNCTION_ARGS)
 
 	if (row.not_held > 0)
 	{
-		/* every row, a batch of them, the leave-one-out rows of the influences */
+		/*
+		 * every row (the array may be copied as it grows: twice), a batch of
+		 * them, the leave-one-out rows of the influences
+		 */
 		uint64		need = dmf_budget_peak(budget) + DMF_SCAN_BATCH_BYTES +
-			sizeof(RowEntry) * (uint64) (row.n + row.not_held - row.cap) +
+			sizeof(RowEntry) * (uint64) (2 * (row.n + row.not_held) - row.cap) +
 			32 * (uint64) Min(row.n + row.not_held, m->items.n_train) + 256 * 1024;
 
 		ereport(ERROR,

@@ -72,6 +72,24 @@ group_need(int64 n_max)
 	return (uint64) n_max * (2 * STATE_PAIR_BYTES + FINAL_PAIR_BYTES) + 256 * 1024;
 }
 
+/* ERROR: the group rates the entity at input position pos twice. */
+static void
+report_repeated(const FactorState *st, const DmfModel *m, int32 pos)
+{
+	const DmfSide *other = dmf_model_side(m, !st->user_side);
+	int64		id = 0;
+
+	for (int32 k = 0; k < other->n; k++)
+		if (other->input[k] == pos)
+			id = other->ids[k];
+	ereport(ERROR,
+			(errcode(ERRCODE_CARDINALITY_VIOLATION),
+			 errmsg("%s " INT64_FORMAT " appears more than once in one group of %s",
+					st->user_side ? "item" : "user", id,
+					st->user_side ? "dmf_user_factor" : "dmf_item_factor"),
+			 errhint("Aggregate one rating per pair.")));
+}
+
 /*
  * Sorts the state's pairs and drops repeats: an implicit model's repeated
  * interactions are one; a rating model's repeated pair is an ERROR.
@@ -99,12 +117,7 @@ state_compact(FactorState *st)
 		{
 			if (m->flags & DMF_FLAG_IMPLICIT)
 				continue;
-			ereport(ERROR,
-					(errcode(ERRCODE_CARDINALITY_VIOLATION),
-					 errmsg("one group of %s rates a %s more than once",
-							st->user_side ? "dmf_user_factor" : "dmf_item_factor",
-							st->user_side ? "item" : "user"),
-					 errhint("Aggregate one rating per pair.")));
+			report_repeated(st, m, pairs[k].pos);
 		}
 		pairs[kept++] = pairs[k];
 	}
@@ -572,20 +585,7 @@ dmf_factor_final(PG_FUNCTION_ARGS)
 		}
 		if (dmf_csr_build(&x, 1, dmf_model_side(m, !st->user_side)->n_train, n_entries,
 						  rows, cols, vals, &dup, NULL) > 0)
-		{
-			const DmfSide *other = dmf_model_side(m, !st->user_side);
-			int64		id = 0;
-
-			for (int32 k = 0; k < other->n; k++)
-				if (other->input[k] == cols[dup])
-					id = other->ids[k];
-			ereport(ERROR,
-					(errcode(ERRCODE_CARDINALITY_VIOLATION),
-					 errmsg("%s " INT64_FORMAT " appears more than once in one group of %s",
-							st->user_side ? "item" : "user", id,
-							st->user_side ? "dmf_user_factor" : "dmf_item_factor"),
-					 errhint("Aggregate one rating per pair.")));
-		}
+			report_repeated(st, m, cols[dup]);
 	}
 	f = palloc(sizeof(float) * m->dim);
 	{

@@ -14,6 +14,10 @@
  * need (dmf_budget_expect): a refusal then comes before the work, and its
  * hint names that amount, which is enough.  The peak is kept and logged at
  * DEBUG1 when the function ends, which the tests read.
+ *
+ * The budget ends with its context: at dmf_budget_end, when an ERROR's
+ * cleanup deletes the context, or when the (sub)transaction in which the
+ * call began aborts, whichever comes first.
  */
 #ifndef DMF_MEMORY_BUDGET_H
 #define DMF_MEMORY_BUDGET_H
@@ -27,8 +31,7 @@ typedef struct DmfMemoryBudget DmfMemoryBudget;
 /*
  * Creates the function's context under CurrentMemoryContext, switches to
  * it and makes its budget the innermost one.  operation names the work in
- * messages ("training"); both are string constants.  The budget ends with the context: by
- * dmf_budget_end, or when an ERROR deletes the context.
+ * messages ("training"); both are string constants.
  */
 extern DmfMemoryBudget *dmf_budget_begin(const char *operation, const char *context_name);
 
@@ -39,19 +42,40 @@ extern void dmf_budget_end(DmfMemoryBudget *b);
 extern MemoryContext dmf_budget_context(const DmfMemoryBudget *b);
 
 /*
- * ERROR unless the innermost budget can take bytes more now; does not
- * allocate.  Without a budget (a call outside one) it does nothing.
+ * ERROR unless the budgets can take bytes more, about to be allocated in
+ * the current memory context; does not allocate.  An allocation outside
+ * every budget's context (the model cache's, SPI's) is not charged.
  */
 extern void dmf_budget_charge(Size bytes);
 
-/* Whether the innermost budget can take bytes more now (true without one). */
+/*
+ * Whether the budgets can take bytes more now (true without one): each cap
+ * bounds its own context and the budgets of calls nested in it.
+ */
 extern bool dmf_budget_fits(Size bytes);
 
-/* How many elements of elem_bytes the innermost budget can take now (a lot without one). */
+/*
+ * The capacity to grow arrays (arrays of them, row_bytes a row in all) of
+ * cap rows to, through dmf_budget_realloc: doubled, or the most the budgets
+ * allow, at least need; cap if not even need fits.
+ */
+extern int64 dmf_budget_grow_capacity(int64 cap, int64 need, Size row_bytes, int arrays);
+
+/* How many elements of elem_bytes the budgets can take now (a lot without one). */
 extern int64 dmf_budget_room(Size elem_bytes);
 
-/* What the innermost budget holds now (0 without one). */
-extern uint64 dmf_budget_held(void);
+/* The cap the budget enforces (dmf.max_memory when it began). */
+extern uint64 dmf_budget_cap(const DmfMemoryBudget *b);
+
+/* The innermost budget's cap, or dmf.max_memory without one. */
+extern uint64 dmf_budget_cap_now(void);
+
+/*
+ * ERROR: the work of budget b does not fit; enough is what it needs (the
+ * hint names at least that and the budget's expectation), detail says why.
+ */
+extern void dmf_budget_refuse(const DmfMemoryBudget *b, uint64 enough,
+							  const char *detail) pg_attribute_noreturn();
 
 /*
  * Bytes charged to the budget that live outside its context (a result
@@ -69,7 +93,10 @@ extern bool dmf_budget_expect(DmfMemoryBudget *b, uint64 bytes);
 /* palloc_extended(size, MCXT_ALLOC_HUGE | flags) in the current context, charged first. */
 extern void *dmf_budget_alloc(Size size, int flags);
 
-/* repalloc_huge, charged first (the old and new chunks coexist while it copies). */
+/*
+ * repalloc_huge, charged first: the growth for a chunk that grows in
+ * place, the whole new size for one that may be copied.
+ */
 extern void *dmf_budget_realloc(void *ptr, Size old_size, Size new_size);
 
 /* The most the budget's context has held (plus what it holds outside). */

@@ -27,10 +27,8 @@
 #include "prepare.h"
 #include "ratings_reader.h"
 
-#define FETCH_ROWS 50000		/* DMF_SCAN_BATCH_BYTES */
-
-/* A rating as read: two ids and the value. */
-#define RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
+#define FETCH_ROWS DMF_SCAN_BATCH_ROWS
+#define RAW_ROW_BYTES DMF_RAW_ROW_BYTES
 
 char *
 dmf_relation_name(Oid relid)
@@ -237,7 +235,7 @@ typedef struct CollectState
 	const DmfReadBudget *budget;
 	const char *relname;
 	int64		not_held;		/* rows past what the budget could hold */
-	uint64		held_before;	/* what the budget held when the read began */
+	MemoryContext cxt;			/* where the rows are held (not SPI's) */
 } CollectState;
 
 /*
@@ -253,15 +251,16 @@ grow_rows(CollectState *st, int n)
 
 	if (want <= cap)
 		return true;
-	while (cap < want)
-		cap *= 2;
-	if (!dmf_budget_fits(RAW_ROW_BYTES * (cap - st->cap)))
-	{
-		/* as many rows as fit: the last ones before the cap */
-		cap = st->cap + Min(dmf_budget_room(RAW_ROW_BYTES), cap - st->cap);
-		if (cap < want)
-			return false;
-	}
+
+	/*
+	 * Hold no more rows than the whole work could take with the fewest
+	 * users and items: past that, the refusal names what it needs.
+	 */
+	if (st->budget->need(st->budget->need_arg, want, 1, 1) > dmf_budget_cap_now())
+		return false;
+	cap = dmf_budget_grow_capacity(st->cap, want, RAW_ROW_BYTES, 3);
+	if (cap < want)
+		return false;
 	out->user = dmf_budget_realloc(out->user, sizeof(int64) * st->cap, sizeof(int64) * cap);
 	out->item = dmf_budget_realloc(out->item, sizeof(int64) * st->cap, sizeof(int64) * cap);
 	out->rating = dmf_budget_realloc(out->rating, sizeof(double) * st->cap, sizeof(double) * cap);
@@ -275,18 +274,19 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 {
 	CollectState *st = arg;
 	DmfRawRatings *out = st->out;
+	MemoryContext spi = MemoryContextSwitchTo(st->cxt);
 
 	out->skipped_nulls += skipped_nulls;
 	if (st->not_held > 0 || !grow_rows(st, n))
+		st->not_held += n;		/* over the cap: count the rest, for the hint */
+	else
 	{
-		/* over the cap: count the rest, for the hint */
-		st->not_held += n;
-		return;
+		memcpy(out->user + out->n, user, sizeof(int64) * n);
+		memcpy(out->item + out->n, item, sizeof(int64) * n);
+		memcpy(out->rating + out->n, rating, sizeof(double) * n);
+		out->n += n;
 	}
-	memcpy(out->user + out->n, user, sizeof(int64) * n);
-	memcpy(out->item + out->n, item, sizeof(int64) * n);
-	memcpy(out->rating + out->n, rating, sizeof(double) * n);
-	out->n += n;
+	MemoryContextSwitchTo(spi);
 }
 
 void
@@ -298,6 +298,10 @@ dmf_count_ratings(const DmfRatingColumns *cols, int64 *rows, int64 *users, int64
 	bool		isnull;
 	int64	   *out[3] = {rows, users, items};
 
+	check_column(cols->relid, cols->user_column, "user", false);
+	check_column(cols->relid, cols->item_column, "item", false);
+	if (cols->rating_column)
+		check_column(cols->relid, cols->rating_column, "rating", true);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT pg_catalog.count(*), pg_catalog.count(DISTINCT %s::pg_catalog.int8), "
 					 "pg_catalog.count(DISTINCT %s::pg_catalog.int8) FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL",
@@ -336,12 +340,12 @@ refuse_rows(CollectState *st, const DmfRatingColumns *cols)
 	uint64		need;
 
 	dmf_count_ratings(cols, &rows, &users, &items);
-	need = st->held_before + DMF_SCAN_BATCH_BYTES +
-		b->need(b->need_arg, Max(rows, st->out->n + st->not_held), Max(users, 1), Max(items, 1));
+	rows = Max(rows, st->out->n + st->not_held);
+	need = DMF_SCAN_BATCH_BYTES + b->need(b->need_arg, rows, Max(users, 1), Max(items, 1));
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 			 errmsg("%s would need more than dmf.max_memory (%s)",
-					b->operation, dmf_pretty_bytes(dmf_max_memory_bytes())),
+					b->operation, dmf_pretty_bytes(dmf_budget_cap_now())),
 			 errdetail("%s has " INT64_FORMAT " ratings of " INT64_FORMAT " users and " INT64_FORMAT " items; " INT64_FORMAT " of them fit.",
 					   st->relname, rows, users, items, st->out->n),
 			 errhint("Raise dmf.max_memory (SET dmf.max_memory = '%s').",
@@ -361,7 +365,7 @@ dmf_read_ratings(const DmfRatingColumns *cols, DmfRawRatings *out,
 	st.cap = 1;
 	st.budget = budget;
 	st.relname = dmf_relation_name(cols->relid);
-	st.held_before = dmf_budget_held();
+	st.cxt = CurrentMemoryContext;
 	out->user = palloc(sizeof(int64) * st.cap);
 	out->item = palloc(sizeof(int64) * st.cap);
 	out->rating = palloc(sizeof(double) * st.cap);

@@ -33,8 +33,12 @@ typedef struct DmfRawRatings
 typedef void (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
 							   const double *rating, int n, int skipped_nulls);
 
-/* The most a scan's batch of rows holds (50,000 rows of 24 bytes). */
-#define DMF_SCAN_BATCH_BYTES (50000 * (2 * sizeof(int64) + sizeof(double)))
+/* A rating as read: two ids and the value. */
+#define DMF_RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
+
+/* The rows of a scan's batch, and the most its arrays hold. */
+#define DMF_SCAN_BATCH_ROWS 50000
+#define DMF_SCAN_BATCH_BYTES (DMF_SCAN_BATCH_ROWS * DMF_RAW_ROW_BYTES)
 
 /*
  * Streams every row of the relation to sink, in batches of at most
@@ -54,11 +58,11 @@ void		dmf_scan_user_ratings(const DmfRatingColumns *cols, int64 user_id,
 
 /*
  * Reading under dmf.max_memory (memory_budget.h): the arrays of rows grow
- * only as far as the innermost budget allows.  When the rows do not fit,
- * the rest of the relation is only counted, and the ERROR's hint names
- * what the whole work would need: need(need_arg, rows, users, items) for
- * the relation's rows and its distinct users and items (extrapolated from
- * the rows held).
+ * only as far as the budget allows, and only while the whole work, for
+ * those rows of a single user and item, would fit.  Past that the rest of
+ * the relation is only counted, and the ERROR's hint names what the whole
+ * work would need: need(need_arg, rows, users, items) for the relation's
+ * rows and its distinct users and items (counted by the server).
  */
 typedef struct DmfReadBudget
 {

@@ -229,7 +229,7 @@ dmf_top_k(const DmfRanking *r, const float *u, int32 k, int32 *top)
 	k = Min(k, dmf_ranking_rows(r));
 	if (k <= 0)
 		return 0;
-	heap = palloc(sizeof(Candidate) * k);
+	heap = dmf_budget_alloc(sizeof(Candidate) * k, 0);
 	if (r->only == NULL)
 		n_heap = top_k_all_rows(r, u, k, heap);
 	else

@@ -179,8 +179,7 @@ validation_relid(const DmfOptions *o)
 	return relid;
 }
 
-/* A rating as read: two ids and the value, until the model is encoded. */
-#define RAW_ROW_BYTES (2 * sizeof(int64) + sizeof(double))
+#define RAW_ROW_BYTES DMF_RAW_ROW_BYTES
 
 static uint64 training_need(const DmfOptions *o, int64 rows, int64 train_rows,
 							int64 users, int64 items);

@@ -161,6 +161,28 @@ else
     ((peak <= 1048576)) || fail "dmf_evaluate: peak $peak over 1MB"
 fi
 
+# A call refused inside a savepoint, from a cursor opened before it: its
+# context outlives ROLLBACK TO (the portal is the cursor's), but its budget
+# must not cap the calls after it.
+out=$(psql -X -q -At -d "$db" 2>&1 <<'SQL' || true
+BEGIN;
+SET LOCAL dmf.max_memory = '1MB';
+DECLARE c CURSOR FOR
+    SELECT users FROM models, dmf_evaluate_ranking(model, 'heldout', 'user_id', 'item_id', 10) WHERE name = 'small';
+SAVEPOINT s;
+FETCH c;
+ROLLBACK TO s;
+SET LOCAL dmf.max_memory = '1GB';
+SELECT 'trained ' || (length(dmf_train('small', options => '{"epochs": 1, "dim": 8, "layers": [8]}')) > 0);
+COMMIT;
+SQL
+)
+if ! grep -q 'ERROR:.*dmf_evaluate_ranking\|ERROR:.*held-out rows' <<<"$out" || ! grep -q '^trained true' <<<"$out"; then
+    fail "after a refusal rolled back to a savepoint, a training is still capped: $out"
+else
+    echo "a refusal rolled back to a savepoint leaves no cap behind"
+fi
+
 if ((failures > 0)); then
     echo "$failures failures"
     exit 1
