@@ -69,7 +69,7 @@ typedef struct EvalSums
 	double		abs_discrete;
 } EvalSums;
 
-static void
+static bool
 add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 		 int n, int skipped_nulls)
 {
@@ -95,6 +95,7 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 			s->abs_discrete += (fabs(e) - s->abs_discrete) / s->covered;
 		}
 	}
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(dmf_evaluate);

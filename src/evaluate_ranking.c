@@ -125,7 +125,7 @@ finish_user(RankingSums *s)
 	s->ap += ap / Min(relevant, (int64) s->k);
 }
 
-static void
+static bool
 add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 		 int n, int skipped_nulls)
 {
@@ -174,6 +174,7 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *weight,
 		s->items[s->n_items++] = item[r];
 	}
 	MemoryContextSwitchTo(spi);
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(dmf_evaluate_ranking);

@@ -112,7 +112,7 @@ add_entry(UserRow *row, int64 item_id, double rating)
 	row->n++;
 }
 
-static void
+static bool
 add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 		 int n, int skipped_nulls)
 {
@@ -123,6 +123,7 @@ add_rows(void *arg, const int64 *user, const int64 *item, const double *rating,
 	for (int r = 0; r < n; r++)
 		add_entry(row, item[r], rating[r]);
 	MemoryContextSwitchTo(spi);
+	return true;
 }
 
 static int

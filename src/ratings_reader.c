@@ -218,7 +218,8 @@ scan_ratings(const DmfRatingColumns *cols, DmfRatingSink sink, void *arg,
 			n++;
 		}
 		SPI_freetuptable(tt);
-		sink(arg, user, item, rating, n, nulls);
+		if (!sink(arg, user, item, rating, n, nulls))
+			break;
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
@@ -234,7 +235,7 @@ typedef struct CollectState
 	int64		cap;
 	const DmfReadBudget *budget;
 	const char *relname;
-	int64		not_held;		/* rows past what the budget could hold */
+	int64		not_held;		/* rows of the batch the budget could not hold */
 	MemoryContext cxt;			/* where the rows are held (not SPI's) */
 } CollectState;
 
@@ -268,7 +269,7 @@ grow_rows(CollectState *st, int n)
 	return true;
 }
 
-static void
+static bool
 collect_rows(void *arg, const int64 *user, const int64 *item,
 			 const double *rating, int n, int skipped_nulls)
 {
@@ -277,8 +278,8 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 	MemoryContext spi = MemoryContextSwitchTo(st->cxt);
 
 	out->skipped_nulls += skipped_nulls;
-	if (st->not_held > 0 || !grow_rows(st, n))
-		st->not_held += n;		/* over the cap: count the rest, for the hint */
+	if (!grow_rows(st, n))
+		st->not_held = n;		/* over the cap: the server counts the rest */
 	else
 	{
 		memcpy(out->user + out->n, user, sizeof(int64) * n);
@@ -287,6 +288,7 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 		out->n += n;
 	}
 	MemoryContextSwitchTo(spi);
+	return st->not_held == 0;
 }
 
 void

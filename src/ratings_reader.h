@@ -29,8 +29,9 @@ typedef struct DmfRawRatings
  * Called once per fetched batch with the rows that have no NULL (n of them)
  * and the count of rows skipped for a NULL id or rating.  It runs while
  * connected to SPI: what it pallocs in CurrentMemoryContext dies with the scan.
+ * It returns whether the scan goes on: false ends it early.
  */
-typedef void (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
+typedef bool (*DmfRatingSink) (void *arg, const int64 *user, const int64 *item,
 							   const double *rating, int n, int skipped_nulls);
 
 /* A rating as read: two ids and the value. */

@@ -271,6 +271,34 @@ read_validation_table(TrainInput *in, const DmfOptions *o,
 	pfree(v.rating);
 }
 
+/*
+ * Implicit feedback: repeated interactions are one pair of the summed
+ * weight, and the weights are scaled to mean 1 (in double: the core holds
+ * them as floats).
+ */
+static void
+merge_interactions(TrainInput *in, int32 *u, int32 *i, const char *rel)
+{
+	DmfRawRatings *raw = &in->raw;
+	int64		n_rows = raw->n;
+	double		mean = 0.0;
+
+	raw->n = dmf_merge_pairs(n_rows, in->n_users, in->n_items, raw->user, raw->item,
+							 u, i, raw->rating);
+	in->merged_rows = n_rows - raw->n;
+	for (int64 k = 0; k < raw->n; k++)
+		if (!isfinite(raw->rating[k]))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("the weights of user " INT64_FORMAT " and item " INT64_FORMAT " in %s add up to more than a double holds",
+							raw->user[k], raw->item[k], rel),
+					 errhint("Scale the weights down in a view.")));
+	for (int64 k = 0; k < raw->n; k++)
+		mean += (raw->rating[k] - mean) / (double) (k + 1);
+	for (int64 k = 0; k < raw->n; k++)
+		raw->rating[k] /= mean;
+}
+
 static void
 load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols,
 					DmfMemoryBudget *budget)
@@ -358,30 +386,7 @@ load_training_input(TrainInput *in, DmfOptions *o, const DmfRatingColumns *cols,
 	dmf_map_ids(raw->user, raw->n, in->user_ids, in->n_users, u);
 	dmf_map_ids(raw->item, raw->n, in->item_ids, in->n_items, i);
 	if (o->train.feedback == DMF_FEEDBACK_IMPLICIT)
-	{
-		/* repeated interactions are one pair of the summed weight */
-		int64		n_rows = raw->n;
-
-		raw->n = dmf_merge_pairs(n_rows, in->n_users, in->n_items, raw->user, raw->item,
-								 u, i, raw->rating);
-		in->merged_rows = n_rows - raw->n;
-		for (int64 k = 0; k < raw->n; k++)
-			if (!isfinite(raw->rating[k]))
-				ereport(ERROR,
-						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						 errmsg("the weights of user " INT64_FORMAT " and item " INT64_FORMAT " in %s add up to more than a double holds",
-								raw->user[k], raw->item[k], rel),
-						 errhint("Scale the weights down in a view.")));
-		/* to mean 1, in double: the core holds weights as floats */
-		{
-			double		mean = 0.0;
-
-			for (int64 k = 0; k < raw->n; k++)
-				mean += (raw->rating[k] - mean) / (double) (k + 1);
-			for (int64 k = 0; k < raw->n; k++)
-				raw->rating[k] /= mean;
-		}
-	}
+		merge_interactions(in, u, i, rel);
 
 	/* one rating per (user, item): anything else has no single target */
 	{
