@@ -1,6 +1,6 @@
 /*
  * helper_thread.c
- *	  The helper thread of a training or a fold-in (see helper_thread.h).
+ *	  The helper threads of a training or a fold-in (see helper_thread.h).
  */
 #include "platform.h"
 
@@ -148,4 +148,108 @@ dmf_helpers_stop_all(void)
 {
 	while (running != NULL)
 		dmf_helper_stop(running);
+}
+
+/* A team: its helpers, and the run under way. */
+typedef struct TeamMember
+{
+	DmfTeam    *team;
+	int			worker;
+} TeamMember;
+
+struct DmfTeam
+{
+	int			size;			/* threads, the caller's included */
+	DmfHelper **helpers;		/* size - 1 */
+	TeamMember *members;		/* size */
+	DmfTeamJob	job;
+	void	   *arg;
+	int			n_tasks;
+	int			next;			/* the next task to claim (atomic) */
+};
+
+static void
+team_worker(void *arg)
+{
+	TeamMember *m = (TeamMember *) arg;
+	DmfTeam    *team = m->team;
+
+	for (;;)
+	{
+		int			task = __atomic_fetch_add(&team->next, 1, __ATOMIC_RELAXED);
+
+		if (task >= team->n_tasks)
+			break;
+		team->job(team->arg, task, m->worker);
+	}
+}
+
+DmfTeam *
+dmf_team_start(int threads)
+{
+	DmfTeam    *team;
+
+	if (threads <= 1)
+		return NULL;
+	team = dmf_alloc0(sizeof(DmfTeam));
+	team->helpers = dmf_alloc0(sizeof(DmfHelper *) * threads);
+	team->members = dmf_alloc0(sizeof(TeamMember) * threads);
+	team->size = 1;
+	for (int k = 0; k < threads; k++)
+	{
+		team->members[k].team = team;
+		team->members[k].worker = k;
+	}
+	for (int k = 1; k < threads; k++)
+	{
+		DmfHelper  *h = dmf_helper_start();
+
+		if (h == NULL)
+			break;
+		team->helpers[team->size - 1] = h;
+		team->size++;
+	}
+	return team;
+}
+
+int
+dmf_team_size(const DmfTeam *team)
+{
+	return team ? team->size : 1;
+}
+
+void
+dmf_team_run(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks)
+{
+	int			wake;
+
+	if (team == NULL || team->size == 1 || n_tasks <= 1)
+	{
+		for (int task = 0; task < n_tasks; task++)
+			job(arg, task, 0);
+		return;
+	}
+	team->job = job;
+	team->arg = arg;
+	team->n_tasks = n_tasks;
+	__atomic_store_n(&team->next, 0, __ATOMIC_RELAXED);
+	/* no more helpers than tasks beyond the caller's first */
+	wake = team->size - 1 < n_tasks - 1 ? team->size - 1 : n_tasks - 1;
+	for (int k = 0; k < wake; k++)
+		dmf_helper_run(team->helpers[k], team_worker, &team->members[k + 1]);
+	team_worker(&team->members[0]);
+	for (int k = 0; k < wake; k++)
+		dmf_helper_wait(team->helpers[k]);
+}
+
+void
+dmf_team_stop(DmfTeam *team)
+{
+	if (team == NULL)
+		return;
+	for (int k = 0; k < team->size - 1; k++)
+		dmf_helper_stop(team->helpers[k]);
+	dmf_free(team->members);
+	dmf_free(team->helpers);
+	dmf_free(team);
 }

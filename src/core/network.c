@@ -206,6 +206,117 @@ add_column_sums(const float *m, int nb, int width, float *acc)
 	}
 }
 
+/*
+ * Training's passes in tasks (DmfBranchWork.in_tasks).  The sizes are
+ * fixed: they decide the bits of the dense products, never the number of
+ * threads.
+ */
+#define SPARSE_TASK_ROWS 8		/* rows of a task of the sparse layer, forward */
+#define SPARSE_TASK_COLUMNS 32	/* columns of dW of a task, backward */
+#define DENSE_TASK_ROWS 32		/* rows (of the output, of dW) of a dense task */
+
+typedef struct PassTasks
+{
+	const DmfBranch *b;
+	DmfBranchWork *w;
+	const DmfCsr *x;
+	const int32_t *rows;
+	int			nb;
+	const uint8_t *skip;
+	int			l;				/* the layer */
+	int			n_dw;			/* backward: tasks of dW come first */
+	const float *dpre;
+	float	   *grad;
+} PassTasks;
+
+static inline int
+n_chunks(int n, int size)
+{
+	return (n + size - 1) / size;
+}
+
+/* Forward, layer l, rows of one task: the product, the bias, the activation. */
+static void
+forward_task(void *arg, int task, int worker)
+{
+	const PassTasks *p = (const PassTasks *) arg;
+	const DmfBranch *b = p->b;
+	DmfBranchWork *w = p->w;
+	int			l = p->l;
+	int			in = b->sizes[l];
+	int			out = b->sizes[l + 1];
+	const float *W = b->params + b->w_off[l];
+	const float *bias = b->params + b->b_off[l];
+	int			size = l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS;
+	int			r0 = task * size;
+	int			n = p->nb - r0 < size ? p->nb - r0 : size;
+	float	   *pre = w->pre[l] + (size_t) r0 * out;
+
+	if (l == 0)
+		dmf_sparse_forward(p->x, p->rows + r0, n, p->skip, &b->coding, W, bias, out,
+						   pre, w->scale + r0, w->enc_a + r0, w->enc_c + r0);
+	else
+	{
+		dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+				  n, out, in, 1.0f, w->act[l - 1] + (size_t) r0 * in, in, W, out,
+				  0.0f, pre, out);
+		add_bias(pre, bias, n, out);
+	}
+	if (l < b->n_layers - 1)
+		activate(b->activation, pre, w->act[l] + (size_t) r0 * out, (size_t) n * out);
+}
+
+/*
+ * Backward, layer l: the first n_dw tasks take rows of dW_l += A^T dpre,
+ * the others rows of dA = dpre W_l^T and their way back through dropout
+ * and the activation; layer 0 (sparse): columns of dW_0.
+ */
+static void
+backward_task(void *arg, int task, int worker)
+{
+	const PassTasks *p = (const PassTasks *) arg;
+	const DmfBranch *b = p->b;
+	DmfBranchWork *w = p->w;
+	int			l = p->l;
+	int			in = b->sizes[l];
+	int			out = b->sizes[l + 1];
+	const float *W = b->params + b->w_off[l];
+	float	   *gW = p->grad + b->w_off[l];
+
+	if (l == 0)
+	{
+		int			j0 = task * SPARSE_TASK_COLUMNS;
+		int			j1 = out - j0 < SPARSE_TASK_COLUMNS ? out : j0 + SPARSE_TASK_COLUMNS;
+
+		dmf_sparse_backward_columns(p->x, p->rows, p->nb, p->skip, w->scale, w->enc_a,
+									w->enc_c, p->dpre, out, j0, j1, gW);
+	}
+	else if (task < p->n_dw)
+	{
+		int			i0 = task * DENSE_TASK_ROWS;
+		int			n = in - i0 < DENSE_TASK_ROWS ? in - i0 : DENSE_TASK_ROWS;
+
+		dmf_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+				  n, out, p->nb, 1.0f, w->act[l - 1] + i0, in, p->dpre, out,
+				  1.0f, gW + (size_t) i0 * out, out);
+	}
+	else
+	{
+		int			r0 = (task - p->n_dw) * DENSE_TASK_ROWS;
+		int			n = p->nb - r0 < DENSE_TASK_ROWS ? p->nb - r0 : DENSE_TASK_ROWS;
+		size_t		off = (size_t) r0 * in;
+		size_t		len = (size_t) n * in;
+
+		dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+				  n, in, out, 1.0f, p->dpre + (size_t) r0 * out, out, W, out,
+				  0.0f, w->dact + off, in);
+		if (w->mask[l - 1])
+			for (size_t k = 0; k < len; k++)
+				w->dact[off + k] *= w->mask[l - 1][off + k];
+		activation_backward(b->activation, w->pre[l - 1] + off, w->dact + off, len);
+	}
+}
+
 const float *
 dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 				   const int32_t *rows, int nb, const uint8_t *skip,
@@ -221,7 +332,14 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		const float *bias = b->params + b->b_off[l];
 		size_t		n = (size_t) nb * out;
 
-		if (l == 0)
+		if (w->in_tasks)
+		{
+			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l};
+
+			dmf_team_run(w->team, forward_task, &p,
+						 n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS));
+		}
+		else if (l == 0)
 			dmf_sparse_forward(x, rows, nb, skip, &b->coding, W, bias, out,
 							   w->pre[0], w->scale, w->enc_a, w->enc_c);
 		else
@@ -235,7 +353,8 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 
 		if (l < L - 1)
 		{
-			activate(b->activation, w->pre[l], w->act[l], n);
+			if (!w->in_tasks)
+				activate(b->activation, w->pre[l], w->act[l], n);
 			if (w->mask[l] && dropout_rate > 0.0f)
 			{
 				float		keep = 1.0f - dropout_rate;
@@ -276,6 +395,29 @@ dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		float	   *gb = grad + b->b_off[l];
 
 		add_column_sums(dpre, nb, out, gb);
+		if (w->in_tasks)
+		{
+			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l};
+
+			p.dpre = dpre;
+			p.grad = grad;
+			if (l == 0)
+			{
+				dmf_team_run(w->team, backward_task, &p, n_chunks(out, SPARSE_TASK_COLUMNS));
+				break;
+			}
+			p.n_dw = n_chunks(in, DENSE_TASK_ROWS);
+			dmf_team_run(w->team, backward_task, &p, p.n_dw + n_chunks(nb, DENSE_TASK_ROWS));
+			/* dact becomes the next dpre; swap buffers */
+			{
+				float	   *t = w->dpre;
+
+				w->dpre = w->dact;
+				w->dact = t;
+			}
+			dpre = w->dpre;
+			continue;
+		}
 		if (l == 0)
 		{
 			dmf_sparse_backward(x, rows, nb, skip, w->scale, w->enc_a, w->enc_c,

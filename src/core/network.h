@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "helper_thread.h"
 #include "rng.h"
 #include "sparse.h"
 
@@ -58,6 +59,19 @@ typedef struct DmfBranchWork
 	float	   *scale;			/* per-row input scale of the sparse layer */
 	float	   *enc_a;			/* per-row input encoding */
 	float	   *enc_c;
+
+	/*
+	 * Training's passes (in_tasks) run in fixed tasks on team (which may be
+	 * NULL: the tasks in order on this thread): the sparse layer by rows
+	 * forward and by columns of its weights backward, the dense layers by
+	 * rows.  The tasks do not depend on the team's size, and each computes
+	 * its outputs alone, so the passes give the same bits on any number of
+	 * threads (OpenBLAS's results depend on how a product is split, so the
+	 * split is fixed).  Off (zeroed by dmf_branch_work_alloc), a pass is
+	 * one call per layer on this thread.
+	 */
+	bool		in_tasks;
+	DmfTeam    *team;
 } DmfBranchWork;
 
 /*

@@ -185,16 +185,20 @@ forward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t 
 	}
 }
 
-/* dW[col, j0 .. + SPARSE_VECTORS * lanes) += s (a val + c) d over the kept entries */
+/*
+ * dW[col, j0 .. + nvec * lanes) += s (a val + c) d over the kept entries
+ * (nvec <= SPARSE_VECTORS; a constant where the call passes one)
+ */
 DMF_INLINE void
-backward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t *skip,
-			   float s, float a, float c, const float *d, int width, int j0, float *dW)
+backward_chunk(int lanes, int nvec, const DmfCsr *x, int64_t lo, int64_t hi,
+			   const uint8_t *skip, float s, float a, float c, const float *d,
+			   int width, int j0, float *dW)
 {
 	if (lanes == 16)
 	{
 		DmfFloat16	dq[SPARSE_VECTORS];
 
-		memcpy(dq, d, sizeof(dq));
+		memcpy(dq, d, sizeof(DmfFloat16) * nvec);
 		for (int64_t k = lo; k < hi; k++)
 		{
 			float	   *g = dW + (size_t) x->col[k] * width + j0;
@@ -202,7 +206,7 @@ backward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t
 
 			if (skip && skip[k])
 				continue;
-			for (int q = 0; q < SPARSE_VECTORS; q++)
+			for (int q = 0; q < nvec; q++)
 			{
 				DmfFloat16	gq;
 
@@ -216,7 +220,7 @@ backward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t
 	{
 		DmfFloat8	dq[SPARSE_VECTORS];
 
-		memcpy(dq, d, sizeof(dq));
+		memcpy(dq, d, sizeof(DmfFloat8) * nvec);
 		for (int64_t k = lo; k < hi; k++)
 		{
 			float	   *g = dW + (size_t) x->col[k] * width + j0;
@@ -224,7 +228,7 @@ backward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t
 
 			if (skip && skip[k])
 				continue;
-			for (int q = 0; q < SPARSE_VECTORS; q++)
+			for (int q = 0; q < nvec; q++)
 			{
 				DmfFloat8	gq;
 
@@ -304,11 +308,12 @@ sparse_forward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 	}
 }
 
+/* Columns j_lo .. j_hi - 1 of dW (every row of it: the whole width is its stride). */
 DMF_INLINE void
 sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 					 const uint8_t *skip, const float *scale,
 					 const float *enc_a, const float *enc_c,
-					 const float *dout, int width, float *dW)
+					 const float *dout, int width, int j_lo, int j_hi, float *dW)
 {
 	int			chunk = SPARSE_VECTORS * lanes;
 
@@ -320,23 +325,31 @@ sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 		const float *restrict d = dout + (size_t) r * width;
 		float		s = scale[r];
 		int			j0;
+		int			rest;
 
 		if (s == 0.0f)
 			continue;
-		for (j0 = 0; j0 + chunk <= width; j0 += chunk)
-			backward_chunk(lanes, x, lo, hi, skip, s, enc_a[r], enc_c[r], d + j0,
-						   width, j0, dW);
-		for (int64_t k = lo; k < hi && j0 < width; k++)
+		for (j0 = j_lo; j0 + chunk <= j_hi; j0 += chunk)
+			backward_chunk(lanes, SPARSE_VECTORS, x, lo, hi, skip, s, enc_a[r], enc_c[r],
+						   d + j0, width, j0, dW);
+		rest = (j_hi - j0) / lanes;
+		if (rest > 0)
+		{
+			backward_chunk(lanes, rest, x, lo, hi, skip, s, enc_a[r], enc_c[r],
+						   d + j0, width, j0, dW);
+			j0 += rest * lanes;
+		}
+		for (int64_t k = lo; k < hi && j0 < j_hi; k++)
 		{
 			float	   *restrict g;
 			float		v;
 
-			/* the rest of the width, element by element */
+			/* the rest of the columns, element by element */
 			if (skip && skip[k])
 				continue;
 			g = dW + (size_t) x->col[k] * width;
 			v = s * (enc_a[r] * x->val[k] + enc_c[r]);
-			for (int j = j0; j < width; j++)
+			for (int j = j0; j < j_hi; j++)
 				g[j] += v * d[j];
 		}
 	}
@@ -351,8 +364,8 @@ DMF_KERNEL_LANES(sparse_forward,
 DMF_KERNEL_LANES(sparse_backward,
 				 (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
 				  const float *scale, const float *enc_a, const float *enc_c,
-				  const float *dout, int width, float *dW),
-				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, dW))
+				  const float *dout, int width, int j_lo, int j_hi, float *dW),
+				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, j_lo, j_hi, dW))
 
 void
 dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
@@ -371,5 +384,16 @@ dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 					const float *dout, int width, float *dW)
 {
 	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
-							   width, dW));
+							   width, 0, width, dW));
+}
+
+void
+dmf_sparse_backward_columns(const DmfCsr *x, const int32_t *rows, int nb,
+							const uint8_t *skip, const float *scale,
+							const float *enc_a, const float *enc_c,
+							const float *dout, int width, int j_lo, int j_hi,
+							float *dW)
+{
+	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
+							   width, j_lo, j_hi, dW));
 }

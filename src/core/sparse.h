@@ -99,4 +99,15 @@ void		dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 								const float *enc_a, const float *enc_c,
 								const float *dout, int width, float *dW);
 
+/*
+ * The same for columns j_lo .. j_hi - 1 of dW alone, its rows in the same
+ * order: each element adds the same terms in the same order, so columns
+ * split between threads give the bits of one call.
+ */
+void		dmf_sparse_backward_columns(const DmfCsr *x, const int32_t *rows, int nb,
+										const uint8_t *skip, const float *scale,
+										const float *enc_a, const float *enc_c,
+										const float *dout, int width, int j_lo,
+										int j_hi, float *dW);
+
 #endif
