@@ -166,6 +166,7 @@ struct DmfTeam
 	void	   *arg;
 	int			n_tasks;
 	int			next;			/* the next task to claim (atomic) */
+	int			first;			/* the helper woken first in the next run */
 };
 
 static void
@@ -221,10 +222,19 @@ dmf_team_size(const DmfTeam *team)
 void
 dmf_team_run(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks)
 {
+	dmf_team_run_with(team, job, arg, n_tasks, NULL, NULL);
+}
+
+void
+dmf_team_run_with(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks,
+				  void (*first) (void *), void *first_arg)
+{
 	int			wake;
 
 	if (team == NULL || team->size == 1 || n_tasks <= 1)
 	{
+		if (first)
+			first(first_arg);
 		for (int task = 0; task < n_tasks; task++)
 			job(arg, task, 0);
 		return;
@@ -233,13 +243,25 @@ dmf_team_run(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks)
 	team->arg = arg;
 	team->n_tasks = n_tasks;
 	__atomic_store_n(&team->next, 0, __ATOMIC_RELAXED);
-	/* no more helpers than tasks beyond the caller's first */
+	/*
+	 * No more helpers than tasks beyond the caller's first.  The first
+	 * woken claims the most tasks when there are more threads than cores:
+	 * each run starts the round at the next helper, so that over many runs
+	 * every helper gets its share.
+	 */
 	wake = team->size - 1 < n_tasks - 1 ? team->size - 1 : n_tasks - 1;
 	for (int k = 0; k < wake; k++)
-		dmf_helper_run(team->helpers[k], team_worker, &team->members[k + 1]);
+	{
+		int			h = (team->first + k) % (team->size - 1);
+
+		dmf_helper_run(team->helpers[h], team_worker, &team->members[h + 1]);
+	}
+	if (first)
+		first(first_arg);
 	team_worker(&team->members[0]);
 	for (int k = 0; k < wake; k++)
-		dmf_helper_wait(team->helpers[k]);
+		dmf_helper_wait(team->helpers[(team->first + k) % (team->size - 1)]);
+	team->first = (team->first + 1) % (team->size - 1);
 }
 
 void

@@ -65,6 +65,13 @@ int			dmf_team_size(const DmfTeam *team);
 /* Runs every task and returns when all have ended; team NULL: in order, here. */
 void		dmf_team_run(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks);
 
+/*
+ * The same, the calling thread running first(first_arg) (work of its own,
+ * which no task depends on) before it joins the tasks.
+ */
+void		dmf_team_run_with(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks,
+							  void (*first) (void *), void *first_arg);
+
 /* Stops the team's helpers and frees it; NULL is a no-op. */
 void		dmf_team_stop(DmfTeam *team);
 

@@ -106,6 +106,14 @@ dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b, int max_rows,
 }
 
 void
+dmf_branch_work_tasks(DmfBranchWork *w, DmfTeam *team)
+{
+	w->in_tasks = true;
+	w->team = team;
+	w->runs = dmf_alloc(sizeof(int64_t) * (size_t) w->max_rows * (DMF_SPARSE_TASKS + 1));
+}
+
+void
 dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b)
 {
 	for (int l = 0; l < b->n_layers; l++)
@@ -121,6 +129,8 @@ dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b)
 	dmf_free(w->scale);
 	dmf_free(w->enc_a);
 	dmf_free(w->enc_c);
+	if (w->runs)
+		dmf_free(w->runs);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -209,10 +219,9 @@ add_column_sums(const float *m, int nb, int width, float *acc)
 /*
  * Training's passes in tasks (DmfBranchWork.in_tasks).  The sizes are
  * fixed: they decide the bits of the dense products, never the number of
- * threads.
+ * threads.  (The sparse layer's bits do not depend on its tasks.)
  */
 #define SPARSE_TASK_ROWS 8		/* rows of a task of the sparse layer, forward */
-#define SPARSE_TASK_COLUMNS 32	/* columns of dW of a task, backward */
 #define DENSE_TASK_ROWS 32		/* rows (of the output, of dW) of a dense task */
 
 typedef struct PassTasks
@@ -224,6 +233,8 @@ typedef struct PassTasks
 	int			nb;
 	const uint8_t *skip;
 	int			l;				/* the layer */
+	float		dropout;		/* forward: the rate of hidden units dropped */
+	DmfRng	   *rng;			/* forward: dropout's stream */
 	int			n_dw;			/* backward: tasks of dW come first */
 	const float *dpre;
 	float	   *grad;
@@ -253,12 +264,27 @@ forward_task(void *arg, int task, int worker)
 	float	   *pre = w->pre[l] + (size_t) r0 * out;
 
 	if (l == 0)
+	{
 		dmf_sparse_forward(p->x, p->rows + r0, n, p->skip, &b->coding, W, bias, out,
 						   pre, w->scale + r0, w->enc_a + r0, w->enc_c + r0);
+		/* where the backward pass's tasks start in each row */
+		dmf_csr_runs(p->x, p->rows + r0, n, DMF_SPARSE_TASKS,
+					 w->runs + (size_t) r0 * (DMF_SPARSE_TASKS + 1));
+	}
 	else
 	{
+		float	   *a = w->act[l - 1] + (size_t) r0 * in;
+		const float *m = w->mask[l - 1];
+
+		/* the previous layer's dropout, on these rows */
+		if (m)
+		{
+			m += (size_t) r0 * in;
+			for (size_t k = 0; k < (size_t) n * in; k++)
+				a[k] *= m[k];
+		}
 		dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-				  n, out, in, 1.0f, w->act[l - 1] + (size_t) r0 * in, in, W, out,
+				  n, out, in, 1.0f, a, in, W, out,
 				  0.0f, pre, out);
 		add_bias(pre, bias, n, out);
 	}
@@ -267,9 +293,35 @@ forward_task(void *arg, int task, int worker)
 }
 
 /*
+ * Dropout's mask of hidden layer l, drawn in order from one stream as
+ * dmf_branch_forward draws it on one thread; the next layer's tasks apply
+ * it to their rows.  It depends on no activation: the calling thread draws
+ * it while the team's helpers start on the layer's tasks.
+ */
+static void
+draw_mask(void *arg)
+{
+	const PassTasks *p = (const PassTasks *) arg;
+	size_t		n = (size_t) p->nb * p->b->sizes[p->l + 1];
+	float	   *mask = p->w->mask[p->l];
+
+	if (p->dropout > 0.0f)
+	{
+		float		keep = 1.0f - p->dropout;
+		float		inv = 1.0f / keep;
+
+		for (size_t k = 0; k < n; k++)
+			mask[k] = dmf_rng_uniform(p->rng) < keep ? inv : 0.0f;
+	}
+	else
+		for (size_t k = 0; k < n; k++)
+			mask[k] = 1.0f;
+}
+
+/*
  * Backward, layer l: the first n_dw tasks take rows of dW_l += A^T dpre,
  * the others rows of dA = dpre W_l^T and their way back through dropout
- * and the activation; layer 0 (sparse): columns of dW_0.
+ * and the activation; layer 0 (sparse): ranges of dW_0's rows (inputs).
  */
 static void
 backward_task(void *arg, int task, int worker)
@@ -284,13 +336,9 @@ backward_task(void *arg, int task, int worker)
 	float	   *gW = p->grad + b->w_off[l];
 
 	if (l == 0)
-	{
-		int			j0 = task * SPARSE_TASK_COLUMNS;
-		int			j1 = out - j0 < SPARSE_TASK_COLUMNS ? out : j0 + SPARSE_TASK_COLUMNS;
-
-		dmf_sparse_backward_columns(p->x, p->rows, p->nb, p->skip, w->scale, w->enc_a,
-									w->enc_c, p->dpre, out, j0, j1, gW);
-	}
+		dmf_sparse_backward_runs(p->x, p->rows, p->nb, p->skip, w->scale, w->enc_a,
+								 w->enc_c, p->dpre, out, w->runs + task,
+								 DMF_SPARSE_TASKS + 1, gW);
 	else if (task < p->n_dw)
 	{
 		int			i0 = task * DENSE_TASK_ROWS;
@@ -334,12 +382,15 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 
 		if (w->in_tasks)
 		{
-			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l};
+			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l,
+			.dropout = dropout_rate, .rng = rng};
 
-			dmf_team_run(w->team, forward_task, &p,
-						 n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS));
+			dmf_team_run_with(w->team, forward_task, &p,
+							  n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS),
+							  l < L - 1 && w->mask[l] ? draw_mask : NULL, &p);
+			continue;
 		}
-		else if (l == 0)
+		if (l == 0)
 			dmf_sparse_forward(x, rows, nb, skip, &b->coding, W, bias, out,
 							   w->pre[0], w->scale, w->enc_a, w->enc_c);
 		else
@@ -353,8 +404,7 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 
 		if (l < L - 1)
 		{
-			if (!w->in_tasks)
-				activate(b->activation, w->pre[l], w->act[l], n);
+			activate(b->activation, w->pre[l], w->act[l], n);
 			if (w->mask[l] && dropout_rate > 0.0f)
 			{
 				float		keep = 1.0f - dropout_rate;
@@ -403,7 +453,7 @@ dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			p.grad = grad;
 			if (l == 0)
 			{
-				dmf_team_run(w->team, backward_task, &p, n_chunks(out, SPARSE_TASK_COLUMNS));
+				dmf_team_run(w->team, backward_task, &p, DMF_SPARSE_TASKS);
 				break;
 			}
 			p.n_dw = n_chunks(in, DENSE_TASK_ROWS);

@@ -63,8 +63,8 @@ typedef struct DmfBranchWork
 	/*
 	 * Training's passes (in_tasks) run in fixed tasks on team (which may be
 	 * NULL: the tasks in order on this thread): the sparse layer by rows
-	 * forward and by columns of its weights backward, the dense layers by
-	 * rows.  The tasks do not depend on the team's size, and each computes
+	 * forward and by rows of its weights (inputs) backward, the dense
+	 * layers by rows.  The tasks do not depend on the team's size, and each computes
 	 * its outputs alone, so the passes give the same bits on any number of
 	 * threads (OpenBLAS's results depend on how a product is split, so the
 	 * split is fixed).  Off (zeroed by dmf_branch_work_alloc), a pass is
@@ -72,7 +72,11 @@ typedef struct DmfBranchWork
 	 */
 	bool		in_tasks;
 	DmfTeam    *team;
+	int64_t    *runs;			/* each row's entries by task of the sparse backward */
 } DmfBranchWork;
+
+/* Tasks of the sparse layer's backward pass: equal ranges of its inputs (dW's rows). */
+#define DMF_SPARSE_TASKS 32
 
 /*
  * Sets the layout (offsets, n_params) from n_layers and sizes; params is
@@ -86,6 +90,12 @@ void		dmf_branch_init(DmfBranch *b, DmfRng *rng);
 void		dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b,
 								  int max_rows, bool dropout);
 void		dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b);
+
+/*
+ * Training's passes for w: in tasks on team (NULL: on this thread), hidden
+ * units dropped with a random stream per row.
+ */
+void		dmf_branch_work_tasks(DmfBranchWork *w, DmfTeam *team);
 
 /*
  * Forward pass over rows[0..nb) of x, skipping the entries of x flagged in

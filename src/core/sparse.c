@@ -185,20 +185,16 @@ forward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t 
 	}
 }
 
-/*
- * dW[col, j0 .. + nvec * lanes) += s (a val + c) d over the kept entries
- * (nvec <= SPARSE_VECTORS; a constant where the call passes one)
- */
+/* dW[col, j0 .. + SPARSE_VECTORS * lanes) += s (a val + c) d over the kept entries */
 DMF_INLINE void
-backward_chunk(int lanes, int nvec, const DmfCsr *x, int64_t lo, int64_t hi,
-			   const uint8_t *skip, float s, float a, float c, const float *d,
-			   int width, int j0, float *dW)
+backward_chunk(int lanes, const DmfCsr *x, int64_t lo, int64_t hi, const uint8_t *skip,
+			   float s, float a, float c, const float *d, int width, int j0, float *dW)
 {
 	if (lanes == 16)
 	{
 		DmfFloat16	dq[SPARSE_VECTORS];
 
-		memcpy(dq, d, sizeof(DmfFloat16) * nvec);
+		memcpy(dq, d, sizeof(dq));
 		for (int64_t k = lo; k < hi; k++)
 		{
 			float	   *g = dW + (size_t) x->col[k] * width + j0;
@@ -206,7 +202,7 @@ backward_chunk(int lanes, int nvec, const DmfCsr *x, int64_t lo, int64_t hi,
 
 			if (skip && skip[k])
 				continue;
-			for (int q = 0; q < nvec; q++)
+			for (int q = 0; q < SPARSE_VECTORS; q++)
 			{
 				DmfFloat16	gq;
 
@@ -220,7 +216,7 @@ backward_chunk(int lanes, int nvec, const DmfCsr *x, int64_t lo, int64_t hi,
 	{
 		DmfFloat8	dq[SPARSE_VECTORS];
 
-		memcpy(dq, d, sizeof(DmfFloat8) * nvec);
+		memcpy(dq, d, sizeof(dq));
 		for (int64_t k = lo; k < hi; k++)
 		{
 			float	   *g = dW + (size_t) x->col[k] * width + j0;
@@ -228,7 +224,7 @@ backward_chunk(int lanes, int nvec, const DmfCsr *x, int64_t lo, int64_t hi,
 
 			if (skip && skip[k])
 				continue;
-			for (int q = 0; q < nvec; q++)
+			for (int q = 0; q < SPARSE_VECTORS; q++)
 			{
 				DmfFloat8	gq;
 
@@ -308,12 +304,16 @@ sparse_forward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 	}
 }
 
-/* Columns j_lo .. j_hi - 1 of dW (every row of it: the whole width is its stride). */
+/*
+ * Row r's entries: all of them, or with runs != NULL the entries
+ * runs[r * stride] .. runs[r * stride + 1] - 1.
+ */
 DMF_INLINE void
 sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 					 const uint8_t *skip, const float *scale,
 					 const float *enc_a, const float *enc_c,
-					 const float *dout, int width, int j_lo, int j_hi, float *dW)
+					 const float *dout, int width, const int64_t *runs, int stride,
+					 float *dW)
 {
 	int			chunk = SPARSE_VECTORS * lanes;
 
@@ -325,31 +325,30 @@ sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 		const float *restrict d = dout + (size_t) r * width;
 		float		s = scale[r];
 		int			j0;
-		int			rest;
 
 		if (s == 0.0f)
 			continue;
-		for (j0 = j_lo; j0 + chunk <= j_hi; j0 += chunk)
-			backward_chunk(lanes, SPARSE_VECTORS, x, lo, hi, skip, s, enc_a[r], enc_c[r],
-						   d + j0, width, j0, dW);
-		rest = (j_hi - j0) / lanes;
-		if (rest > 0)
+		if (runs)
 		{
-			backward_chunk(lanes, rest, x, lo, hi, skip, s, enc_a[r], enc_c[r],
-						   d + j0, width, j0, dW);
-			j0 += rest * lanes;
+			lo = runs[(size_t) r * stride];
+			hi = runs[(size_t) r * stride + 1];
+			if (lo == hi)
+				continue;
 		}
-		for (int64_t k = lo; k < hi && j0 < j_hi; k++)
+		for (j0 = 0; j0 + chunk <= width; j0 += chunk)
+			backward_chunk(lanes, x, lo, hi, skip, s, enc_a[r], enc_c[r], d + j0,
+						   width, j0, dW);
+		for (int64_t k = lo; k < hi && j0 < width; k++)
 		{
 			float	   *restrict g;
 			float		v;
 
-			/* the rest of the columns, element by element */
+			/* the rest of the width, element by element */
 			if (skip && skip[k])
 				continue;
 			g = dW + (size_t) x->col[k] * width;
 			v = s * (enc_a[r] * x->val[k] + enc_c[r]);
-			for (int j = j0; j < j_hi; j++)
+			for (int j = j0; j < width; j++)
 				g[j] += v * d[j];
 		}
 	}
@@ -364,8 +363,8 @@ DMF_KERNEL_LANES(sparse_forward,
 DMF_KERNEL_LANES(sparse_backward,
 				 (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
 				  const float *scale, const float *enc_a, const float *enc_c,
-				  const float *dout, int width, int j_lo, int j_hi, float *dW),
-				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, j_lo, j_hi, dW))
+				  const float *dout, int width, const int64_t *runs, int stride, float *dW),
+				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, runs, stride, dW))
 
 void
 dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
@@ -384,16 +383,38 @@ dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 					const float *dout, int width, float *dW)
 {
 	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
-							   width, 0, width, dW));
+							   width, NULL, 0, dW));
 }
 
 void
-dmf_sparse_backward_columns(const DmfCsr *x, const int32_t *rows, int nb,
-							const uint8_t *skip, const float *scale,
-							const float *enc_a, const float *enc_c,
-							const float *dout, int width, int j_lo, int j_hi,
-							float *dW)
+dmf_sparse_backward_runs(const DmfCsr *x, const int32_t *rows, int nb,
+						 const uint8_t *skip, const float *scale,
+						 const float *enc_a, const float *enc_c,
+						 const float *dout, int width, const int64_t *runs,
+						 int stride, float *dW)
 {
 	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
-							   width, j_lo, j_hi, dW));
+							   width, runs, stride, dW));
+}
+
+void
+dmf_csr_runs(const DmfCsr *x, const int32_t *rows, int nb, int n_runs, int64_t *runs)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		int64_t		k = x->rowptr[rows[r]];
+		int64_t		hi = x->rowptr[rows[r] + 1];
+		int64_t    *out = runs + (size_t) r * (n_runs + 1);
+
+		out[0] = k;
+		for (int t = 1; t < n_runs; t++)
+		{
+			int32_t		bound = (int32_t) ((int64_t) x->ncols * t / n_runs);
+
+			while (k < hi && x->col[k] < bound)
+				k++;
+			out[t] = k;
+		}
+		out[n_runs] = hi;
+	}
 }

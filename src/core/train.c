@@ -110,6 +110,9 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 		 (1 + cfg->negatives) * sizeof(DmfPairGradient) + cfg->negatives * sizeof(int32_t) :
 		 sizeof(DmfPairGradient));
 
+	/* where a block's rows split into the sparse backward's tasks */
+	act += ((uint64_t) n_users + n_items) * (DMF_SPARSE_TASKS + 1) * sizeof(int64_t) / sizeof(float);
+
 	/* params, gradient, two Adam moments, best copy */
 	return params * 5 * sizeof(float) + pair_terms
 	/* inputs (both orientations) and the training triples */
@@ -259,8 +262,8 @@ init_branches(Training *t, int max_block_users, int max_block_items)
 	dmf_branch_work_alloc(&t->uw, ub, max_block_users, dropout);
 	dmf_branch_work_alloc(&t->iw, ib, max_block_items, dropout);
 	/* a block's passes in tasks on the team (network.h) */
-	t->uw.in_tasks = t->iw.in_tasks = true;
-	t->uw.team = t->iw.team = t->team;
+	dmf_branch_work_tasks(&t->uw, t->team);
+	dmf_branch_work_tasks(&t->iw, t->team);
 	t->fw_u = dmf_alloc(sizeof(DmfBranchWork) * dmf_team_size(t->team));
 	t->fw_i = dmf_alloc(sizeof(DmfBranchWork) * dmf_team_size(t->team));
 	for (int k = 0; k < dmf_team_size(t->team); k++)

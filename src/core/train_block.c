@@ -287,7 +287,7 @@ block_loss(Training *t, int64_t np, const float *U, const float *V)
 }
 
 /* The gradients' tasks: columns of dU, then of dV. */
-#define GRADIENT_TASK_COLUMNS 16
+#define GRADIENT_TASK_COLUMNS 32
 
 typedef struct GradientJob
 {
