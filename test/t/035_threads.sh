@@ -7,6 +7,8 @@
 # without what measures time or threads: created_at, the seconds, threads_used
 # (which must be the count asked for) and the option itself, and what follows
 # from the metadata's text (model_id, a digest of the bytes, and size_bytes).
+# Then dmf.max_threads caps the option: "threads" 8 under a cap of 3 uses 3,
+# and 0 (every core) uses the cores, at most the cap.
 set -euo pipefail
 
 db=dmf_t_threads
@@ -77,4 +79,14 @@ for kind in explicit implicit discrete; do
     ((n == 1)) || fail "$kind: the models trained with 1, 2, 3, 4 and 8 threads differ"
     echo "$kind: the same model with 1, 2, 3, 4 and 8 threads"
 done
+
+cores=$(nproc)
+capped=$(psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$db" -c "SET dmf.max_threads = 3" -c "
+SELECT (dmf_info(dmf_train('r', options => options || '{\"threads\": 8}'))->>'threads_used') || ' ' ||
+       (dmf_info(dmf_train('r', options => options || '{\"threads\": 0}'))->>'threads_used')
+FROM kinds WHERE kind = 'implicit'")
+want_all=$((cores < 3 ? cores : 3))
+[[ "$capped" == "3 $want_all" ]] ||
+    fail "under dmf.max_threads = 3, \"threads\" 8 and 0 used $capped threads, not 3 and $want_all ($cores cores)"
+echo "dmf.max_threads = 3: \"threads\" 8 uses 3, 0 uses $want_all of $cores cores"
 echo "ok"
