@@ -36,7 +36,7 @@ bool		dmf_helper_wait_for(DmfHelper *h, int ms);
 /* Waits for the helper's job, then ends the thread and frees h. */
 void		dmf_helper_stop(DmfHelper *h);
 
-/* Stops every helper still running (after an ERROR; a no-op otherwise). */
+/* Stops every helper and team still running (after an ERROR; a no-op otherwise). */
 void		dmf_helpers_stop_all(void);
 
 /*
@@ -54,8 +54,9 @@ typedef void (*DmfTeamJob) (void *arg, int task, int worker);
 
 /*
  * A team of threads threads in all (the caller's included), or NULL when
- * threads <= 1; fewer helpers when some could not start.  Allocated with
- * dmf_alloc, by the backend's thread.
+ * threads <= 1 (or when it could not be allocated); fewer helpers when some
+ * could not start.  Not in a memory context: dmf_team_stop frees it, and
+ * dmf_helpers_stop_all stops and frees every team still running.
  */
 DmfTeam    *dmf_team_start(int threads);
 
