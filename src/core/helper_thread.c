@@ -242,19 +242,22 @@ team_tasks(DmfTeam *team, uint32_t gen, int worker)
 	{
 		uint64_t	v = __atomic_load_n(&team->claim, __ATOMIC_ACQUIRE);
 		int			task;
+		int			n;
 
 		do
 		{
 			if ((uint32_t) (v >> 32) != gen)
 				return;
 			task = (int) (uint32_t) v;
-			if (task >= run->n_tasks)
+			/* atomic: a thread late by two runs reads it as it is rewritten (its claim fails) */
+			if (task >= __atomic_load_n(&run->n_tasks, __ATOMIC_RELAXED))
 				return;
 		} while (!__atomic_compare_exchange_n(&team->claim, &v, v + 1, false,
 											  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
-		/* the run lasts until this task is done */
+		/* the run lasts until this task is done: read its count before */
+		n = __atomic_load_n(&run->n_tasks, __ATOMIC_RELAXED);
 		run->job(run->arg, task, worker);
-		if (__atomic_add_fetch(&team->done, 1, __ATOMIC_ACQ_REL) == run->n_tasks)
+		if (__atomic_add_fetch(&team->done, 1, __ATOMIC_ACQ_REL) == n)
 		{
 			pthread_mutex_lock(&team->mutex);
 			if (team->caller_waiting)
@@ -380,7 +383,9 @@ dmf_team_run_with(DmfTeam *team, DmfTeamJob job, void *arg, int n_tasks,
 		return;
 	}
 	team->generation++;
-	team->runs[team->generation % 2] = (TeamRun) {job, arg, n_tasks};
+	team->runs[team->generation % 2].job = job;
+	team->runs[team->generation % 2].arg = arg;
+	__atomic_store_n(&team->runs[team->generation % 2].n_tasks, n_tasks, __ATOMIC_RELAXED);
 	__atomic_store_n(&team->done, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&team->claim, (uint64_t) team->generation << 32, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&team->mutex);
