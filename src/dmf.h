@@ -33,7 +33,10 @@ extern char *dmf_pretty_bytes(uint64 bytes);
 /* The same rounded up: a setting that a hint suggests must be enough */
 extern char *dmf_pretty_bytes_setting(uint64 bytes);
 
-/* Threads for a training: the option's number, or all cores (at most 64) for 0. */
+/*
+ * Threads for a training: the option's number, or every core for 0, at most
+ * dmf.max_threads.
+ */
 extern int	dmf_resolve_threads(int threads);
 
 /*

@@ -36,6 +36,10 @@ static int	dmf_max_memory_kb = 1024 * 1024;
  */
 static char *max_memory_rejected = NULL;
 
+/* dmf.max_threads: the most threads one training uses */
+static int	dmf_max_threads = 8;
+#define MAX_THREADS_LIMIT 64
+
 /* the columns of pg_settings that GetConfigOptionByNum fills; 8 is "source" */
 #define PG_SETTINGS_COLUMNS 17
 
@@ -74,6 +78,16 @@ _PG_init(void)
 							PGC_USERSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("dmf.max_threads",
+							"Most threads one dmf_train call uses.",
+							"Caps the option \"threads\", and its default (0: every core).",
+							&dmf_max_threads,
+							8,
+							1,
+							MAX_THREADS_LIMIT,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 	if (preset_copy != NULL)
 	{
 		int			kb;
@@ -102,9 +116,9 @@ dmf_resolve_threads(int threads)
 {
 	long		cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (threads > 0)
-		return threads;
-	return cores > 0 ? (int) Min(cores, 64) : 1;
+	if (threads <= 0)
+		threads = cores > 0 ? (int) Min(cores, MAX_THREADS_LIMIT) : 1;
+	return Min(threads, dmf_max_threads);
 }
 
 void

@@ -799,6 +799,9 @@ dmf_train(PG_FUNCTION_ARGS)
 	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
 	cols.rating_column = dmf_rating_column_arg(fcinfo, 3, "dmf_train",
 											   opts.train.feedback == DMF_FEEDBACK_IMPLICIT);
+	/* before the memory estimates: each thread has buffers of its own */
+	threads = dmf_resolve_threads(opts.threads);
+	opts.train.threads = threads;
 
 	/* everything the training allocates dies with this context */
 	budget = dmf_budget_begin("training", "dmf training");
@@ -807,15 +810,13 @@ dmf_train(PG_FUNCTION_ARGS)
 	dmf_resolve_batch_size(&opts.train, in.set.train.n);
 	check_memory(&opts, &in, budget);
 
-	threads = dmf_resolve_threads(opts.threads);
-	opts.train.threads = threads;
 	report.options = &opts;
 	report.scale = &in.scale;
 	core = working_config(&opts.train, &in.scale);
 	core.on_epoch = report_epoch;
 	core.on_epoch_arg = &report;
 
-	/* loads OpenBLAS before the training starts its helper thread */
+	/* loads OpenBLAS before the training starts its threads */
 	dmf_blas_set_threads(threads);
 	PG_TRY();
 	{

@@ -73,3 +73,54 @@ dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
 						   (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
 						   (float) DMF_ADAM_EPS));
 }
+
+/* Parameters of a task of dmf_adam_step_team: a multiple of any vector width. */
+#define ADAM_TASK_PARAMS 32768
+
+typedef struct AdamTasks
+{
+	DmfBranch  *b;
+	DmfAdam    *a;
+	float		c1;
+	float		decay;			/* 0: none */
+} AdamTasks;
+
+static void
+adam_task(void *arg, int task, int worker)
+{
+	const AdamTasks *p = (const AdamTasks *) arg;
+	DmfBranch  *b = p->b;
+	DmfAdam    *a = p->a;
+	size_t		k0 = (size_t) task * ADAM_TASK_PARAMS;
+	size_t		k1 = b->n_params - k0 < ADAM_TASK_PARAMS ? b->n_params : k0 + ADAM_TASK_PARAMS;
+
+	/* weights' decay, then the update: each parameter as in dmf_adam_step */
+	if (p->decay != 0.0f)
+		for (int l = 0; l < b->n_layers; l++)
+		{
+			size_t		lo = b->w_off[l];
+			size_t		hi = lo + (size_t) b->sizes[l] * b->sizes[l + 1];
+
+			lo = lo > k0 ? lo : k0;
+			hi = hi < k1 ? hi : k1;
+			if (lo < hi)
+				DMF_CALL(add_decay, (a->grad + lo, b->params + lo, hi - lo, p->decay));
+		}
+	DMF_CALL(adam_update, (b->params + k0, a->grad + k0, a->m + k0, a->v + k0, k1 - k0,
+						   p->c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
+						   (float) DMF_ADAM_EPS));
+}
+
+void
+dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTeam *team)
+{
+	AdamTasks	p;
+
+	p.b = b;
+	p.a = a;
+	p.c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+					(1.0 - pow(DMF_ADAM_BETA1, (double) t)));
+	p.decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
+	dmf_team_run(team, adam_task, &p,
+				 (int) ((b->n_params + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
+}

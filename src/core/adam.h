@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "helper_thread.h"
 #include "network.h"
 
 #define DMF_ADAM_BETA1 0.9
@@ -30,5 +31,9 @@ void		dmf_adam_free(DmfAdam *a);
  * gradient 2 gamma W joins the data gradient; biases are not penalised.
  */
 void		dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t);
+
+/* The same, in tasks of a fixed size of parameters on team: the same bits. */
+void		dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t,
+							   DmfTeam *team);
 
 #endif

@@ -40,6 +40,7 @@ dmf_side_task_init(SideTask *t, const DmfTrainConfig *cfg, DmfBranch *branch,
 	t->branch = branch;
 	t->work = work;
 	t->adam = adam;
+	t->team = work->team;
 	t->x = x;
 	t->skip = skip;
 	t->norm = norm;
@@ -75,40 +76,5 @@ dmf_side_backward(SideTask *t)
 {
 	dmf_branch_backward(t->branch, t->work, t->x, t->rows, t->nb, t->skip,
 						t->dout, t->adam->grad);
-	dmf_adam_step(t->branch, t->adam, t->lr, t->l2, t->step);
-}
-
-/*
- * The item side of a block runs on the helper thread (helper_thread.h)
- * while the calling thread runs the user side.
- */
-typedef struct SideCall
-{
-	void		(*job) (SideTask *);
-	SideTask   *task;
-} SideCall;
-
-static void
-side_call(void *arg)
-{
-	SideCall   *c = (SideCall *) arg;
-
-	c->job(c->task);
-}
-
-/* job(user) here and job(item) on the helper thread, if there is one. */
-void
-dmf_run_sides(DmfHelper *helper, void (*job) (SideTask *), SideTask *user, SideTask *item)
-{
-	SideCall	call = {job, item};
-
-	if (helper == NULL)
-	{
-		job(user);
-		job(item);
-		return;
-	}
-	dmf_helper_run(helper, side_call, &call);
-	job(user);
-	dmf_helper_wait(helper);
+	dmf_adam_step_team(t->branch, t->adam, t->lr, t->l2, t->step, t->team);
 }

@@ -3,7 +3,8 @@
  *	  The two sides of a block of the rating matrix during training: each
  *	  side (the block's users through the user branch, its items through the
  *	  item branch) runs its forward pass, then its backward pass and Adam
- *	  step, on its own thread when there are two.
+ *	  step.  The sides run one after the other, each on every thread of the
+ *	  training's team.
  */
 #ifndef DMF_BLOCK_SIDES_H
 #define DMF_BLOCK_SIDES_H
@@ -17,17 +18,16 @@
 #include "train.h"
 
 /*
- * One side of a block: its branch, inputs and buffers.  The two sides of a
- * block are independent until the loss joins them, so with two threads
- * each side runs on its own core (OpenBLAS single-threaded in each), and
- * each has its own random stream: the result does not depend on the
- * number of threads.
+ * One side of a block: its branch, inputs and buffers, and its own random
+ * stream (input dropout and dropout draw on the calling thread, in order):
+ * the result does not depend on the number of threads.
  */
 typedef struct SideTask
 {
 	DmfBranch  *branch;
 	DmfBranchWork *work;
 	DmfAdam	   *adam;
+	DmfTeam    *team;			/* Adam's step; the passes use work->team */
 	const DmfCsr *x;
 	const int32_t *rows;
 	int			nb;
@@ -52,10 +52,6 @@ void		dmf_side_forward(SideTask *t);
 
 /* Back through the branch from dout, then one Adam step. */
 void		dmf_side_backward(SideTask *t);
-
-/* job(user) here and job(item) on the helper thread, if there is one. */
-void		dmf_run_sides(DmfHelper *helper, void (*job) (SideTask *),
-						  SideTask *user, SideTask *item);
 
 /* Clears the skip marks of the rows' inputs. */
 void		dmf_clear_marks(const DmfCsr *x, const int32_t *rows, int nb, uint8_t *skip);

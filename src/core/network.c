@@ -106,6 +106,14 @@ dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b, int max_rows,
 }
 
 void
+dmf_branch_work_tasks(DmfBranchWork *w, DmfTeam *team)
+{
+	w->in_tasks = true;
+	w->team = team;
+	w->runs = dmf_alloc(sizeof(int64_t) * (size_t) w->max_rows * (DMF_SPARSE_TASKS + 1));
+}
+
+void
 dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b)
 {
 	for (int l = 0; l < b->n_layers; l++)
@@ -121,6 +129,8 @@ dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b)
 	dmf_free(w->scale);
 	dmf_free(w->enc_a);
 	dmf_free(w->enc_c);
+	if (w->runs)
+		dmf_free(w->runs);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -206,6 +216,155 @@ add_column_sums(const float *m, int nb, int width, float *acc)
 	}
 }
 
+/*
+ * Training's passes in tasks (DmfBranchWork.in_tasks).  The sizes are
+ * fixed: they decide the bits of the dense products, never the number of
+ * threads.  (The sparse layer's bits do not depend on its tasks.)
+ */
+#define SPARSE_TASK_ROWS 8		/* rows of a task of the sparse layer, forward */
+#define DENSE_TASK_ROWS 32		/* rows (of the output, of dW) of a dense task */
+
+typedef struct PassTasks
+{
+	const DmfBranch *b;
+	DmfBranchWork *w;
+	const DmfCsr *x;
+	const int32_t *rows;
+	int			nb;
+	const uint8_t *skip;
+	int			l;				/* the layer */
+	float		dropout;		/* forward: the rate of hidden units dropped */
+	DmfRng	   *rng;			/* forward: dropout's stream */
+	int			n_dw;			/* backward: tasks of dW come first */
+	const float *dpre;
+	float	   *grad;
+} PassTasks;
+
+static inline int
+n_chunks(int n, int size)
+{
+	return (n + size - 1) / size;
+}
+
+/* Forward, layer l, rows of one task: the product, the bias, the activation. */
+static void
+forward_task(void *arg, int task, int worker)
+{
+	const PassTasks *p = (const PassTasks *) arg;
+	const DmfBranch *b = p->b;
+	DmfBranchWork *w = p->w;
+	int			l = p->l;
+	int			in = b->sizes[l];
+	int			out = b->sizes[l + 1];
+	const float *W = b->params + b->w_off[l];
+	const float *bias = b->params + b->b_off[l];
+	int			size = l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS;
+	int			r0 = task * size;
+	int			n = p->nb - r0 < size ? p->nb - r0 : size;
+	float	   *pre = w->pre[l] + (size_t) r0 * out;
+
+	if (l == 0)
+	{
+		dmf_sparse_forward(p->x, p->rows + r0, n, p->skip, &b->coding, W, bias, out,
+						   pre, w->scale + r0, w->enc_a + r0, w->enc_c + r0);
+		/* where the backward pass's tasks start in each row */
+		dmf_csr_runs(p->x, p->rows + r0, n, DMF_SPARSE_TASKS,
+					 w->runs + (size_t) r0 * (DMF_SPARSE_TASKS + 1));
+	}
+	else
+	{
+		float	   *a = w->act[l - 1] + (size_t) r0 * in;
+		const float *m = w->mask[l - 1];
+
+		/* the previous layer's dropout, on these rows */
+		if (m)
+		{
+			m += (size_t) r0 * in;
+			for (size_t k = 0; k < (size_t) n * in; k++)
+				a[k] *= m[k];
+		}
+		dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+				  n, out, in, 1.0f, a, in, W, out,
+				  0.0f, pre, out);
+		add_bias(pre, bias, n, out);
+	}
+	if (l < b->n_layers - 1)
+		activate(b->activation, pre, w->act[l] + (size_t) r0 * out, (size_t) n * out);
+}
+
+/*
+ * Dropout's mask of hidden layer l, drawn in order from one stream as
+ * dmf_branch_forward draws it on one thread; the next layer's tasks apply
+ * it to their rows.  It depends on no activation: the calling thread draws
+ * it while the team's helpers start on the layer's tasks.
+ */
+static void
+draw_mask(void *arg)
+{
+	const PassTasks *p = (const PassTasks *) arg;
+	size_t		n = (size_t) p->nb * p->b->sizes[p->l + 1];
+	float	   *mask = p->w->mask[p->l];
+
+	if (p->dropout > 0.0f)
+	{
+		float		keep = 1.0f - p->dropout;
+		float		inv = 1.0f / keep;
+
+		for (size_t k = 0; k < n; k++)
+			mask[k] = dmf_rng_uniform(p->rng) < keep ? inv : 0.0f;
+	}
+	else
+		for (size_t k = 0; k < n; k++)
+			mask[k] = 1.0f;
+}
+
+/*
+ * Backward, layer l: the first n_dw tasks take rows of dW_l += A^T dpre,
+ * the others rows of dA = dpre W_l^T and their way back through dropout
+ * and the activation; layer 0 (sparse): ranges of dW_0's rows (inputs).
+ */
+static void
+backward_task(void *arg, int task, int worker)
+{
+	const PassTasks *p = (const PassTasks *) arg;
+	const DmfBranch *b = p->b;
+	DmfBranchWork *w = p->w;
+	int			l = p->l;
+	int			in = b->sizes[l];
+	int			out = b->sizes[l + 1];
+	const float *W = b->params + b->w_off[l];
+	float	   *gW = p->grad + b->w_off[l];
+
+	if (l == 0)
+		dmf_sparse_backward_runs(p->x, p->rows, p->nb, p->skip, w->scale, w->enc_a,
+								 w->enc_c, p->dpre, out, w->runs + task,
+								 DMF_SPARSE_TASKS + 1, gW);
+	else if (task < p->n_dw)
+	{
+		int			i0 = task * DENSE_TASK_ROWS;
+		int			n = in - i0 < DENSE_TASK_ROWS ? in - i0 : DENSE_TASK_ROWS;
+
+		dmf_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+				  n, out, p->nb, 1.0f, w->act[l - 1] + i0, in, p->dpre, out,
+				  1.0f, gW + (size_t) i0 * out, out);
+	}
+	else
+	{
+		int			r0 = (task - p->n_dw) * DENSE_TASK_ROWS;
+		int			n = p->nb - r0 < DENSE_TASK_ROWS ? p->nb - r0 : DENSE_TASK_ROWS;
+		size_t		off = (size_t) r0 * in;
+		size_t		len = (size_t) n * in;
+
+		dmf_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+				  n, in, out, 1.0f, p->dpre + (size_t) r0 * out, out, W, out,
+				  0.0f, w->dact + off, in);
+		if (w->mask[l - 1])
+			for (size_t k = 0; k < len; k++)
+				w->dact[off + k] *= w->mask[l - 1][off + k];
+		activation_backward(b->activation, w->pre[l - 1] + off, w->dact + off, len);
+	}
+}
+
 const float *
 dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 				   const int32_t *rows, int nb, const uint8_t *skip,
@@ -221,6 +380,16 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		const float *bias = b->params + b->b_off[l];
 		size_t		n = (size_t) nb * out;
 
+		if (w->in_tasks)
+		{
+			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l,
+			.dropout = dropout_rate, .rng = rng};
+
+			dmf_team_run_with(w->team, forward_task, &p,
+							  n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS),
+							  l < L - 1 && w->mask[l] ? draw_mask : NULL, &p);
+			continue;
+		}
 		if (l == 0)
 			dmf_sparse_forward(x, rows, nb, skip, &b->coding, W, bias, out,
 							   w->pre[0], w->scale, w->enc_a, w->enc_c);
@@ -276,6 +445,29 @@ dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		float	   *gb = grad + b->b_off[l];
 
 		add_column_sums(dpre, nb, out, gb);
+		if (w->in_tasks)
+		{
+			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l};
+
+			p.dpre = dpre;
+			p.grad = grad;
+			if (l == 0)
+			{
+				dmf_team_run(w->team, backward_task, &p, DMF_SPARSE_TASKS);
+				break;
+			}
+			p.n_dw = n_chunks(in, DENSE_TASK_ROWS);
+			dmf_team_run(w->team, backward_task, &p, p.n_dw + n_chunks(nb, DENSE_TASK_ROWS));
+			/* dact becomes the next dpre; swap buffers */
+			{
+				float	   *t = w->dpre;
+
+				w->dpre = w->dact;
+				w->dact = t;
+			}
+			dpre = w->dpre;
+			continue;
+		}
 		if (l == 0)
 		{
 			dmf_sparse_backward(x, rows, nb, skip, w->scale, w->enc_a, w->enc_c,

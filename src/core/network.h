@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "helper_thread.h"
 #include "rng.h"
 #include "sparse.h"
 
@@ -58,7 +59,24 @@ typedef struct DmfBranchWork
 	float	   *scale;			/* per-row input scale of the sparse layer */
 	float	   *enc_a;			/* per-row input encoding */
 	float	   *enc_c;
+
+	/*
+	 * Training's passes (in_tasks) run in fixed tasks on team (which may be
+	 * NULL: the tasks in order on this thread): the sparse layer by rows
+	 * forward and by rows of its weights (inputs) backward, the dense
+	 * layers by rows.  The tasks do not depend on the team's size, and each computes
+	 * its outputs alone, so the passes give the same bits on any number of
+	 * threads (OpenBLAS's results depend on how a product is split, so the
+	 * split is fixed).  Off (zeroed by dmf_branch_work_alloc), a pass is
+	 * one call per layer on this thread.
+	 */
+	bool		in_tasks;
+	DmfTeam    *team;
+	int64_t    *runs;			/* each row's entries by task of the sparse backward */
 } DmfBranchWork;
+
+/* Tasks of the sparse layer's backward pass: equal ranges of its inputs (dW's rows). */
+#define DMF_SPARSE_TASKS 32
 
 /*
  * Sets the layout (offsets, n_params) from n_layers and sizes; params is
@@ -72,6 +90,12 @@ void		dmf_branch_init(DmfBranch *b, DmfRng *rng);
 void		dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b,
 								  int max_rows, bool dropout);
 void		dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b);
+
+/*
+ * Training's passes for w: in tasks on team (NULL: on this thread), hidden
+ * units dropped with a random stream per row.
+ */
+void		dmf_branch_work_tasks(DmfBranchWork *w, DmfTeam *team);
 
 /*
  * Forward pass over rows[0..nb) of x, skipping the entries of x flagged in

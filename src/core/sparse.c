@@ -304,11 +304,16 @@ sparse_forward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 	}
 }
 
+/*
+ * Row r's entries: all of them, or with runs != NULL the entries
+ * runs[r * stride] .. runs[r * stride + 1] - 1.
+ */
 DMF_INLINE void
 sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 					 const uint8_t *skip, const float *scale,
 					 const float *enc_a, const float *enc_c,
-					 const float *dout, int width, float *dW)
+					 const float *dout, int width, const int64_t *runs, int stride,
+					 float *dW)
 {
 	int			chunk = SPARSE_VECTORS * lanes;
 
@@ -323,6 +328,13 @@ sparse_backward_impl(int lanes, const DmfCsr *x, const int32_t *rows, int nb,
 
 		if (s == 0.0f)
 			continue;
+		if (runs)
+		{
+			lo = runs[(size_t) r * stride];
+			hi = runs[(size_t) r * stride + 1];
+			if (lo == hi)
+				continue;
+		}
 		for (j0 = 0; j0 + chunk <= width; j0 += chunk)
 			backward_chunk(lanes, x, lo, hi, skip, s, enc_a[r], enc_c[r], d + j0,
 						   width, j0, dW);
@@ -351,8 +363,8 @@ DMF_KERNEL_LANES(sparse_forward,
 DMF_KERNEL_LANES(sparse_backward,
 				 (const DmfCsr *x, const int32_t *rows, int nb, const uint8_t *skip,
 				  const float *scale, const float *enc_a, const float *enc_c,
-				  const float *dout, int width, float *dW),
-				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, dW))
+				  const float *dout, int width, const int64_t *runs, int stride, float *dW),
+				 (x, rows, nb, skip, scale, enc_a, enc_c, dout, width, runs, stride, dW))
 
 void
 dmf_sparse_forward(const DmfCsr *x, const int32_t *rows, int nb,
@@ -371,5 +383,38 @@ dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 					const float *dout, int width, float *dW)
 {
 	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
-							   width, dW));
+							   width, NULL, 0, dW));
+}
+
+void
+dmf_sparse_backward_runs(const DmfCsr *x, const int32_t *rows, int nb,
+						 const uint8_t *skip, const float *scale,
+						 const float *enc_a, const float *enc_c,
+						 const float *dout, int width, const int64_t *runs,
+						 int stride, float *dW)
+{
+	DMF_CALL(sparse_backward, (x, rows, nb, skip, scale, enc_a, enc_c, dout,
+							   width, runs, stride, dW));
+}
+
+void
+dmf_csr_runs(const DmfCsr *x, const int32_t *rows, int nb, int n_runs, int64_t *runs)
+{
+	for (int r = 0; r < nb; r++)
+	{
+		int64_t		k = x->rowptr[rows[r]];
+		int64_t		hi = x->rowptr[rows[r] + 1];
+		int64_t    *out = runs + (size_t) r * (n_runs + 1);
+
+		out[0] = k;
+		for (int t = 1; t < n_runs; t++)
+		{
+			int32_t		bound = (int32_t) ((int64_t) x->ncols * t / n_runs);
+
+			while (k < hi && x->col[k] < bound)
+				k++;
+			out[t] = k;
+		}
+		out[n_runs] = hi;
+	}
 }

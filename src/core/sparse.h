@@ -99,4 +99,25 @@ void		dmf_sparse_backward(const DmfCsr *x, const int32_t *rows, int nb,
 								const float *enc_a, const float *enc_c,
 								const float *dout, int width, float *dW);
 
+/*
+ * The runs of rows[0..nb): the columns of x cut into n_runs equal ranges,
+ * runs[r * (n_runs + 1) + t] is the first entry of row rows[r] in range t
+ * or after it (the entries of a row ascend by column).
+ */
+void		dmf_csr_runs(const DmfCsr *x, const int32_t *rows, int nb, int n_runs,
+						 int64_t *runs);
+
+/*
+ * dmf_sparse_backward over the entries runs[r * stride] ..
+ * runs[r * stride + 1] - 1 of each row (one range of x's columns, i.e. of
+ * dW's rows, from dmf_csr_runs), the rows in the same order: each element
+ * of dW adds the same terms in the same order, so ranges split between
+ * threads give the bits of one call.
+ */
+void		dmf_sparse_backward_runs(const DmfCsr *x, const int32_t *rows, int nb,
+									 const uint8_t *skip, const float *scale,
+									 const float *enc_a, const float *enc_c,
+									 const float *dout, int width, const int64_t *runs,
+									 int stride, float *dW);
+
 #endif

@@ -50,6 +50,13 @@ dmf_now_seconds(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/*
+ * Rows of a task of the factors of every row (all_factors), each thread
+ * with buffers of its own: at most DMF_FACTOR_CHUNK rows for the most
+ * threads a training may have.
+ */
+#define FACTOR_TASK_ROWS (DMF_FACTOR_CHUNK / DMF_MAX_THREADS)
+
 static void
 branch_sizes(int n_hidden, const int *hidden, int input, int dim, int *sizes)
 {
@@ -82,7 +89,7 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 			/* pre-activation, activation, dropout mask, two gradients */
 			per_row += 5 * (uint64_t) sizes[l + 1];
 		}
-		/* a block holds at most a whole side; factors go by chunks */
+		/* a block holds at most a whole side; factors go by chunks, per thread */
 		act += per_row * (rows + DMF_FACTOR_CHUNK);
 	}
 	/*
@@ -102,6 +109,9 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 		(cfg->feedback == DMF_FEEDBACK_IMPLICIT ?
 		 (1 + cfg->negatives) * sizeof(DmfPairGradient) + cfg->negatives * sizeof(int32_t) :
 		 sizeof(DmfPairGradient));
+
+	/* where a block's rows split into the sparse backward's tasks */
+	act += ((uint64_t) n_users + n_items) * (DMF_SPARSE_TASKS + 1) * sizeof(int64_t) / sizeof(float);
 
 	/* params, gradient, two Adam moments, best copy */
 	return params * 5 * sizeof(float) + pair_terms
@@ -144,11 +154,48 @@ triples_mse(const DmfTriples *t, const float *uf, const float *vf, int dim,
 	return se / (double) t->n;
 }
 
+/*
+ * Every row's factor, in tasks of FACTOR_TASK_ROWS rows on the team, each
+ * thread with its work (max_rows FACTOR_TASK_ROWS): the same bits on any
+ * number of threads.
+ */
+
+typedef struct FactorTasks
+{
+	const DmfBranch *b;
+	DmfBranchWork *works;		/* one per worker */
+	const DmfCsr *x;
+	const int32_t *rows;
+	float	   *out;
+} FactorTasks;
+
 static void
-all_factors(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
+factor_task(void *arg, int task, int worker)
+{
+	const FactorTasks *p = (const FactorTasks *) arg;
+	DmfBranchWork *w = &p->works[worker];
+	int			dim = p->b->sizes[p->b->n_layers];
+	int			r0 = task * FACTOR_TASK_ROWS;
+	int			n = p->x->nrows - r0 < FACTOR_TASK_ROWS ? p->x->nrows - r0 : FACTOR_TASK_ROWS;
+	float	   *out = p->out + (size_t) r0 * dim;
+	const float *u = dmf_branch_forward(p->b, w, p->x, p->rows + r0, n, NULL, 0.0f, NULL);
+
+	memcpy(out, u, sizeof(float) * (size_t) n * dim);
+	/* a row without input has no factor, not the bias vector */
+	for (int r = 0; r < n; r++)
+		if (w->scale[r] == 0.0f)
+			memset(out + (size_t) r * dim, 0, sizeof(float) * dim);
+	dmf_normalize_rows(out, n, dim);
+}
+
+static void
+all_factors(Training *t, const DmfBranch *b, DmfBranchWork *works, const DmfCsr *x,
 			const int32_t *identity, float *out)
 {
-	dmf_branch_factors(b, w, x, identity, x->nrows, out);
+	FactorTasks p = {b, works, x, identity, out};
+
+	dmf_check_interrupts();
+	dmf_team_run(t->team, factor_task, &p, (x->nrows + FACTOR_TASK_ROWS - 1) / FACTOR_TASK_ROWS);
 }
 
 /* Assigns a shuffled group to each of n entities: g = rank % groups. */
@@ -214,8 +261,16 @@ init_branches(Training *t, int max_block_users, int max_block_items)
 
 	dmf_branch_work_alloc(&t->uw, ub, max_block_users, dropout);
 	dmf_branch_work_alloc(&t->iw, ib, max_block_items, dropout);
-	dmf_branch_work_alloc(&t->ufw, ub, DMF_FACTOR_CHUNK, false);
-	dmf_branch_work_alloc(&t->ifw, ib, DMF_FACTOR_CHUNK, false);
+	/* a block's passes in tasks on the team (network.h) */
+	dmf_branch_work_tasks(&t->uw, t->team);
+	dmf_branch_work_tasks(&t->iw, t->team);
+	t->fw_u = dmf_alloc(sizeof(DmfBranchWork) * dmf_team_size(t->team));
+	t->fw_i = dmf_alloc(sizeof(DmfBranchWork) * dmf_team_size(t->team));
+	for (int k = 0; k < dmf_team_size(t->team); k++)
+	{
+		dmf_branch_work_alloc(&t->fw_u[k], ub, FACTOR_TASK_ROWS, false);
+		dmf_branch_work_alloc(&t->fw_i[k], ib, FACTOR_TASK_ROWS, false);
+	}
 	t->unorm = dmf_alloc(sizeof(float) * max_block_users);
 	t->vnorm = dmf_alloc(sizeof(float) * max_block_items);
 	t->skip_u = dmf_alloc0((size_t) t->data->train.n + 1);
@@ -351,8 +406,11 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	max_block_users = (t->nu + t->gu - 1) / t->gu;
 	max_block_items = (t->ni + t->gi - 1) / t->gi;
 
+	/* the team's threads call OpenBLAS, each for a product of its own */
+	t->team = dmf_team_start(cfg->threads < DMF_MAX_THREADS ? cfg->threads : DMF_MAX_THREADS);
+	if (t->team)
+		dmf_blas_set_threads(1);
 	init_branches(t, max_block_users, max_block_items);
-	t->helper = cfg->threads >= 2 ? dmf_helper_start() : NULL;
 	res->user_factors = dmf_alloc(sizeof(float) * (size_t) t->nu * t->dim);
 	res->item_factors = dmf_alloc(sizeof(float) * (size_t) t->ni * t->dim);
 
@@ -414,8 +472,8 @@ validation_rmse(Training *t, const DmfQuantizer *q)
 {
 	DmfTrainResult *res = t->res;
 
-	all_factors(&res->user_branch, &t->ufw, &t->xu, t->identity_users, res->user_factors);
-	all_factors(&res->item_branch, &t->ifw, &t->xi, t->identity_items, res->item_factors);
+	all_factors(t, &res->user_branch, t->fw_u, &t->xu, t->identity_users, res->user_factors);
+	all_factors(t, &res->item_branch, t->fw_i, &t->xi, t->identity_items, res->item_factors);
 	return sqrt(triples_mse(t->validation, res->user_factors, res->item_factors,
 							t->dim, t->cfg->rating_min, t->cfg->rating_max, q, t->implicit));
 }
@@ -446,8 +504,6 @@ train_epoch(Training *t, int epoch, DmfEpochStats *st)
 	st->validation_rmse = NAN;
 	t->res->epochs_run = epoch;
 
-	if (t->helper)
-		dmf_blas_set_threads(t->cfg->threads);
 	if (t->validation->n > 0)
 		st->validation_rmse = validation_rmse(t, t->quantizing ? &t->quant : NULL);
 	st->seconds = dmf_now_seconds() - t_epoch;
@@ -571,11 +627,6 @@ training_finish(Training *t)
 				ni = (size_t) t->ni;
 	int64_t		ignored;
 
-	if (t->helper)
-	{
-		dmf_helper_stop(t->helper);
-		dmf_blas_set_threads(cfg->threads);
-	}
 	restore_best(t);
 	res->boundaries = t->best_bounds;
 
@@ -592,6 +643,8 @@ training_finish(Training *t)
 	dmf_free(t->target);
 	if (t->pair_grad)
 		dmf_free(t->pair_grad);
+	if (t->pair_se)
+		dmf_free(t->pair_se);
 	if (t->drawn)
 		dmf_free(t->drawn);
 	if (t->implicit)
@@ -619,7 +672,7 @@ training_finish(Training *t)
 		double	   *predictions = calibrate ?
 			dmf_alloc(sizeof(double) * (size_t) data->validation.n) : NULL;
 
-		dmf_choose_fold_in(cfg, data, ub, ib, &t->ufw, &t->ifw, &t->xu, &t->xi,
+		dmf_choose_fold_in(cfg, data, ub, ib, &t->fw_u[0], &t->fw_i[0], &t->xu, &t->xi,
 						   t->identity_users, t->identity_items, &res->fold_choice,
 						   predictions);
 		if (calibrate)
@@ -647,8 +700,19 @@ training_finish(Training *t)
 		dmf_build_inputs(tparts, 2, t->nu, t->ni, cfg->input_encoding, cfg->rating_min,
 						 cfg->rating_max, &t->xu, &t->xi, &ignored, NULL, NULL);
 	}
-	all_factors(ub, &t->ufw, &t->xu, t->identity_users, res->user_factors);
-	all_factors(ib, &t->ifw, &t->xi, t->identity_items, res->item_factors);
+	all_factors(t, ub, t->fw_u, &t->xu, t->identity_users, res->user_factors);
+	all_factors(t, ib, t->fw_i, &t->xi, t->identity_items, res->item_factors);
+	for (int k = 0; k < dmf_team_size(t->team); k++)
+	{
+		dmf_branch_work_free(&t->fw_u[k], ub);
+		dmf_branch_work_free(&t->fw_i[k], ib);
+	}
+	dmf_free(t->fw_u);
+	dmf_free(t->fw_i);
+	/* fold-in starts threads of its own; OpenBLAS may have them all again */
+	dmf_team_stop(t->team);
+	t->team = NULL;
+	dmf_blas_set_threads(cfg->threads);
 
 	/* every entity here is a training entity: its branch factor is its anchor */
 	res->user_anchors = dmf_alloc(sizeof(float) * nu * t->dim);
@@ -667,8 +731,6 @@ training_finish(Training *t)
 						  cfg->rating_min, cfg->rating_max, cfg->threads);
 	}
 
-	dmf_branch_work_free(&t->ufw, ub);
-	dmf_branch_work_free(&t->ifw, ib);
 	dmf_csr_free(&t->xu);
 	dmf_csr_free(&t->xi);
 	if (t->implicit)

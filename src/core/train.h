@@ -31,6 +31,9 @@ typedef enum DmfFeedback
 	DMF_FEEDBACK_IMPLICIT
 } DmfFeedback;
 
+/* The most threads a training uses (the option "threads" and dmf.max_threads stop there). */
+#define DMF_MAX_THREADS 64
+
 typedef struct DmfEpochStats
 {
 	int			epoch;			/* 1-based */
@@ -62,7 +65,7 @@ typedef struct DmfTrainConfig
 	uint64_t	seed;
 	double		rating_min;
 	double		rating_max;
-	int			threads;		/* 2 or more: the two branches in parallel */
+	int			threads;		/* threads of the training's team (helper_thread.h) */
 	int			fold_in_steps;	/* see fold_in.h */
 	double		fold_in_rate;
 	int			fold_in_training;	/* DmfFoldInTraining */

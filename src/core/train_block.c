@@ -68,9 +68,9 @@ typedef struct NegativeJob
 } NegativeJob;
 
 static void
-draw_negatives(void *arg)
+draw_negatives(void *arg, int task, int worker)
 {
-	NegativeJob *job = (NegativeJob *) arg;
+	NegativeJob *job = (NegativeJob *) arg + task;
 	Training   *t = job->t;
 	int			k = t->cfg->negatives;
 
@@ -96,9 +96,8 @@ block_negatives(Training *t, int blk, int64_t np, int *nbi)
 {
 	int			group = blk % t->gi;
 	int			k = t->cfg->negatives;
-	NegativeJob first = {.t = t, .from = 0, .to = np / 2, .pool = t->item_perm + group,
-	.pool_n = (t->ni - group + t->gi - 1) / t->gi};
-	NegativeJob second = first;
+	NegativeJob jobs[2] = {{.t = t, .from = 0, .to = np / 2, .pool = t->item_perm + group,
+	.pool_n = (t->ni - group + t->gi - 1) / t->gi}};
 	int64_t		n = np;
 
 	if ((size_t) (np * k) > t->drawn_cap)
@@ -110,23 +109,14 @@ block_negatives(Training *t, int blk, int64_t np, int *nbi)
 	}
 	/*
 	 * Two streams, each half the positives, seeded from the training's: the
-	 * draws are the same with one thread or two.
+	 * draws are the same on any number of threads.
 	 */
-	dmf_rng_seed(&first.rng, dmf_rng_next(&t->rng));
-	dmf_rng_seed(&second.rng, dmf_rng_next(&t->rng));
-	second.from = first.to;
-	second.to = np;
-	if (t->helper)
-	{
-		dmf_helper_run(t->helper, draw_negatives, &second);
-		draw_negatives(&first);
-		dmf_helper_wait(t->helper);
-	}
-	else
-	{
-		draw_negatives(&first);
-		draw_negatives(&second);
-	}
+	jobs[1] = jobs[0];
+	dmf_rng_seed(&jobs[0].rng, dmf_rng_next(&t->rng));
+	dmf_rng_seed(&jobs[1].rng, dmf_rng_next(&t->rng));
+	jobs[1].from = jobs[0].to;
+	jobs[1].to = np;
+	dmf_team_run(t->team, draw_negatives, jobs, 2);
 
 	/* the drawn items join the block's, in the order they were drawn */
 	for (int64_t p = 0; p < np; p++)
@@ -189,30 +179,35 @@ group_dots(const Training *t, int64_t p0, int n, const float *U, const float *V,
 	memcpy(dots, acc, sizeof(float) * n);
 }
 
-/* The loss's coefficients of pairs [from, to) of a block of np pairs. */
+/*
+ * The loss's coefficients go by tasks of LOSS_TASK_PAIRS pairs (a multiple
+ * of DOT_GROUP: the groups are those of one loop over the block).
+ */
+#define LOSS_TASK_PAIRS (64 * DOT_GROUP)
+
 typedef struct LossJob
 {
 	Training   *t;
-	int64_t		from,
-				to,
-				np;
+	int64_t		np;
 	const float *U;
 	const float *V;
-	double		se;				/* the pairs' squared errors (or log loss) */
 } LossJob;
 
+/* The loss's coefficients of one task's pairs; its loss into t->pair_se. */
 static void
-pair_losses(void *arg)
+pair_losses(void *arg, int task, int worker)
 {
-	LossJob    *job = (LossJob *) arg;
+	const LossJob *job = (const LossJob *) arg;
 	Training   *t = job->t;
 	int64_t		np = job->np;
+	int64_t		from = (int64_t) task * LOSS_TASK_PAIRS;
+	int64_t		to = np - from < LOSS_TASK_PAIRS ? np : from + LOSS_TASK_PAIRS;
 	double		half = 0.5 * (t->cfg->rating_max - t->cfg->rating_min);
 	double		mid = 0.5 * (t->cfg->rating_min + t->cfg->rating_max);
 	double		se = 0.0;
 	float		dots[DOT_GROUP];
 
-	for (int64_t p = job->from; p < job->to; p++)
+	for (int64_t p = from; p < to; p++)
 	{
 		int			a = t->pair_u[p];
 		int			c = t->pair_i[p];
@@ -223,10 +218,10 @@ pair_losses(void *arg)
 					g;
 
 		/* the gradients change dU and dV, never U or V: dots can run ahead */
-		if ((p - job->from) % DOT_GROUP == 0)
-			group_dots(t, p, (int) (job->to - p < DOT_GROUP ? job->to - p : DOT_GROUP),
+		if ((p - from) % DOT_GROUP == 0)
+			group_dots(t, p, (int) (to - p < DOT_GROUP ? to - p : DOT_GROUP),
 					   job->U, job->V, dots);
-		pred = dots[(p - job->from) % DOT_GROUP] / nn;
+		pred = dots[(p - from) % DOT_GROUP] / nn;
 		if (t->implicit)
 		{
 			double		dloss;
@@ -259,61 +254,65 @@ pair_losses(void *arg)
 		pg->u_self = g * pred / (t->unorm[a] * t->unorm[a]);
 		pg->v_self = g * pred / (t->vnorm[c] * t->vnorm[c]);
 	}
-	job->se = se;
+	t->pair_se[task] = se;
 }
 
 /*
- * Each pair's coefficients depend on that pair alone, so the two threads
- * take half the pairs each (the values are the same as in one loop; only
- * the reported loss is summed in another order).  DMF-D's boundary
- * gradients are one shared sum: those blocks run on one thread.
+ * Each pair's coefficients depend on that pair alone, so the tasks run on
+ * any thread; the block's loss is the sum of the tasks' in task order, the
+ * same on any number of threads.  DMF-D's boundary gradients are one
+ * shared sum, in pair order: those blocks run their tasks in order here.
  */
 static double
 block_loss(Training *t, int64_t np, const float *U, const float *V)
 {
-	LossJob		first = {t, 0, np, np, U, V, 0.0};
-	LossJob		second = first;
+	LossJob		job = {t, np, U, V};
+	int			n_tasks = (int) ((np + LOSS_TASK_PAIRS - 1) / LOSS_TASK_PAIRS);
+	double		se = 0.0;
 
 	if ((size_t) np > t->pair_grad_cap)
 	{
 		if (t->pair_grad)
 			dmf_free(t->pair_grad);
+		if (t->pair_se)
+			dmf_free(t->pair_se);
 		t->pair_grad_cap = (size_t) np + (size_t) np / 4;
 		t->pair_grad = dmf_alloc(sizeof(DmfPairGradient) * t->pair_grad_cap);
+		t->pair_se = dmf_alloc(sizeof(double) * (t->pair_grad_cap / LOSS_TASK_PAIRS + 1));
 	}
-	if (t->helper == NULL || t->quantizing || np < 2 * DOT_GROUP)
-	{
-		pair_losses(&first);
-		return first.se;
-	}
-	first.to = second.from = np / 2;
-	dmf_helper_run(t->helper, pair_losses, &second);
-	pair_losses(&first);
-	dmf_helper_wait(t->helper);
-	return first.se + second.se;
+	dmf_team_run(t->quantizing ? NULL : t->team, pair_losses, &job, n_tasks);
+	for (int k = 0; k < n_tasks; k++)
+		se += t->pair_se[k];
+	return se;
 }
 
-/* One side's gradients from the pairs' coefficients: dU or dV. */
+/* The gradients' tasks: columns of dU, then of dV. */
+#define GRADIENT_TASK_COLUMNS 32
+
 typedef struct GradientJob
 {
 	const Training *t;
 	int64_t		np;
 	const float *U;
 	const float *V;
-	bool		users;
+	int			per_side;		/* tasks of each side */
 } GradientJob;
 
 /*
  * d pred / d u = v/(|u||v|) - pred u/|u|^2, times the loss's g, summed
- * into each row in the order of the pairs: the users' rows on one thread,
- * the items' on the other, each row's sum the same as in one loop.
+ * into each row in the order of the pairs.  A task takes some columns of
+ * the users' rows or the items', over all the pairs: each element's sum is
+ * the same as in one loop.
  */
 static void
-side_gradients(void *arg)
+side_gradients(void *arg, int task, int worker)
 {
 	const GradientJob *job = (const GradientJob *) arg;
 	const Training *t = job->t;
 	int			dim = t->dim;
+	bool		users = task < job->per_side;
+	int			j0 = (users ? task : task - job->per_side) * GRADIENT_TASK_COLUMNS;
+	int			j1 = dim - j0 < GRADIENT_TASK_COLUMNS ? dim : j0 + GRADIENT_TASK_COLUMNS;
 
 	for (int64_t p = 0; p < job->np; p++)
 	{
@@ -321,18 +320,18 @@ side_gradients(void *arg)
 		const float *u = job->U + (size_t) t->pair_u[p] * dim;
 		const float *v = job->V + (size_t) t->pair_i[p] * dim;
 
-		if (job->users)
+		if (users)
 		{
 			float	   *du = t->dU + (size_t) t->pair_u[p] * dim;
 
-			for (int j = 0; j < dim; j++)
+			for (int j = j0; j < j1; j++)
 				du[j] += pg->g * v[j] / pg->nn - pg->u_self * u[j];
 		}
 		else
 		{
 			float	   *dv = t->dV + (size_t) t->pair_i[p] * dim;
 
-			for (int j = 0; j < dim; j++)
+			for (int j = j0; j < j1; j++)
 				dv[j] += pg->g * u[j] / pg->nn - pg->v_self * v[j];
 		}
 	}
@@ -341,18 +340,9 @@ side_gradients(void *arg)
 static void
 block_gradients(Training *t, int64_t np, const float *U, const float *V)
 {
-	GradientJob users = {t, np, U, V, true};
-	GradientJob items = {t, np, U, V, false};
+	GradientJob job = {t, np, U, V, (t->dim + GRADIENT_TASK_COLUMNS - 1) / GRADIENT_TASK_COLUMNS};
 
-	if (t->helper == NULL)
-	{
-		side_gradients(&users);
-		side_gradients(&items);
-		return;
-	}
-	dmf_helper_run(t->helper, side_gradients, &items);
-	side_gradients(&users);
-	dmf_helper_wait(t->helper);
+	dmf_team_run(t->team, side_gradients, &job, 2 * job.per_side);
 }
 
 double
@@ -378,9 +368,8 @@ dmf_train_block(Training *t, int blk, int64_t *n_pairs)
 	t->ut.nb = nbu;
 	t->it.rows = t->block_items;
 	t->it.nb = nbi;
-	if (t->helper)
-		dmf_blas_set_threads(1);
-	dmf_run_sides(t->helper, dmf_side_forward, &t->ut, &t->it);
+	dmf_side_forward(&t->ut);
+	dmf_side_forward(&t->it);
 
 	memset(t->dU, 0, sizeof(float) * (size_t) nbu * t->dim);
 	memset(t->dV, 0, sizeof(float) * (size_t) nbi * t->dim);
@@ -392,7 +381,8 @@ dmf_train_block(Training *t, int blk, int64_t *n_pairs)
 	t->it.dout = t->dV;
 	t->ut.lr = t->it.lr = t->lr;
 	t->ut.step = t->it.step = t->step;
-	dmf_run_sides(t->helper, dmf_side_backward, &t->ut, &t->it);
+	dmf_side_backward(&t->ut);
+	dmf_side_backward(&t->it);
 	if (t->quantizing)
 		dmf_boundary_step(t->cfg, t->bounds, t->uniform, t->bgrad, t->bm, t->bv, t->lr, t->step);
 

@@ -55,11 +55,11 @@ typedef struct Training
 	float	   *best_i;
 	DmfBranchWork uw;			/* a block's passes */
 	DmfBranchWork iw;
-	DmfBranchWork ufw;			/* factors of every row */
-	DmfBranchWork ifw;
 	SideTask	ut;
 	SideTask	it;
-	DmfHelper  *helper;			/* runs the item side, with two threads */
+	DmfTeam    *team;			/* cfg->threads threads; NULL with one */
+	DmfBranchWork *fw_u;		/* factors of every row: a work per thread of the team */
+	DmfBranchWork *fw_i;
 	int32_t    *identity_users;
 	int32_t    *identity_items;
 
@@ -90,6 +90,7 @@ typedef struct Training
 	float	   *vnorm;
 	DmfPairGradient *pair_grad; /* a block's pairs, grown to the largest block */
 	size_t		pair_grad_cap;
+	double	   *pair_se;		/* the loss of each task of pairs (train_block.c) */
 	int32_t    *drawn;			/* implicit: a block's drawn negatives, grown likewise */
 	size_t		drawn_cap;
 

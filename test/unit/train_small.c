@@ -2,7 +2,7 @@
  * train_small.c
  *	  Small trainings outside the server, for valgrind (test/t/016_valgrind.sh):
  *	  a plain model with dropout, two dense layers, a validation set, extra
- *	  inputs and the two branches on two threads; the same with training
+ *	  inputs and a team of two threads; the same with training
  *	  users left unfolded; then DMF-D with centred inputs, rows scaled by
  *	  their length and boundary calibration.  Every
  *	  buffer is its own malloc (DMF_STANDALONE), so valgrind sees its ends
