@@ -11,9 +11,18 @@
 # and 0 (every core) uses the cores, at most the cap.
 set -euo pipefail
 
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=../lib/cluster.sh
+source "$here/../lib/cluster.sh"
+
+dmf_use_server
+
 db=dmf_t_threads
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
+cleanup() {
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+}
+dmf_at_exit cleanup
 
 fail() {
     echo "FAILED: $*"
@@ -68,7 +77,7 @@ SELECT m.kind, m.threads, dmf_info(m.model)->>'threads_used',
 FROM models m ORDER BY m.kind, m.threads;
 SQL
 out="${TMPDIR:-/tmp}/dmf_threads.$$"
-trap 'rm -f "$out"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true' EXIT
+dmf_at_exit 'rm -f "$out"'
 cat "$out"
 
 while read -r kind threads used rest; do
