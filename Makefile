@@ -15,6 +15,8 @@ CORE_OBJS = \
 	src/core/network.o \
 	src/core/train.o \
 	src/core/train_block.o \
+	src/core/train_alternating.o \
+	src/core/grouped.o \
 	src/core/implicit.o \
 	src/core/quantizer.o \
 	src/core/fold_in.o \

@@ -69,6 +69,7 @@ SELECT dmf_train('ratings', options => '{"activation": "gelu"}');
 SELECT dmf_train('ratings', options => '{"activation": 1}');
 SELECT dmf_train('ratings', options => '{"fold_in_training": "sometimes"}');
 SELECT dmf_train('ratings', options => '{"storage": "float16"}');
+SELECT dmf_train('ratings', options => '{"schedule": "sideways"}');
 SELECT dmf_train('ratings', options => '{"learning_rate": 0}');
 SELECT dmf_train('ratings', options => '{"learning_rate": -0.1}');
 SELECT dmf_train('ratings', options => '{"l2": -1}');

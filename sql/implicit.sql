@@ -138,6 +138,9 @@ SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{}');
 SELECT dmf_train('plays', 'user_id', 'item_id', 'seconds', '{"negatives": 4}');
 SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "implicit", "discrete": true}');
 SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "implicit", "negatives": 0}');
+-- negatives are drawn per block: implicit feedback trains on blocks
+SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "implicit", "schedule": "alternating"}');
+SELECT dmf_info(model)->'options'->>'schedule' AS schedule FROM implicit_models WHERE name = 'clicks';
 SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "both"}');
 SELECT dmf_predict_discrete(model, 1, 1) FROM implicit_models WHERE name = 'clicks';
 SELECT * FROM implicit_models m, dmf_evaluate(m.model, 'plays', 'user_id', 'item_id', 'seconds') WHERE m.name = 'clicks';

@@ -37,6 +37,7 @@ static const char *const input_encoding_names[] = {"offset", "centered"};	/* Dmf
 static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfRowScale */
 static const char *const storage_names[] = {"auto", "float32", "bfloat16"};	/* DmfStorage */
 static const char *const feedback_names[] = {"explicit", "implicit"};	/* DmfFeedback */
+static const char *const schedule_names[] = {"alternating", "blocks"};	/* DmfSchedule */
 /* DmfFoldInTraining */
 static const char *const fold_in_training_names[] = {"auto", "none", "users", "items", "both"};
 
@@ -74,6 +75,7 @@ static const OptionSpec option_specs[] = {
 	{"activation", OPT_CHOICE, TRAIN(activation), 0, 0, true, "\"relu\"",
 	dmf_activation_names, DMF_ACT_COUNT},
 	{"epochs", OPT_INT, TRAIN(epochs), 1, MAX_EPOCHS, true, "80", NO_CHOICES},
+	{"schedule", OPT_CHOICE, TRAIN(schedule), 0, 0, true, "\"alternating\"", CHOICES(schedule_names)},
 	/* 0: automatic, see dmf_resolve_batch_size */
 	{"batch_size", OPT_INT, TRAIN(batch_size), 0, MAX_BATCH, true, "0", NO_CHOICES},
 	{"learning_rate", OPT_FLOAT, TRAIN(learning_rate), 0.0, 10.0, false, "0.003", NO_CHOICES},
@@ -510,6 +512,13 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 			c->learning_rate = 0.006;
 		if (!was_given(given, "epochs"))
 			c->epochs = 60;
+		/* sampled negatives are drawn per block */
+		if (was_given(given, "schedule") && c->schedule != DMF_SCHEDULE_BLOCKS)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("option \"schedule\": \"alternating\" does not support \"feedback\": \"implicit\""),
+					 errhint("Leave \"schedule\" out or set it to \"blocks\" for implicit feedback.")));
+		c->schedule = DMF_SCHEDULE_BLOCKS;
 		c->rating_min = 0.0;
 		c->rating_max = 1.0;
 		o->rating_min_set = o->rating_max_set = true;
@@ -613,7 +622,8 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
 }
 
 /*
- * batch_size 0 (the default): blocks of AUTO_BATCH ratings, but at most
+ * batch_size 0 (the default), alternating schedule: minibatches of
+ * AUTO_ALTERNATING_BATCH ratings.  Blocks: blocks of AUTO_BATCH ratings, but at most
  * about AUTO_MAX_BLOCKS blocks per epoch on large data and at least
  * AUTO_MIN_BLOCKS on small data.  An epoch embeds every row once per block
  * of the other side and takes one Adam step over all weights per block, so
@@ -622,6 +632,7 @@ dmf_options_to_json(const DmfOptions *o, StringInfo out)
  * steps per epoch.
  */
 #define AUTO_BATCH 8192
+#define AUTO_ALTERNATING_BATCH 2048
 #define AUTO_MAX_BLOCKS 100
 #define AUTO_MIN_BLOCKS 16
 
@@ -632,6 +643,18 @@ dmf_resolve_batch_size(DmfTrainConfig *c, int64 n_train)
 
 	if (c->batch_size > 0)
 		return;
+	if (c->schedule == DMF_SCHEDULE_ALTERNATING)
+	{
+		/*
+		 * A minibatch costs what its rows cost (a lazy step over the inputs
+		 * it reaches), so its size needs no bound for large data; small data
+		 * still gets AUTO_MIN_BLOCKS steps a phase.  Chosen on validation
+		 * (docs/bench/search.md, sixth round).
+		 */
+		size = Min(AUTO_ALTERNATING_BATCH, n_train / AUTO_MIN_BLOCKS);
+		c->batch_size = (int) Min(Max(size, 1), MAX_BATCH);
+		return;
+	}
 	size = Min(AUTO_BATCH, n_train / AUTO_MIN_BLOCKS);
 	size = Max(size, (n_train + AUTO_MAX_BLOCKS - 1) / AUTO_MAX_BLOCKS);
 	c->batch_size = (int) Min(Max(size, 1), MAX_BATCH);

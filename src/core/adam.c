@@ -124,3 +124,88 @@ dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTe
 	dmf_team_run(team, adam_task, &p,
 				 (int) ((b->n_params + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
 }
+
+/*
+ * The lazy step (the alternating training): the first layer's rows
+ * (inputs) a minibatch did not reach keep their weights and moments; the
+ * rows it did, and every other parameter, take Adam's step.  A large
+ * table's minibatch reaches few of its inputs, and a step over all of
+ * them would cost far more than the minibatch.
+ */
+typedef struct LazyAdamTasks
+{
+	AdamTasks	adam;
+	uint8_t    *touched;
+	int			rows_per_task;
+	int			first_layer_tasks;
+} LazyAdamTasks;
+
+static void
+lazy_adam_task(void *arg, int task, int worker)
+{
+	const LazyAdamTasks *p = (const LazyAdamTasks *) arg;
+	DmfBranch  *b = p->adam.b;
+	DmfAdam    *a = p->adam.a;
+	int			width = b->sizes[1];
+
+	if (task < p->first_layer_tasks)
+	{
+		int			r0 = task * p->rows_per_task;
+		int			r1 = b->sizes[0] - r0 < p->rows_per_task ? b->sizes[0] : r0 + p->rows_per_task;
+
+		for (int r = r0; r < r1; r++)
+		{
+			size_t		k = b->w_off[0] + (size_t) r * width;
+
+			if (!p->touched[r])
+				continue;
+			p->touched[r] = 0;
+			if (p->adam.decay != 0.0f)
+				DMF_CALL(add_decay, (a->grad + k, b->params + k, width, p->adam.decay));
+			DMF_CALL(adam_update, (b->params + k, a->grad + k, a->m + k, a->v + k, width,
+								   p->adam.c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
+								   (float) DMF_ADAM_EPS));
+		}
+		return;
+	}
+	{
+		/* the rest, from the first layer's bias on, as dmf_adam_step_team */
+		size_t		rest = b->b_off[0];
+		size_t		k0 = rest + (size_t) (task - p->first_layer_tasks) * ADAM_TASK_PARAMS;
+		size_t		k1 = b->n_params - k0 < ADAM_TASK_PARAMS ? b->n_params : k0 + ADAM_TASK_PARAMS;
+
+		if (p->adam.decay != 0.0f)
+			for (int l = 1; l < b->n_layers; l++)
+			{
+				size_t		lo = b->w_off[l];
+				size_t		hi = lo + (size_t) b->sizes[l] * b->sizes[l + 1];
+
+				lo = lo > k0 ? lo : k0;
+				hi = hi < k1 ? hi : k1;
+				if (lo < hi)
+					DMF_CALL(add_decay, (a->grad + lo, b->params + lo, hi - lo, p->adam.decay));
+			}
+		DMF_CALL(adam_update, (b->params + k0, a->grad + k0, a->m + k0, a->v + k0, k1 - k0,
+							   p->adam.c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
+							   (float) DMF_ADAM_EPS));
+	}
+}
+
+void
+dmf_adam_step_lazy(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTeam *team,
+				   uint8_t *touched)
+{
+	LazyAdamTasks p;
+	size_t		rest = b->n_params - b->b_off[0];
+
+	p.adam.b = b;
+	p.adam.a = a;
+	p.adam.c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+						 (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
+	p.adam.decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
+	p.touched = touched;
+	p.rows_per_task = ADAM_TASK_PARAMS / b->sizes[1] > 0 ? ADAM_TASK_PARAMS / b->sizes[1] : 1;
+	p.first_layer_tasks = (b->sizes[0] + p.rows_per_task - 1) / p.rows_per_task;
+	dmf_team_run(team, lazy_adam_task, &p,
+				 p.first_layer_tasks + (int) ((rest + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
+}

@@ -36,4 +36,12 @@ void		dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t);
 void		dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t,
 							   DmfTeam *team);
 
+/*
+ * Adam's step for the first layer's rows marked in touched (sizes[0]
+ * flags, cleared here) and every other parameter; the other rows of the
+ * first layer keep their weights and moments.
+ */
+void		dmf_adam_step_lazy(DmfBranch *b, DmfAdam *a, double lr, double l2, long t,
+							   DmfTeam *team, uint8_t *touched);
+
 #endif

@@ -166,9 +166,9 @@ activation_backward(DmfActivation f, const float *pre, float *d, size_t n)
 	switch (f)
 	{
 		case DMF_ACT_RELU:
+			/* a select, not a branch: it vectorises */
 			for (size_t k = 0; k < n; k++)
-				if (pre[k] <= 0.0f)
-					d[k] = 0.0f;
+				d[k] = pre[k] <= 0.0f ? 0.0f : d[k];
 			break;
 		case DMF_ACT_TANH:
 			for (size_t k = 0; k < n; k++)
@@ -213,6 +213,27 @@ add_column_sums(const float *m, int nb, int width, float *acc)
 
 		for (int j = 0; j < width; j++)
 			acc[j] += row[j];
+	}
+}
+
+/*
+ * Dropout's mask of n units: 1 / keep for a unit kept, 0 for one dropped,
+ * each unit kept with probability keep = 1 - rate (to 1 / 65536): four
+ * units from each 64-bit draw of rng, in order.
+ */
+static void
+dropout_mask(DmfRng *rng, float rate, float *mask, size_t n)
+{
+	float		keep = 1.0f - rate;
+	float		inv = 1.0f / keep;
+	uint32_t	threshold = (uint32_t) (keep * 65536.0f + 0.5f);
+
+	for (size_t k = 0; k < n; k += 4)
+	{
+		uint64_t	bits = dmf_rng_next(rng);
+
+		for (size_t q = 0; q < 4 && k + q < n; q++)
+			mask[k + q] = ((bits >> (16 * q)) & 0xFFFF) < threshold ? inv : 0.0f;
 	}
 }
 
@@ -263,7 +284,18 @@ forward_task(void *arg, int task, int worker)
 	int			n = p->nb - r0 < size ? p->nb - r0 : size;
 	float	   *pre = w->pre[l] + (size_t) r0 * out;
 
-	if (l == 0)
+	if (l == 0 && w->vrows)
+	{
+		const DmfVirtualRows *vr = w->vrows;
+
+		dmf_grouped_forward(vr, task, p->skip, &b->coding, W, bias, out, w->pre[0],
+							w->scale, w->enc_a, w->enc_c,
+							vr->scratch + DMF_GROUPED_SCRATCH(vr->gx->n_groups, out) * worker);
+		r0 = vr->task_start[task];
+		n = vr->task_start[task + 1] - r0;
+		pre = w->pre[0] + (size_t) r0 * out;
+	}
+	else if (l == 0)
 	{
 		dmf_sparse_forward(p->x, p->rows + r0, n, p->skip, &b->coding, W, bias, out,
 						   pre, w->scale + r0, w->enc_a + r0, w->enc_c + r0);
@@ -306,13 +338,7 @@ draw_mask(void *arg)
 	float	   *mask = p->w->mask[p->l];
 
 	if (p->dropout > 0.0f)
-	{
-		float		keep = 1.0f - p->dropout;
-		float		inv = 1.0f / keep;
-
-		for (size_t k = 0; k < n; k++)
-			mask[k] = dmf_rng_uniform(p->rng) < keep ? inv : 0.0f;
-	}
+		dropout_mask(p->rng, p->dropout, mask, n);
 	else
 		for (size_t k = 0; k < n; k++)
 			mask[k] = 1.0f;
@@ -335,7 +361,14 @@ backward_task(void *arg, int task, int worker)
 	const float *W = b->params + b->w_off[l];
 	float	   *gW = p->grad + b->w_off[l];
 
-	if (l == 0)
+	if (l == 0 && w->vrows)
+	{
+		if (p->n_dw)			/* the first part: each virtual row's sums */
+			dmf_grouped_dsum(w->vrows, task, w->scale, w->enc_a, w->enc_c, p->dpre, out);
+		else
+			dmf_grouped_backward(w->vrows, task, p->skip, out, gW);
+	}
+	else if (l == 0)
 		dmf_sparse_backward_runs(p->x, p->rows, p->nb, p->skip, w->scale, w->enc_a,
 								 w->enc_c, p->dpre, out, w->runs + task,
 								 DMF_SPARSE_TASKS + 1, gW);
@@ -386,6 +419,7 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			.dropout = dropout_rate, .rng = rng};
 
 			dmf_team_run_with(w->team, forward_task, &p,
+							  l == 0 && w->vrows ? w->vrows->n_tasks :
 							  n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS),
 							  l < L - 1 && w->mask[l] ? draw_mask : NULL, &p);
 			continue;
@@ -407,16 +441,9 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			activate(b->activation, w->pre[l], w->act[l], n);
 			if (w->mask[l] && dropout_rate > 0.0f)
 			{
-				float		keep = 1.0f - dropout_rate;
-				float		inv = 1.0f / keep;
-
+				dropout_mask(rng, dropout_rate, w->mask[l], n);
 				for (size_t k = 0; k < n; k++)
-				{
-					float		m = dmf_rng_uniform(rng) < keep ? inv : 0.0f;
-
-					w->mask[l][k] = m;
-					w->act[l][k] *= m;
-				}
+					w->act[l][k] *= w->mask[l][k];
 			}
 			else if (w->mask[l])
 			{
@@ -453,6 +480,15 @@ dmf_branch_backward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			p.grad = grad;
 			if (l == 0)
 			{
+				if (w->vrows)
+				{
+					/* n_dw flags the first part (grouped.h) */
+					p.n_dw = 1;
+					dmf_team_run(w->team, backward_task, &p, w->vrows->n_tasks);
+					p.n_dw = 0;
+					dmf_team_run(w->team, backward_task, &p, DMF_GROUPED_TASKS);
+					break;
+				}
 				dmf_team_run(w->team, backward_task, &p, DMF_SPARSE_TASKS);
 				break;
 			}

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "grouped.h"
 #include "helper_thread.h"
 #include "rng.h"
 #include "sparse.h"
@@ -73,6 +74,13 @@ typedef struct DmfBranchWork
 	bool		in_tasks;
 	DmfTeam    *team;
 	int64_t    *runs;			/* each row's entries by task of the sparse backward */
+
+	/*
+	 * Set (by the alternating training), the passes' rows are these
+	 * virtual rows (grouped.h), in tasks only; x, rows and nb are ignored
+	 * by the sparse layer, and nb must be vrows->nv.
+	 */
+	const DmfVirtualRows *vrows;
 } DmfBranchWork;
 
 /* Tasks of the sparse layer's backward pass: equal ranges of its inputs (dW's rows). */

@@ -34,6 +34,7 @@
 #include "encoding.h"
 #include "fold_choice.h"
 #include "fold_in.h"
+#include "grouped.h"
 #include "helper_thread.h"
 #include "implicit.h"
 #include "prepare.h"
@@ -66,6 +67,46 @@ branch_sizes(int n_hidden, const int *hidden, int input, int dim, int *sizes)
 	sizes[n_hidden + 1] = dim;
 }
 
+/* What the alternating schedule holds beyond the branches, optimizers and inputs. */
+static uint64_t
+alternating_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users, int32_t n_items,
+							int64_t n_train)
+{
+	uint64_t	bytes = 0;
+	uint64_t	most = (uint64_t) (n_users > n_items ? n_users : n_items);
+	uint64_t	max_vr = (uint64_t) (cfg->batch_size > 0 ? cfg->batch_size : 1) + DMF_ALT_GROUPS;
+	int			widest = 1;
+
+	if (max_vr < DMF_ALT_FROZEN_ROWS)
+		max_vr = DMF_ALT_FROZEN_ROWS;
+	for (int side = 0; side < 2; side++)
+	{
+		int			nh = side == 0 ? cfg->n_user_hidden : cfg->n_item_hidden;
+		const int  *h = side == 0 ? cfg->user_hidden : cfg->item_hidden;
+		int			sizes[DMF_MAX_LAYERS + 1];
+		uint64_t	per_row = 0;
+		uint64_t	rows = (uint64_t) (side == 0 ? n_users : n_items);
+
+		branch_sizes(nh, h, side == 0 ? n_items : n_users, cfg->dim, sizes);
+		for (int l = 0; l <= nh; l++)
+			per_row += 5 * (uint64_t) sizes[l + 1];
+		if (sizes[1] > widest)
+			widest = sizes[1];
+		/* a minibatch's and the fixed factors' passes; sums, gradients and runs per virtual row */
+		bytes += (max_vr + DMF_ALT_FROZEN_ROWS) * per_row * sizeof(float)
+			+ max_vr * (3 * sizeof(int32_t) + 2 * (uint64_t) sizes[1] * sizeof(float) +
+						(DMF_GROUPED_TASKS + 1) * sizeof(int64_t))
+			+ (uint64_t) DMF_MAX_THREADS * DMF_GROUPED_SCRATCH(DMF_ALT_GROUPS, sizes[1]) * sizeof(float)
+			+ (uint64_t) sizes[0]
+		/* the rows regrouped each epoch, where each group starts */
+			+ (uint64_t) n_train * (sizeof(int32_t) + sizeof(float) + (cfg->input_dropout > 0.0))
+			+ rows * (DMF_ALT_GROUPS + 1) * sizeof(int64_t);
+	}
+	/* the fixed side's sums and factors, a minibatch's gradient */
+	return bytes + most * (DMF_TOTALS_STRIDE(widest) + cfg->dim) * sizeof(float)
+		+ max_vr * cfg->dim * sizeof(float);
+}
+
 uint64_t
 dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 						  int32_t n_items, int64_t n_train, int64_t n_input)
@@ -74,6 +115,8 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 	uint64_t	act = 0;
 	uint64_t	pair_terms = 0;
 	int			sizes[DMF_MAX_LAYERS + 1];
+	bool		alternating = cfg->schedule == DMF_SCHEDULE_ALTERNATING &&
+		cfg->feedback != DMF_FEEDBACK_IMPLICIT;
 
 	for (int side = 0; side < 2; side++)
 	{
@@ -90,8 +133,16 @@ dmf_train_memory_estimate(const DmfTrainConfig *cfg, int32_t n_users,
 			per_row += 5 * (uint64_t) sizes[l + 1];
 		}
 		/* a block holds at most a whole side; factors go by chunks, per thread */
-		act += per_row * (rows + DMF_FACTOR_CHUNK);
+		act += per_row * ((alternating ? 0 : rows) + DMF_FACTOR_CHUNK);
 	}
+	if (alternating)
+		return params * 5 * sizeof(float)
+			+ alternating_memory_estimate(cfg, n_users, n_items, n_train)
+		/* inputs (both orientations) and the training triples */
+			+ (uint64_t) n_train * 2 * (sizeof(int32_t) + sizeof(float))
+			+ (uint64_t) n_train * (2 * sizeof(int32_t) + sizeof(float))
+			+ act * sizeof(float)
+			+ ((uint64_t) n_users + n_items) * (cfg->dim * sizeof(float) + 32);
 	/*
 	 * implicit: weights, input values, sampled pairs and the validation's,
 	 * and every interaction (with the arrays it is built from)
@@ -259,11 +310,6 @@ init_branches(Training *t, int max_block_users, int max_block_items)
 	memcpy(t->best_u, ub->params, sizeof(float) * ub->n_params);
 	memcpy(t->best_i, ib->params, sizeof(float) * ib->n_params);
 
-	dmf_branch_work_alloc(&t->uw, ub, max_block_users, dropout);
-	dmf_branch_work_alloc(&t->iw, ib, max_block_items, dropout);
-	/* a block's passes in tasks on the team (network.h) */
-	dmf_branch_work_tasks(&t->uw, t->team);
-	dmf_branch_work_tasks(&t->iw, t->team);
 	t->fw_u = dmf_alloc(sizeof(DmfBranchWork) * dmf_team_size(t->team));
 	t->fw_i = dmf_alloc(sizeof(DmfBranchWork) * dmf_team_size(t->team));
 	for (int k = 0; k < dmf_team_size(t->team); k++)
@@ -271,6 +317,13 @@ init_branches(Training *t, int max_block_users, int max_block_items)
 		dmf_branch_work_alloc(&t->fw_u[k], ub, FACTOR_TASK_ROWS, false);
 		dmf_branch_work_alloc(&t->fw_i[k], ib, FACTOR_TASK_ROWS, false);
 	}
+	if (t->alt_schedule)
+		return;
+	dmf_branch_work_alloc(&t->uw, ub, max_block_users, dropout);
+	dmf_branch_work_alloc(&t->iw, ib, max_block_items, dropout);
+	/* a block's passes in tasks on the team (network.h) */
+	dmf_branch_work_tasks(&t->uw, t->team);
+	dmf_branch_work_tasks(&t->iw, t->team);
 	t->unorm = dmf_alloc(sizeof(float) * max_block_users);
 	t->vnorm = dmf_alloc(sizeof(float) * max_block_items);
 	t->skip_u = dmf_alloc0((size_t) t->data->train.n + 1);
@@ -378,8 +431,13 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		init_quantizer(t);
 	dmf_rng_seed(&t->rng, cfg->seed);
 
-	t->pos_u = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
-	t->pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	/* the blocks hide their targets by entry; the alternating schedule by group */
+	t->alt_schedule = cfg->schedule == DMF_SCHEDULE_ALTERNATING && !t->implicit;
+	if (!t->alt_schedule)
+	{
+		t->pos_u = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+		t->pos_i = dmf_alloc(sizeof(int64_t) * (size_t) (train->n + 1));
+	}
 	dmf_build_inputs(tparts, 1, t->nu, t->ni, cfg->input_encoding, cfg->rating_min,
 					 cfg->rating_max, &t->xu, &t->xi, &ignored, t->pos_u, t->pos_i);
 	if (t->implicit && data->validation.n > 0)
@@ -393,7 +451,13 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	else
 		res->mean_validation_rmse = mean_validation_rmse(train, t->validation);
 
-	/* block grid: about batch_size ratings per block */
+	/* block grid: about batch_size ratings per block; alternating: fixed groups */
+	if (t->alt_schedule)
+	{
+		t->gu = t->nu < DMF_ALT_GROUPS ? t->nu : DMF_ALT_GROUPS;
+		t->gi = t->ni < DMF_ALT_GROUPS ? t->ni : DMF_ALT_GROUPS;
+	}
+	else
 	{
 		/* the caller resolves the automatic size (0); never divide by it */
 		double		g = sqrt((double) train->n / (double) (cfg->batch_size > 0 ? cfg->batch_size : 1));
@@ -423,6 +487,11 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	t->item_group = dmf_alloc(sizeof(int32_t) * t->ni);
 	t->user_local = all_minus_one(t->nu);
 	t->item_local = all_minus_one(t->ni);
+	if (t->alt_schedule)
+	{
+		dmf_alternating_init(t);
+		goto history;
+	}
 	t->block_users = dmf_alloc(sizeof(int32_t) * max_block_users);
 	t->block_items = dmf_alloc(sizeof(int32_t) * max_block_items);
 	t->block_start = dmf_alloc(sizeof(int64_t) * (t->n_blocks + 1));
@@ -436,6 +505,7 @@ training_init(Training *t, const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	t->target = dmf_alloc(sizeof(float) * max_pairs);
 	if (t->implicit)
 		t->pair_weight = dmf_alloc(sizeof(float) * max_pairs);
+history:
 	/* DMF-D trains twice as long: the continuous phase, then the quantizer's */
 	res->history = dmf_alloc0(sizeof(DmfEpochStats) * (2 * (size_t) cfg->epochs + 1));
 }
@@ -486,8 +556,15 @@ train_epoch(Training *t, int epoch, DmfEpochStats *st)
 	double		se_sum = 0.0;
 	int64_t		se_n = 0;
 
-	epoch_plan(t);
-	for (int bo = 0; bo < t->n_blocks; bo++)
+	if (t->alt_schedule)
+	{
+		shuffle_groups(&t->rng, t->user_perm, t->nu, t->gu, t->user_group);
+		shuffle_groups(&t->rng, t->item_perm, t->ni, t->gi, t->item_group);
+		se_sum = dmf_alternating_epoch(t, &se_n);
+	}
+	else
+		epoch_plan(t);
+	for (int bo = 0; bo < t->n_blocks && !t->alt_schedule; bo++)
 	{
 		int64_t		np;
 
@@ -631,16 +708,21 @@ training_finish(Training *t)
 	res->boundaries = t->best_bounds;
 
 	/* training memory is no longer needed; the final inputs may be larger */
-	dmf_branch_work_free(&t->uw, ub);
-	dmf_branch_work_free(&t->iw, ib);
+	if (t->alt_schedule)
+		dmf_alternating_free(t);
+	else
+	{
+		dmf_branch_work_free(&t->uw, ub);
+		dmf_branch_work_free(&t->iw, ib);
+		dmf_free(t->order);
+		dmf_free(t->pair_u);
+		dmf_free(t->pair_i);
+		dmf_free(t->target);
+	}
 	dmf_adam_free(&t->ua);
 	dmf_adam_free(&t->ia);
 	dmf_free(t->best_u);
 	dmf_free(t->best_i);
-	dmf_free(t->order);
-	dmf_free(t->pair_u);
-	dmf_free(t->pair_i);
-	dmf_free(t->target);
 	if (t->pair_grad)
 		dmf_free(t->pair_grad);
 	if (t->pair_se)

@@ -44,6 +44,18 @@ typedef struct DmfEpochStats
 	double		lambda;			/* DMF-D slope; 0 otherwise */
 } DmfEpochStats;
 
+/*
+ * How an epoch goes through the ratings (the option "schedule"): blocks of
+ * a user group x an item group, both branches learning together
+ * (train_block.c), or the branches in turn against each other's fixed
+ * factors, each row encoded once a phase (train_alternating.c).
+ */
+typedef enum DmfSchedule
+{
+	DMF_SCHEDULE_ALTERNATING = 0,
+	DMF_SCHEDULE_BLOCKS = 1
+} DmfSchedule;
+
 typedef struct DmfTrainConfig
 {
 	int			n_user_hidden;
@@ -53,7 +65,8 @@ typedef struct DmfTrainConfig
 	int			dim;
 	DmfActivation activation;
 	int			epochs;
-	int			batch_size;		/* ratings per block, on average (> 0) */
+	int			schedule;		/* DmfSchedule */
+	int			batch_size;		/* ratings per block on average, or per minibatch (> 0) */
 	int			patience;
 	double		learning_rate;
 	double		learning_rate_decay;	/* multiplied in after each epoch */

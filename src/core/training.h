@@ -27,6 +27,13 @@ typedef struct DmfPairGradient
 	float		v_self;			/* g cos / |v|^2 */
 } DmfPairGradient;
 
+/* Groups of each side in the alternating training: a row hides one tenth of its inputs. */
+#define DMF_ALT_GROUPS 10
+/* Rows of the fixed side's factors computed at once. */
+#define DMF_ALT_FROZEN_ROWS 1024
+
+struct AlternatingTraining;
+
 /* Everything a training holds between its steps. */
 typedef struct Training
 {
@@ -63,7 +70,11 @@ typedef struct Training
 	int32_t    *identity_users;
 	int32_t    *identity_items;
 
-	/* the block grid: gu x gi groups, reshuffled every epoch */
+	/* the alternating training's state (train_alternating.c); NULL with blocks */
+	bool		alt_schedule;
+	struct AlternatingTraining *alt;
+
+	/* the block grid: gu x gi groups, reshuffled every epoch (also the alternating groups) */
 	int			gu;
 	int			gi;
 	int			n_blocks;
@@ -126,5 +137,15 @@ typedef struct Training
  * (rating scale); *n_pairs gets its count of pairs.
  */
 double		dmf_train_block(Training *t, int blk, int64_t *n_pairs);
+
+/*
+ * The alternating training (train_alternating.c): its buffers, for the
+ * groups t->gu and t->gi; one epoch, both phases, over the groups the
+ * caller shuffled (returns the sum of squared errors, *n_pairs its pairs:
+ * each rating twice); and the end.
+ */
+void		dmf_alternating_init(Training *t);
+double		dmf_alternating_epoch(Training *t, int64_t *n_pairs);
+void		dmf_alternating_free(Training *t);
 
 #endif

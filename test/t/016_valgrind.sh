@@ -10,9 +10,10 @@
 #     variants of each: a changed byte with the checksums recomputed, and a
 #     truncation
 #   - the unit tests (test/unit/test_numeric.c)
-#   - three small trainings (test/unit/train_small.c): plain on two threads with
-#     dropout, validation and extra inputs; the same with training users left
-#     unfolded (the fold-in choice checked); DMF-D with centred inputs
+#   - small trainings (test/unit/train_small.c): plain (the alternating schedule)
+#     on two threads with dropout, validation and extra inputs; the same with
+#     training users left unfolded (the fold-in choice checked); the same with
+#     blocks; DMF-D with centred inputs; implicit feedback
 #
 # Valgrind does not decode AVX-512, and reports a CPU without it: the AVX2
 # variants of the kernels (src/core/platform.h) and OpenBLAS run here.  Each run
@@ -43,11 +44,12 @@ make -s -C "$DMF_ROOT/test/fuzz" O="$work" PG_CONFIG="$pgc" plain >"$work/build.
     { cat "$work/build.log"; fail "could not build the fuzz harness"; }
 src="$DMF_ROOT/src/core"
 cflags=(-std=gnu99 -O1 -g -Wall -DDMF_STANDALONE -I"$src")
-gcc "${cflags[@]}" -DDMF_TEST_INTERRUPTS "$DMF_ROOT/test/unit/test_numeric.c" "$src/sparse.c" "$src/network.c" \
+gcc "${cflags[@]}" -DDMF_TEST_INTERRUPTS "$DMF_ROOT/test/unit/test_numeric.c" "$src/sparse.c" "$src/grouped.c" "$src/network.c" \
     "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/score.c" "$src/adam.c" "$src/levels.c" "$src/prepare.c" "$src/implicit.c" -lopenblas -lm -lpthread -o "$work/test_numeric"
 gcc "${cflags[@]}" "$DMF_ROOT/test/unit/train_small.c" "$src/train.c" "$src/network.c" \
     "$src/sparse.c" "$src/rng.c" "$src/quantizer.c" "$src/fold_in.c" "$src/helper_thread.c" "$src/adam.c" \
     "$src/block_sides.c" "$src/dmfd.c" "$src/fold_choice.c" "$src/prepare.c" "$src/implicit.c" "$src/train_block.c" \
+    "$src/train_alternating.c" "$src/grouped.c" \
     -lopenblas -lm -lpthread -o "$work/train_small"
 
 # vg NAME COMMAND...: run under memcheck, fail on any error it reports

@@ -17,6 +17,7 @@
 #include "adam.h"
 #include "encoding.h"
 #include "fold_in.h"
+#include "grouped.h"
 #include "helper_thread.h"
 #include "levels.h"
 #include "implicit.h"
@@ -346,6 +347,258 @@ test_sparse_kernels(void)
 		dmf_free(dW);
 	}
 	dmf_csr_free(&x);
+}
+
+/*
+ * The grouped first layer (grouped.h) against the plain one: a virtual row
+ * (r, g) is row r with group g's entries skipped, forward (summed whole in
+ * the pass, or from cached totals) and backward (every virtual row's
+ * gradient, the entries of each group getting the other groups' terms),
+ * for both encodings, widths with and without a partial chunk, and input
+ * dropout's marks.
+ */
+static void
+test_grouped_layer(void)
+{
+	enum
+	{
+		ROWS = 6, COLS = 41, G = 3
+	};
+	static const int widths[] = {8, 128, 200};
+	int32_t		r[ROWS * COLS],
+				c[ROWS * COLS],
+				group_of_col[COLS];
+	float		v[ROWS * COLS];
+	int64_t		n = 0,
+				dup;
+	DmfCsr		x;
+	DmfGroupedCsr gx;
+	uint8_t		skip[ROWS * COLS],
+				gskip[ROWS * COLS];
+
+	for (int i = 0; i < ROWS; i++)
+		for (int j = 0; j < COLS; j++)
+			/* row 4 has only group 0's columns, row 5 none */
+			if (i != 5 && (i * 5 + j * 3) % 4 != 0 && (i != 4 || (j * 7) % G == 0))
+			{
+				r[n] = i;
+				c[n] = j;
+				v[n] = (float) (1 + (i + 2 * j) % 5);
+				n++;
+			}
+	for (int j = 0; j < COLS; j++)
+		group_of_col[j] = (j * 7) % G;
+	CHECK(dmf_csr_build(&x, ROWS, COLS, n, r, c, v, &dup, NULL) == 0, "grouped rows");
+	/* input dropout's marks: the same entries in both layouts */
+	memset(gskip, 0, sizeof(gskip));
+	for (int64_t k = 0; k < x.nnz; k++)
+		if (k % 5 == 2)
+			gskip[k] = 1;
+	for (int enc = 0; enc < 2; enc++)
+	{
+		DmfInputCoding coding = {enc, DMF_ROW_SCALE_SQRT, 1.0, 5.0};
+
+		/* offset inputs are encoded into val (grouped.h), centred ones are not */
+		dmf_grouped_alloc(&gx, &x, G, &coding);
+		dmf_grouped_fill(&gx, &x, group_of_col, 0, ROWS);
+		CHECK(gx.encoded == (enc == DMF_INPUT_OFFSET), "enc %d: encoded in val", enc);
+		for (int rr = 0; rr < ROWS; rr++)
+			for (int64_t k = x.rowptr[rr]; k < x.rowptr[rr + 1]; k++)
+				CHECK(k == x.rowptr[rr] ||
+					  group_of_col[gx.x.col[k - 1]] < group_of_col[gx.x.col[k]] ||
+					  (group_of_col[gx.x.col[k - 1]] == group_of_col[gx.x.col[k]] &&
+					   gx.x.col[k - 1] < gx.x.col[k]), "row %d regrouped in order", rr);
+		for (int t = 0; t < (int) (sizeof(widths) / sizeof(widths[0])); t++)
+		{
+			int			width = widths[t];
+			DmfVirtualRows vr;
+			int32_t		vrow[ROWS * G],
+						vgroup[ROWS * G],
+						starts[ROWS * G + 1];
+			float	   *W = dmf_alloc(sizeof(float) * COLS * width);
+			float	   *bias = dmf_alloc(sizeof(float) * width);
+			float	   *out = dmf_alloc(sizeof(float) * ROWS * G * width);
+			float	   *want = dmf_alloc(sizeof(float) * width);
+			float	   *dout = dmf_alloc(sizeof(float) * ROWS * G * width);
+			float	   *dW = dmf_alloc0(sizeof(float) * COLS * width);
+			double	   *dW_want = calloc((size_t) COLS * width, sizeof(double));
+			float	   *totals = dmf_alloc(sizeof(float) * ROWS * DMF_TOTALS_STRIDE(width));
+			float		scale[ROWS * G],
+						enc_a[ROWS * G],
+						enc_c[ROWS * G],
+						s1,
+						a1,
+						c1;
+			uint8_t		touched[COLS] = {0};
+			double		worst_f = 0.0,
+						worst_t = 0.0,
+						worst_b = 0.0;
+			int			nv = 0;
+
+			for (int k = 0; k < COLS * width; k++)
+				W[k] = sinf(k * 0.37f);
+			for (int j = 0; j < width; j++)
+				bias[j] = 0.01f * j;
+			memset(&vr, 0, sizeof(vr));
+			vr.gx = &gx;
+			vr.row = vrow;
+			vr.group = vgroup;
+			vr.task_start = starts;
+			vr.scratch = dmf_alloc(sizeof(float) * DMF_GROUPED_SCRATCH(G, width));
+			vr.dsum = dmf_alloc(sizeof(float) * ROWS * G * 2 * width);
+			vr.runs = dmf_alloc(sizeof(int64_t) * ROWS * G * (DMF_GROUPED_TASKS + 1));
+			vr.touched = touched;
+			/* the virtual rows of every group a row holds, one task per row */
+			for (int rr = 0; rr < ROWS; rr++)
+			{
+				const int64_t *seg = gx.seg + rr * (G + 1);
+
+				starts[vr.n_tasks++] = nv;
+				for (int g = 0; g < G; g++)
+					if (seg[g] < seg[g + 1])
+					{
+						vrow[nv] = rr;
+						vgroup[nv] = g;
+						nv++;
+					}
+			}
+			starts[vr.n_tasks] = nv;
+			vr.nv = nv;
+			for (int task = 0; task < vr.n_tasks; task++)
+				dmf_grouped_forward(&vr, task, gskip, &coding, W, bias, width, out, scale,
+									enc_a, enc_c, vr.scratch);
+			for (int q = 0; q < nv; q++)
+			{
+				/* the plain layer over the row with group vgroup[q] skipped */
+				for (int64_t k = x.rowptr[vrow[q]]; k < x.rowptr[vrow[q] + 1]; k++)
+				{
+					/* gskip marks gx's entries: find this column there */
+					int64_t		gk = x.rowptr[vrow[q]];
+
+					while (gx.x.col[gk] != x.col[k])
+						gk++;
+					skip[k] = gskip[gk] || group_of_col[x.col[k]] == vgroup[q];
+				}
+				dmf_sparse_forward(&x, &vrow[q], 1, skip, &coding, W, bias, width, want,
+								   &s1, &a1, &c1);
+				CHECK(fabsf(s1 - scale[q]) < 1e-6f &&
+					  (gx.encoded || fabsf(c1 - enc_c[q]) < 1e-5f),
+					  "enc %d width %d: virtual row %d's scale and encoding", enc, width, q);
+				for (int j = 0; j < width; j++)
+					worst_f = fmax(worst_f, fabs(out[q * width + j] - want[j]));
+				for (int j = 0; j < width; j++)
+					dout[q * width + j] = cosf(0.3f * (q * width + j));
+				for (int64_t k = x.rowptr[vrow[q]]; k < x.rowptr[vrow[q] + 1]; k++)
+					if (!skip[k])
+						for (int j = 0; j < width; j++)
+							dW_want[x.col[k] * width + j] += (double) s1 * (a1 * x.val[k] + c1) *
+								dout[q * width + j];
+			}
+			for (int task = 0; task < vr.n_tasks; task++)
+				dmf_grouped_dsum(&vr, task, scale, enc_a, enc_c, dout, width);
+			for (int task = 0; task < DMF_GROUPED_TASKS; task++)
+				dmf_grouped_backward(&vr, task, gskip, width, dW);
+			for (int k = 0; k < COLS * width; k++)
+				worst_b = fmax(worst_b, fabs(dW[k] - dW_want[k]));
+			for (int col = 0; col < COLS; col++)
+			{
+				bool		held = false;
+
+				for (int q = 0; q < nv; q++)
+					for (int64_t k = x.rowptr[vrow[q]]; k < x.rowptr[vrow[q] + 1]; k++)
+						held |= x.col[k] == col && !gskip[k] && nv > 0;
+				CHECK(!held || touched[col], "enc %d width %d: column %d marked", enc, width, col);
+			}
+
+			/* the cached totals (every entry kept), each row without group 1 */
+			dmf_grouped_totals(&gx, 0, ROWS, W, width, totals);
+			vr.totals = totals;
+			for (int rr = 0; rr < ROWS; rr++)
+			{
+				vrow[rr] = rr;
+				vgroup[rr] = 1;
+				starts[rr] = rr;
+			}
+			starts[ROWS] = ROWS;
+			vr.nv = vr.n_tasks = ROWS;
+			for (int task = 0; task < ROWS; task++)
+				dmf_grouped_forward(&vr, task, NULL, &coding, W, bias, width, out, scale,
+									enc_a, enc_c, vr.scratch);
+			for (int rr = 0; rr < ROWS; rr++)
+			{
+				for (int64_t k = x.rowptr[rr]; k < x.rowptr[rr + 1]; k++)
+					skip[k] = group_of_col[x.col[k]] == 1;
+				dmf_sparse_forward(&x, &vrow[rr], 1, skip, &coding, W, bias, width, want,
+								   &s1, &a1, &c1);
+				CHECK(fabsf(s1 - scale[rr]) < 1e-6f, "enc %d width %d: row %d's scale from totals", enc, width, rr);
+				for (int j = 0; j < width; j++)
+					worst_t = fmax(worst_t, fabs(out[rr * width + j] - want[j]));
+			}
+			CHECK(worst_f < 1e-4, "enc %d width %d: grouped forward off by %g", enc, width, worst_f);
+			CHECK(worst_t < 1e-4, "enc %d width %d: forward from totals off by %g", enc, width, worst_t);
+			CHECK(worst_b < 1e-3, "enc %d width %d: grouped backward off by %g", enc, width, worst_b);
+			dmf_free(vr.scratch);
+			dmf_free(vr.dsum);
+			dmf_free(vr.runs);
+			dmf_free(W);
+			dmf_free(bias);
+			dmf_free(out);
+			dmf_free(want);
+			dmf_free(dout);
+			dmf_free(dW);
+			dmf_free(totals);
+			free(dW_want);
+		}
+		dmf_grouped_free(&gx);
+	}
+	dmf_csr_free(&x);
+}
+
+/*
+ * The lazy Adam step: rows of the first layer not marked keep their
+ * weights and moments; marked rows and the rest step as in dmf_adam_step.
+ */
+static void
+test_adam_lazy(void)
+{
+	DmfBranch	b,
+				ref;
+	DmfAdam		a,
+				ar;
+	int			sizes[3] = {4, 8, 2};
+	uint8_t		touched[4] = {0, 1, 0, 1};
+
+	CHECK(dmf_branch_layout(&b, 2, sizes, DMF_ACT_RELU), "layout");
+	ref = b;
+	b.params = dmf_alloc0(sizeof(float) * b.n_params);
+	ref.params = dmf_alloc0(sizeof(float) * b.n_params);
+	dmf_adam_alloc(&a, b.n_params);
+	dmf_adam_alloc(&ar, b.n_params);
+	for (size_t k = 0; k < b.n_params; k++)
+	{
+		b.params[k] = ref.params[k] = 0.1f * (float) k;
+		/* gradients on marked rows and past the first layer's weights */
+		if (k >= b.b_off[0] || touched[k / 8])
+			a.grad[k] = ar.grad[k] = 0.05f * (float) (k % 7) - 0.1f;
+	}
+	dmf_adam_step_lazy(&b, &a, 0.01, 0.001, 3, NULL, touched);
+	dmf_adam_step(&ref, &ar, 0.01, 0.001, 3);
+	for (size_t k = 0; k < b.n_params; k++)
+	{
+		bool		lazy_kept = k < b.b_off[0] && !(k / 8 == 1 || k / 8 == 3);
+
+		if (lazy_kept)
+			CHECK(b.params[k] == 0.1f * (float) k && a.m[k] == 0.0f,
+				  "unmarked row's parameter %zu kept", k);
+		else
+			CHECK(b.params[k] == ref.params[k] && a.m[k] == ar.m[k] && a.v[k] == ar.v[k],
+				  "parameter %zu steps as in dmf_adam_step", k);
+	}
+	CHECK(touched[1] == 0 && touched[3] == 0, "the marks are cleared");
+	dmf_adam_free(&a);
+	dmf_adam_free(&ar);
+	dmf_free(b.params);
+	dmf_free(ref.params);
 }
 
 static void
@@ -1166,6 +1419,7 @@ main(void)
 	test_skip_equals_absent();
 	test_normalize_nonfinite();
 	test_sparse_kernels();
+	test_grouped_layer();
 	test_csr();
 	test_sort();
 	test_csr_rows();
@@ -1178,6 +1432,7 @@ main(void)
 	test_score();
 	test_working_scale();
 	test_adam();
+	test_adam_lazy();
 	test_levels();
 	test_prepare();
 	test_implicit();

@@ -198,6 +198,13 @@ main(void)
 	free_result(&res);
 	cfg.fold_in_training = DMF_FOLD_TRAINING_AUTO;
 
+	/* the blocks of 0.6.0 instead of the alternating schedule */
+	cfg.schedule = DMF_SCHEDULE_BLOCKS;
+	dmf_train_model(&cfg, &data, &res);
+	check_result("blocks", &cfg, &res);
+	free_result(&res);
+	cfg.schedule = DMF_SCHEDULE_ALTERNATING;
+
 	cfg.n_user_hidden = cfg.n_item_hidden = 1;
 	cfg.activation = DMF_ACT_TANH;
 	cfg.epochs = 4;
