@@ -238,6 +238,24 @@ dropout_mask(DmfRng *rng, float rate, float *mask, size_t n)
 }
 
 /*
+ * Dropout's masks of rows r0 .. r0 + n - 1 of a hidden layer of `width`
+ * units, each row from a stream of its own seeded by the pass's seed and
+ * the row: the tasks of a pass draw their rows' masks side by side, and a
+ * mask depends on the row, never on the task or thread that drew it.
+ */
+static void
+row_masks(uint64_t seed, float rate, float *mask, int r0, int n, int width)
+{
+	for (int r = r0; r < r0 + n; r++)
+	{
+		DmfRng		row_rng;
+
+		dmf_rng_seed(&row_rng, seed + (uint64_t) r * UINT64_C(0x9E3779B97F4A7C15));
+		dropout_mask(&row_rng, rate, mask + (size_t) r * width, (size_t) width);
+	}
+}
+
+/*
  * Training's passes in tasks (DmfBranchWork.in_tasks).  The sizes are
  * fixed: they decide the bits of the dense products, never the number of
  * threads.  (The sparse layer's bits do not depend on its tasks.)
@@ -255,7 +273,7 @@ typedef struct PassTasks
 	const uint8_t *skip;
 	int			l;				/* the layer */
 	float		dropout;		/* forward: the rate of hidden units dropped */
-	DmfRng	   *rng;			/* forward: dropout's stream */
+	uint64_t	mask_seed;		/* forward: the seed of this layer's masks (row_masks) */
 	int			n_dw;			/* backward: tasks of dW come first */
 	const float *dpre;
 	float	   *grad;
@@ -321,27 +339,15 @@ forward_task(void *arg, int task, int worker)
 		add_bias(pre, bias, n, out);
 	}
 	if (l < b->n_layers - 1)
+	{
 		activate(b->activation, pre, w->act[l] + (size_t) r0 * out, (size_t) n * out);
-}
-
-/*
- * Dropout's mask of hidden layer l, drawn in order from one stream as
- * dmf_branch_forward draws it on one thread; the next layer's tasks apply
- * it to their rows.  It depends on no activation: the calling thread draws
- * it while the team's helpers start on the layer's tasks.
- */
-static void
-draw_mask(void *arg)
-{
-	const PassTasks *p = (const PassTasks *) arg;
-	size_t		n = (size_t) p->nb * p->b->sizes[p->l + 1];
-	float	   *mask = p->w->mask[p->l];
-
-	if (p->dropout > 0.0f)
-		dropout_mask(p->rng, p->dropout, mask, n);
-	else
-		for (size_t k = 0; k < n; k++)
-			mask[k] = 1.0f;
+		/* this layer's dropout, which the next layer's tasks apply to their rows */
+		if (w->mask[l] && p->dropout > 0.0f)
+			row_masks(p->mask_seed, p->dropout, w->mask[l], r0, n, out);
+		else if (w->mask[l])
+			for (size_t k = (size_t) r0 * out; k < (size_t) (r0 + n) * out; k++)
+				w->mask[l][k] = 1.0f;
+	}
 }
 
 /*
@@ -413,15 +419,19 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 		const float *bias = b->params + b->b_off[l];
 		size_t		n = (size_t) nb * out;
 
+		uint64_t	mask_seed = 0;
+
+		/* one draw of the training's stream per masked layer, in order */
+		if (l < L - 1 && w->mask[l] && dropout_rate > 0.0f)
+			mask_seed = dmf_rng_next(rng);
 		if (w->in_tasks)
 		{
 			PassTasks	p = {.b = b, .w = w, .x = x, .rows = rows, .nb = nb, .skip = skip, .l = l,
-			.dropout = dropout_rate, .rng = rng};
+			.dropout = dropout_rate, .mask_seed = mask_seed};
 
-			dmf_team_run_with(w->team, forward_task, &p,
-							  l == 0 && w->vrows ? w->vrows->n_tasks :
-							  n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS),
-							  l < L - 1 && w->mask[l] ? draw_mask : NULL, &p);
+			dmf_team_run(w->team, forward_task, &p,
+						 l == 0 && w->vrows ? w->vrows->n_tasks :
+						 n_chunks(nb, l == 0 ? SPARSE_TASK_ROWS : DENSE_TASK_ROWS));
 			continue;
 		}
 		if (l == 0)
@@ -441,7 +451,7 @@ dmf_branch_forward(const DmfBranch *b, DmfBranchWork *w, const DmfCsr *x,
 			activate(b->activation, w->pre[l], w->act[l], n);
 			if (w->mask[l] && dropout_rate > 0.0f)
 			{
-				dropout_mask(rng, dropout_rate, w->mask[l], n);
+				row_masks(mask_seed, dropout_rate, w->mask[l], 0, nb, out);
 				for (size_t k = 0; k < n; k++)
 					w->act[l][k] *= w->mask[l][k];
 			}
