@@ -19,7 +19,8 @@
 
 /*
  * One side of a block: its branch, inputs and buffers, and its own random
- * stream (input dropout and dropout draw on the calling thread, in order):
+ * stream (input dropout draws on the calling thread in order, dropout one
+ * seed a layer for its per-row streams):
  * the result does not depend on the number of threads.
  */
 typedef struct SideTask

@@ -58,7 +58,7 @@ typedef struct AltSide
 	DmfVirtualRows vr;
 	float	   *scratch;		/* per worker of the team */
 	uint8_t    *touched;		/* inputs a minibatch's gradient reached */
-	DmfRng		rng;			/* input dropout and dropout, in order */
+	DmfRng		rng;			/* input dropout, and dropout's seeds, in order */
 	long		steps;
 	int32_t		group_order[DMF_ALT_GROUPS];	/* this epoch's order of the groups */
 } AltSide;
