@@ -85,17 +85,14 @@ typedef struct AdamTasks
 	float		decay;			/* 0: none */
 } AdamTasks;
 
+/*
+ * Parameters k0 .. k1 - 1: the weights' decay, then the update, each
+ * parameter as in dmf_adam_step.
+ */
 static void
-adam_task(void *arg, int task, int worker)
+step_range(DmfBranch *b, DmfAdam *a, size_t k0, size_t k1, float c1, float decay)
 {
-	const AdamTasks *p = (const AdamTasks *) arg;
-	DmfBranch  *b = p->b;
-	DmfAdam    *a = p->a;
-	size_t		k0 = (size_t) task * ADAM_TASK_PARAMS;
-	size_t		k1 = b->n_params - k0 < ADAM_TASK_PARAMS ? b->n_params : k0 + ADAM_TASK_PARAMS;
-
-	/* weights' decay, then the update: each parameter as in dmf_adam_step */
-	if (p->decay != 0.0f)
+	if (decay != 0.0f)
 		for (int l = 0; l < b->n_layers; l++)
 		{
 			size_t		lo = b->w_off[l];
@@ -104,11 +101,21 @@ adam_task(void *arg, int task, int worker)
 			lo = lo > k0 ? lo : k0;
 			hi = hi < k1 ? hi : k1;
 			if (lo < hi)
-				DMF_CALL(add_decay, (a->grad + lo, b->params + lo, hi - lo, p->decay));
+				DMF_CALL(add_decay, (a->grad + lo, b->params + lo, hi - lo, decay));
 		}
 	DMF_CALL(adam_update, (b->params + k0, a->grad + k0, a->m + k0, a->v + k0, k1 - k0,
-						   p->c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
+						   c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
 						   (float) DMF_ADAM_EPS));
+}
+
+static void
+adam_task(void *arg, int task, int worker)
+{
+	const AdamTasks *p = (const AdamTasks *) arg;
+	size_t		k0 = (size_t) task * ADAM_TASK_PARAMS;
+	size_t		k1 = p->b->n_params - k0 < ADAM_TASK_PARAMS ? p->b->n_params : k0 + ADAM_TASK_PARAMS;
+
+	step_range(p->b, p->a, k0, k1, p->c1, p->decay);
 }
 
 void
@@ -160,34 +167,16 @@ lazy_adam_task(void *arg, int task, int worker)
 			if (!p->touched[r])
 				continue;
 			p->touched[r] = 0;
-			if (p->adam.decay != 0.0f)
-				DMF_CALL(add_decay, (a->grad + k, b->params + k, width, p->adam.decay));
-			DMF_CALL(adam_update, (b->params + k, a->grad + k, a->m + k, a->v + k, width,
-								   p->adam.c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
-								   (float) DMF_ADAM_EPS));
+			step_range(b, a, k, k + width, p->adam.c1, p->adam.decay);
 		}
 		return;
 	}
 	{
 		/* the rest, from the first layer's bias on, as dmf_adam_step_team */
-		size_t		rest = b->b_off[0];
-		size_t		k0 = rest + (size_t) (task - p->first_layer_tasks) * ADAM_TASK_PARAMS;
+		size_t		k0 = b->b_off[0] + (size_t) (task - p->first_layer_tasks) * ADAM_TASK_PARAMS;
 		size_t		k1 = b->n_params - k0 < ADAM_TASK_PARAMS ? b->n_params : k0 + ADAM_TASK_PARAMS;
 
-		if (p->adam.decay != 0.0f)
-			for (int l = 1; l < b->n_layers; l++)
-			{
-				size_t		lo = b->w_off[l];
-				size_t		hi = lo + (size_t) b->sizes[l] * b->sizes[l + 1];
-
-				lo = lo > k0 ? lo : k0;
-				hi = hi < k1 ? hi : k1;
-				if (lo < hi)
-					DMF_CALL(add_decay, (a->grad + lo, b->params + lo, hi - lo, p->adam.decay));
-			}
-		DMF_CALL(adam_update, (b->params + k0, a->grad + k0, a->m + k0, a->v + k0, k1 - k0,
-							   p->adam.c1, (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
-							   (float) DMF_ADAM_EPS));
+		step_range(b, a, k0, k1, p->adam.c1, p->adam.decay);
 	}
 }
 
