@@ -139,62 +139,47 @@ dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTe
  * table's minibatch reaches few of its inputs, and a step over all of
  * them would cost far more than the minibatch.
  */
-typedef struct LazyAdamTasks
+void
+dmf_adam_begin(DmfAdamStep *s, DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
 {
-	AdamTasks	adam;
-	uint8_t    *touched;
-	int			rows_per_task;
-	int			first_layer_tasks;
-} LazyAdamTasks;
-
-static void
-lazy_adam_task(void *arg, int task, int worker)
-{
-	const LazyAdamTasks *p = (const LazyAdamTasks *) arg;
-	DmfBranch  *b = p->adam.b;
-	DmfAdam    *a = p->adam.a;
-	int			width = b->sizes[1];
-
-	if (task < p->first_layer_tasks)
-	{
-		int			r0 = task * p->rows_per_task;
-		int			r1 = b->sizes[0] - r0 < p->rows_per_task ? b->sizes[0] : r0 + p->rows_per_task;
-
-		for (int r = r0; r < r1; r++)
-		{
-			size_t		k = b->w_off[0] + (size_t) r * width;
-
-			if (!p->touched[r])
-				continue;
-			p->touched[r] = 0;
-			step_range(b, a, k, k + width, p->adam.c1, p->adam.decay);
-		}
-		return;
-	}
-	{
-		/* the rest, from the first layer's bias on, as dmf_adam_step_team */
-		size_t		k0 = b->b_off[0] + (size_t) (task - p->first_layer_tasks) * ADAM_TASK_PARAMS;
-		size_t		k1 = b->n_params - k0 < ADAM_TASK_PARAMS ? b->n_params : k0 + ADAM_TASK_PARAMS;
-
-		step_range(b, a, k0, k1, p->adam.c1, p->adam.decay);
-	}
+	s->b = b;
+	s->a = a;
+	s->c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+					 (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
+	s->decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
 }
 
 void
-dmf_adam_step_lazy(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTeam *team,
-				   uint8_t *touched)
+dmf_adam_step_touched_rows(const DmfAdamStep *s, uint8_t *touched, int32_t r0, int32_t r1)
 {
-	LazyAdamTasks p;
-	size_t		rest = b->n_params - b->b_off[0];
+	int			width = s->b->sizes[1];
 
-	p.adam.b = b;
-	p.adam.a = a;
-	p.adam.c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
-						 (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
-	p.adam.decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
-	p.touched = touched;
-	p.rows_per_task = ADAM_TASK_PARAMS / b->sizes[1] > 0 ? ADAM_TASK_PARAMS / b->sizes[1] : 1;
-	p.first_layer_tasks = (b->sizes[0] + p.rows_per_task - 1) / p.rows_per_task;
-	dmf_team_run(team, lazy_adam_task, &p,
-				 p.first_layer_tasks + (int) ((rest + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
+	for (int32_t r = r0; r < r1; r++)
+	{
+		size_t		k = s->b->w_off[0] + (size_t) r * width;
+
+		if (!touched[r])
+			continue;
+		touched[r] = 0;
+		step_range(s->b, s->a, k, k + width, s->c1, s->decay);
+	}
+}
+
+static void
+past_first_layer_task(void *arg, int task, int worker)
+{
+	const DmfAdamStep *s = (const DmfAdamStep *) arg;
+	size_t		k0 = s->b->b_off[0] + (size_t) task * ADAM_TASK_PARAMS;
+	size_t		k1 = s->b->n_params - k0 < ADAM_TASK_PARAMS ? s->b->n_params : k0 + ADAM_TASK_PARAMS;
+
+	step_range(s->b, s->a, k0, k1, s->c1, s->decay);
+}
+
+void
+dmf_adam_step_past_first_layer(const DmfAdamStep *s, DmfTeam *team)
+{
+	size_t		rest = s->b->n_params - s->b->b_off[0];
+
+	dmf_team_run(team, past_first_layer_task, (void *) s,
+				 (int) ((rest + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
 }

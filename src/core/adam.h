@@ -6,6 +6,7 @@
 #define DMF_ADAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "helper_thread.h"
 #include "network.h"
@@ -37,11 +38,29 @@ void		dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t,
 							   DmfTeam *team);
 
 /*
- * Adam's step for the first layer's rows marked in touched (sizes[0]
- * flags, cleared here) and every other parameter; the other rows of the
- * first layer keep their weights and moments.
+ * The lazy step (the alternating training): Adam's step for the first
+ * layer's rows a minibatch reached and every other parameter; the other
+ * rows keep their weights and moments.  In parts, so that each range of
+ * rows can step as soon as its gradient is whole (grouped.h), while those
+ * rows are still in cache: begin, then each range of rows once, then the
+ * rest.  Each parameter takes the step dmf_adam_step gives it, in any order.
  */
-void		dmf_adam_step_lazy(DmfBranch *b, DmfAdam *a, double lr, double l2, long t,
-							   DmfTeam *team, uint8_t *touched);
+typedef struct DmfAdamStep
+{
+	DmfBranch  *b;
+	DmfAdam    *a;
+	float		c1;				/* the step size, bias-corrected */
+	float		decay;			/* 2 l2; 0: none */
+} DmfAdamStep;
+
+void		dmf_adam_begin(DmfAdamStep *s, DmfBranch *b, DmfAdam *a, double lr, double l2,
+						   long t);
+
+/* the first layer's rows r0 .. r1 - 1 marked in touched (cleared here) */
+void		dmf_adam_step_touched_rows(const DmfAdamStep *s, uint8_t *touched, int32_t r0,
+									   int32_t r1);
+
+/* every parameter from the first layer's bias on */
+void		dmf_adam_step_past_first_layer(const DmfAdamStep *s, DmfTeam *team);
 
 #endif

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "adam.h"
 #include "encoding.h"
 #include "grouped.h"
 
@@ -496,6 +497,13 @@ dmf_grouped_forward(const DmfVirtualRows *vr, int task, const uint8_t *skip,
 	}
 }
 
+/* the first column (row of W) of backward task `task`'s range */
+static int32_t
+task_first_column(const DmfGroupedCsr *gx, int task)
+{
+	return (int32_t) ((int64_t) gx->x.ncols * task / DMF_GROUPED_TASKS);
+}
+
 void
 dmf_grouped_dsum(const DmfVirtualRows *vr, int task, const float *scale,
 				 const float *enc_a, const float *enc_c, const float *dout, int width)
@@ -535,12 +543,11 @@ dmf_grouped_dsum(const DmfVirtualRows *vr, int task, const float *scale,
 		int64_t		k = seg[vr->group[v]],
 					hi = seg[vr->group[v] + 1];
 		int64_t    *runs = vr->runs + (size_t) v * (DMF_GROUPED_TASKS + 1);
-		int32_t		ncols = vr->gx->x.ncols;
 
 		runs[0] = k;
 		for (int t = 1; t < DMF_GROUPED_TASKS; t++)
 		{
-			int32_t		bound = (int32_t) ((int64_t) ncols * t / DMF_GROUPED_TASKS);
+			int32_t		bound = task_first_column(vr->gx, t);
 
 			while (k < hi && vr->gx->x.col[k] < bound)
 				k++;
@@ -571,4 +578,7 @@ dmf_grouped_backward(const DmfVirtualRows *vr, int task, const uint8_t *skip, in
 				DMF_CALL(entry_grads, (&gx->x, lo, hi, skip, E, E + width, width, dW, vr->touched));
 		}
 	}
+	if (vr->adam)
+		dmf_adam_step_touched_rows(vr->adam, vr->touched, task_first_column(gx, task),
+								   task_first_column(gx, task + 1));
 }

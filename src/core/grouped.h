@@ -70,6 +70,13 @@ typedef struct DmfVirtualRows
 	float	   *dsum;			/* backward: nv x 2 width */
 	int64_t    *runs;			/* backward: nv x (DMF_GROUPED_TASKS + 1) */
 	uint8_t    *touched;		/* backward: inputs (rows of W) a gradient reached */
+
+	/*
+	 * backward: each task then takes Adam's step over the touched rows of
+	 * its range, whose gradient it alone wrote (adam.h); NULL: the caller
+	 * steps them
+	 */
+	const struct DmfAdamStep *adam;
 } DmfVirtualRows;
 
 /* Tasks of the backward pass: equal ranges of W's rows (the inputs). */
@@ -107,7 +114,8 @@ void		dmf_grouped_dsum(const DmfVirtualRows *vr, int task, const float *scale,
  * Backward, part 2, task `task` of DMF_GROUPED_TASKS: dW[col] += val *
  * dsum + dsum' over the kept entries with columns in the task's range,
  * every virtual row in order (so the ranges split between threads give the
- * bits of one call); marks vr->touched[col].
+ * bits of one call); marks vr->touched[col], and with vr->adam steps the
+ * range's touched rows of W and clears their marks.
  */
 void		dmf_grouped_backward(const DmfVirtualRows *vr, int task, const uint8_t *skip,
 								 int width, float *dW);

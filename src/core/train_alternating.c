@@ -511,6 +511,7 @@ minibatch_step(Training *t, AltSide *a, int64_t n_pairs)
 	AltRun		run = {t, a, NULL, t->dim, n_pairs};
 	int			n_tasks = (a->vr.nv + LOSS_TASK_ROWS - 1) / LOSS_TASK_ROWS;
 	double		se = 0.0;
+	DmfAdamStep step;
 
 	if (a->skip)
 		drop_inputs(a, t->cfg->input_dropout);
@@ -521,11 +522,14 @@ minibatch_step(Training *t, AltSide *a, int64_t n_pairs)
 	dmf_team_run(t->quantizing ? NULL : t->team, loss_task, &run, n_tasks);
 	for (int k = 0; k < n_tasks; k++)
 		se += alt->task_se[k];
+	/* the first layer's rows take their step in the backward tasks that wrote their gradient */
+	dmf_adam_begin(&step, a->branch, a->adam, t->lr, t->cfg->l2, ++a->steps);
+	a->vr.adam = &step;
 	dmf_branch_backward(a->branch, &a->active, NULL, NULL, a->vr.nv, a->skip, alt->dU,
 						a->adam->grad);
+	a->vr.adam = NULL;
 	a->active.vrows = NULL;
-	a->steps++;
-	dmf_adam_step_lazy(a->branch, a->adam, t->lr, t->cfg->l2, a->steps, t->team, a->touched);
+	dmf_adam_step_past_first_layer(&step, t->team);
 	if (t->quantizing)
 		dmf_boundary_step(t->cfg, t->bounds, t->uniform, t->bgrad, t->bm, t->bv, t->lr,
 						  ++t->step);

@@ -350,6 +350,57 @@ test_sparse_kernels(void)
 }
 
 /*
+ * The backward with Adam's step in its tasks (vr->adam) gives the bits of
+ * the plain backward followed by the lazy step of the touched rows.
+ */
+static void
+adam_in_backward(DmfVirtualRows *vr, const uint8_t *skip, int width, uint8_t *touched)
+{
+	int			n_cols = vr->gx->x.ncols;
+	int			sizes[3] = {n_cols, width, 2};
+	DmfBranch	fused,
+				later;
+	DmfAdam		fa,
+				la;
+	DmfAdamStep step;
+	bool		same = true,
+				cleared = true;
+
+	CHECK(dmf_branch_layout(&fused, 2, sizes, DMF_ACT_RELU), "layout");
+	later = fused;
+	fused.params = dmf_alloc(sizeof(float) * fused.n_params);
+	later.params = dmf_alloc(sizeof(float) * fused.n_params);
+	dmf_adam_alloc(&fa, fused.n_params);
+	dmf_adam_alloc(&la, fused.n_params);
+	for (size_t k = 0; k < fused.n_params; k++)
+		fused.params[k] = later.params[k] = sinf(0.11f * (float) k);
+
+	memset(touched, 0, n_cols);
+	for (int task = 0; task < DMF_GROUPED_TASKS; task++)
+		dmf_grouped_backward(vr, task, skip, width, la.grad + later.w_off[0]);
+	dmf_adam_begin(&step, &later, &la, 0.01, 0.001, 2);
+	dmf_adam_step_touched_rows(&step, touched, 0, n_cols);
+
+	dmf_adam_begin(&step, &fused, &fa, 0.01, 0.001, 2);
+	vr->adam = &step;
+	for (int task = 0; task < DMF_GROUPED_TASKS; task++)
+		dmf_grouped_backward(vr, task, skip, width, fa.grad + fused.w_off[0]);
+	vr->adam = NULL;
+
+	for (size_t k = 0; k < fused.b_off[0]; k++)
+		same &= fused.params[k] == later.params[k] && fa.m[k] == la.m[k] &&
+			fa.v[k] == la.v[k] && fa.grad[k] == la.grad[k];
+	for (int c = 0; c < n_cols; c++)
+		cleared &= touched[c] == 0;
+	CHECK(same, "width %d: Adam in the backward's tasks gives the bits of the step after it", width);
+	CHECK(cleared, "width %d: the backward's step clears the marks", width);
+	dmf_adam_free(&fa);
+	dmf_adam_free(&la);
+	dmf_free(fused.params);
+	dmf_free(later.params);
+}
+
+/*
  * The grouped first layer (grouped.h) against the plain one: a virtual row
  * (r, g) is row r with group g's entries skipped, forward (summed whole in
  * the pass, or from cached totals) and backward (every virtual row's
@@ -509,6 +560,7 @@ test_grouped_layer(void)
 						held |= x.col[k] == col && !gskip[k] && nv > 0;
 				CHECK(!held || touched[col], "enc %d width %d: column %d marked", enc, width, col);
 			}
+			adam_in_backward(&vr, gskip, width, touched);
 
 			/* the cached totals (every entry kept), each row without group 1 */
 			dmf_grouped_totals(&gx, 0, ROWS, W, width, totals);
@@ -565,6 +617,7 @@ test_adam_lazy(void)
 				ref;
 	DmfAdam		a,
 				ar;
+	DmfAdamStep step;
 	int			sizes[3] = {4, 8, 2};
 	uint8_t		touched[4] = {0, 1, 0, 1};
 
@@ -581,7 +634,10 @@ test_adam_lazy(void)
 		if (k >= b.b_off[0] || touched[k / 8])
 			a.grad[k] = ar.grad[k] = 0.05f * (float) (k % 7) - 0.1f;
 	}
-	dmf_adam_step_lazy(&b, &a, 0.01, 0.001, 3, NULL, touched);
+	dmf_adam_begin(&step, &b, &a, 0.01, 0.001, 3);
+	dmf_adam_step_touched_rows(&step, touched, 0, 2);
+	dmf_adam_step_touched_rows(&step, touched, 2, 4);
+	dmf_adam_step_past_first_layer(&step, NULL);
 	dmf_adam_step(&ref, &ar, 0.01, 0.001, 3);
 	for (size_t k = 0; k < b.n_params; k++)
 	{
