@@ -12,6 +12,12 @@ FROM (SELECT t.rating, dmf_predict_discrete(d.model, t.user_id, t.item_id) AS d,
              greatest(1, least(5, round(dmf_predict(p.model, t.user_id, t.item_id)))) AS r
       FROM ratings_test t, models d, models p WHERE d.name = 'dmfd' AND p.name = 'plain60') s;
 
+-- DMF-D keeps the stopping rule its quantizer was tuned with; the plain training takes the
+-- alternating schedule's, unless given
+SELECT m.name, i->'options'->>'patience' AS patience, i->'options'->>'plateau_drops' AS plateau_drops
+FROM models m, LATERAL (SELECT dmf_info(m.model) AS i) s WHERE m.name IN ('dmfd', 'plain60') ORDER BY m.name;
+SELECT i->'options'->>'patience' AS patience, i->'options'->>'plateau_drops' AS plateau_drops
+FROM (SELECT dmf_info(dmf_train('ratings_train', options => test_options('{"discrete": true, "epochs": 1, "patience": 2, "plateau_drops": 3}'))) AS i) s;
 -- every discrete prediction is a level; the boundaries stay sorted
 SELECT bool_and(dmf_predict_discrete(m.model, t.user_id, t.item_id) IN (1, 2, 3, 4, 5)) AS on_levels,
        count(*) = count(dmf_predict_discrete(m.model, t.user_id, t.item_id)) AS all_predicted

@@ -140,7 +140,10 @@ SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "impl
 SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "implicit", "negatives": 0}');
 -- negatives are drawn per block: implicit feedback trains on blocks
 SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "implicit", "schedule": "alternating"}');
-SELECT dmf_info(model)->'options'->>'schedule' AS schedule FROM implicit_models WHERE name = 'clicks';
+-- and keeps the blocks' stopping rule: patience 6, one plateau cut
+SELECT i->'options'->>'schedule' AS schedule, i->'options'->>'patience' AS patience,
+       i->'options'->>'plateau_drops' AS plateau_drops
+FROM (SELECT dmf_info(model) AS i FROM implicit_models WHERE name = 'clicks') s;
 SELECT dmf_train('clicks_train', 'user_id', 'item_id', NULL, '{"feedback": "both"}');
 SELECT dmf_predict_discrete(model, 1, 1) FROM implicit_models WHERE name = 'clicks';
 SELECT * FROM implicit_models m, dmf_evaluate(m.model, 'plays', 'user_id', 'item_id', 'seconds') WHERE m.name = 'clicks';
