@@ -58,32 +58,8 @@ dmf_adam_free(DmfAdam *a)
 	dmf_free(a->v);
 }
 
-void
-dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
-{
-	float		c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
-							  (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
-
-	if (l2 > 0.0)
-		for (int l = 0; l < b->n_layers; l++)
-			DMF_CALL(add_decay, (a->grad + b->w_off[l], b->params + b->w_off[l],
-								 (size_t) b->sizes[l] * b->sizes[l + 1],
-								 (float) (2.0 * l2)));
-	DMF_CALL(adam_update, (b->params, a->grad, a->m, a->v, b->n_params, c1,
-						   (float) DMF_ADAM_BETA1, (float) DMF_ADAM_BETA2,
-						   (float) DMF_ADAM_EPS));
-}
-
-/* Parameters of a task of dmf_adam_step_team: a multiple of any vector width. */
+/* Parameters of a task of the team's steps: a multiple of any vector width. */
 #define ADAM_TASK_PARAMS 32768
-
-typedef struct AdamTasks
-{
-	DmfBranch  *b;
-	DmfAdam    *a;
-	float		c1;
-	float		decay;			/* 0: none */
-} AdamTasks;
 
 /*
  * Parameters k0 .. k1 - 1: the weights' decay, then the update, each
@@ -108,27 +84,32 @@ step_range(DmfBranch *b, DmfAdam *a, size_t k0, size_t k1, float c1, float decay
 						   (float) DMF_ADAM_EPS));
 }
 
+void
+dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
+{
+	DmfAdamStep s;
+
+	dmf_adam_begin(&s, b, a, lr, l2, t);
+	step_range(b, a, 0, b->n_params, s.c1, s.decay);
+}
+
 static void
 adam_task(void *arg, int task, int worker)
 {
-	const AdamTasks *p = (const AdamTasks *) arg;
+	const DmfAdamStep *s = (const DmfAdamStep *) arg;
 	size_t		k0 = (size_t) task * ADAM_TASK_PARAMS;
-	size_t		k1 = p->b->n_params - k0 < ADAM_TASK_PARAMS ? p->b->n_params : k0 + ADAM_TASK_PARAMS;
+	size_t		k1 = s->b->n_params - k0 < ADAM_TASK_PARAMS ? s->b->n_params : k0 + ADAM_TASK_PARAMS;
 
-	step_range(p->b, p->a, k0, k1, p->c1, p->decay);
+	step_range(s->b, s->a, k0, k1, s->c1, s->decay);
 }
 
 void
 dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTeam *team)
 {
-	AdamTasks	p;
+	DmfAdamStep s;
 
-	p.b = b;
-	p.a = a;
-	p.c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
-					(1.0 - pow(DMF_ADAM_BETA1, (double) t)));
-	p.decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
-	dmf_team_run(team, adam_task, &p,
+	dmf_adam_begin(&s, b, a, lr, l2, t);
+	dmf_team_run(team, adam_task, &s,
 				 (int) ((b->n_params + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
 }
 
@@ -176,10 +157,10 @@ past_first_layer_task(void *arg, int task, int worker)
 }
 
 void
-dmf_adam_step_past_first_layer(const DmfAdamStep *s, DmfTeam *team)
+dmf_adam_step_past_first_layer(DmfAdamStep *s, DmfTeam *team)
 {
 	size_t		rest = s->b->n_params - s->b->b_off[0];
 
-	dmf_team_run(team, past_first_layer_task, (void *) s,
+	dmf_team_run(team, past_first_layer_task, s,
 				 (int) ((rest + ADAM_TASK_PARAMS - 1) / ADAM_TASK_PARAMS));
 }

@@ -61,6 +61,6 @@ void		dmf_adam_step_touched_rows(const DmfAdamStep *s, uint8_t *touched, int32_t
 									   int32_t r1);
 
 /* every parameter from the first layer's bias on */
-void		dmf_adam_step_past_first_layer(const DmfAdamStep *s, DmfTeam *team);
+void		dmf_adam_step_past_first_layer(DmfAdamStep *s, DmfTeam *team);
 
 #endif
