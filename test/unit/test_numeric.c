@@ -349,6 +349,27 @@ test_sparse_kernels(void)
 	dmf_csr_free(&x);
 }
 
+/* Two branches of the same layout, parameters zeroed, each with Adam's state. */
+static void
+twin_branches(int *sizes, DmfBranch *x, DmfBranch *y, DmfAdam *ax, DmfAdam *ay)
+{
+	CHECK(dmf_branch_layout(x, 2, sizes, DMF_ACT_RELU), "layout");
+	*y = *x;
+	x->params = dmf_alloc0(sizeof(float) * x->n_params);
+	y->params = dmf_alloc0(sizeof(float) * x->n_params);
+	dmf_adam_alloc(ax, x->n_params);
+	dmf_adam_alloc(ay, x->n_params);
+}
+
+static void
+twin_branches_free(DmfBranch *x, DmfBranch *y, DmfAdam *ax, DmfAdam *ay)
+{
+	dmf_adam_free(ax);
+	dmf_adam_free(ay);
+	dmf_free(x->params);
+	dmf_free(y->params);
+}
+
 /*
  * The backward with Adam's step in its tasks (vr->adam) gives the bits of
  * the plain backward followed by the lazy step of the touched rows.
@@ -366,12 +387,7 @@ adam_in_backward(DmfVirtualRows *vr, const uint8_t *skip, int width, uint8_t *to
 	bool		same = true,
 				cleared = true;
 
-	CHECK(dmf_branch_layout(&fused, 2, sizes, DMF_ACT_RELU), "layout");
-	later = fused;
-	fused.params = dmf_alloc(sizeof(float) * fused.n_params);
-	later.params = dmf_alloc(sizeof(float) * fused.n_params);
-	dmf_adam_alloc(&fa, fused.n_params);
-	dmf_adam_alloc(&la, fused.n_params);
+	twin_branches(sizes, &fused, &later, &fa, &la);
 	for (size_t k = 0; k < fused.n_params; k++)
 		fused.params[k] = later.params[k] = sinf(0.11f * (float) k);
 
@@ -394,10 +410,7 @@ adam_in_backward(DmfVirtualRows *vr, const uint8_t *skip, int width, uint8_t *to
 		cleared &= touched[c] == 0;
 	CHECK(same, "width %d: Adam in the backward's tasks gives the bits of the step after it", width);
 	CHECK(cleared, "width %d: the backward's step clears the marks", width);
-	dmf_adam_free(&fa);
-	dmf_adam_free(&la);
-	dmf_free(fused.params);
-	dmf_free(later.params);
+	twin_branches_free(&fused, &later, &fa, &la);
 }
 
 /*
@@ -621,12 +634,7 @@ test_adam_lazy(void)
 	int			sizes[3] = {4, 8, 2};
 	uint8_t		touched[4] = {0, 1, 0, 1};
 
-	CHECK(dmf_branch_layout(&b, 2, sizes, DMF_ACT_RELU), "layout");
-	ref = b;
-	b.params = dmf_alloc0(sizeof(float) * b.n_params);
-	ref.params = dmf_alloc0(sizeof(float) * b.n_params);
-	dmf_adam_alloc(&a, b.n_params);
-	dmf_adam_alloc(&ar, b.n_params);
+	twin_branches(sizes, &b, &ref, &a, &ar);
 	for (size_t k = 0; k < b.n_params; k++)
 	{
 		b.params[k] = ref.params[k] = 0.1f * (float) k;
@@ -651,10 +659,7 @@ test_adam_lazy(void)
 				  "parameter %zu steps as in dmf_adam_step", k);
 	}
 	CHECK(touched[1] == 0 && touched[3] == 0, "the marks are cleared");
-	dmf_adam_free(&a);
-	dmf_adam_free(&ar);
-	dmf_free(b.params);
-	dmf_free(ref.params);
+	twin_branches_free(&b, &ref, &a, &ar);
 }
 
 static void
