@@ -48,18 +48,16 @@ apply_option(const DmfTrainConfig *cfg, DmfFoldChoice *choice)
 
 void
 dmf_choose_fold_in(const DmfTrainConfig *cfg, const DmfTrainSet *data,
-				   const DmfBranch *ub, const DmfBranch *ib,
-				   DmfBranchWork *ufw, DmfBranchWork *ifw,
+				   const float *user_branch, const float *item_branch,
 				   const DmfCsr *xu, const DmfCsr *xi,
-				   const int32_t *identity_users, const int32_t *identity_items,
 				   DmfFoldChoice *choice, double *predictions)
 {
 	int			dim = cfg->dim;
 	size_t		nu = (size_t) data->n_users,
 				ni = (size_t) data->n_items;
 	const DmfTriples *val = &data->validation;
-	float	   *branch[2],
-			   *folded[2];
+	const float *branch[2] = {user_branch, item_branch};
+	float	   *folded[2];
 
 	choice->users = choice->items = true;
 	for (int c = 0; c < 4; c++)
@@ -72,12 +70,8 @@ dmf_choose_fold_in(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 	}
 
 	/* the branch factors are the anchors: fold-in fits against them */
-	branch[0] = dmf_alloc(sizeof(float) * nu * dim);
-	branch[1] = dmf_alloc(sizeof(float) * ni * dim);
 	folded[0] = dmf_alloc(sizeof(float) * nu * dim);
 	folded[1] = dmf_alloc(sizeof(float) * ni * dim);
-	dmf_branch_factors(ub, ufw, xu, identity_users, (int) nu, branch[0]);
-	dmf_branch_factors(ib, ifw, xi, identity_items, (int) ni, branch[1]);
 	memcpy(folded[0], branch[0], sizeof(float) * nu * dim);
 	memcpy(folded[1], branch[1], sizeof(float) * ni * dim);
 	{
@@ -117,8 +111,5 @@ dmf_choose_fold_in(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 					  choice->items ? folded[1] : branch[1], dim,
 					  cfg->rating_min, cfg->rating_max, predictions);
 	for (int s = 0; s < 2; s++)
-	{
-		dmf_free(branch[s]);
 		dmf_free(folded[s]);
-	}
 }

@@ -20,18 +20,16 @@
 
 /*
  * Chooses, on data->validation, which sides' training entities to fold in,
- * with the branch factors of the training inputs xu, xi, unless
+ * from the branch factors (user_branch, item_branch: data->n_users and
+ * n_items rows of cfg->dim) of the training inputs xu, xi, unless
  * cfg->fold_in_training fixes it.  Without validation ratings (or without
  * fold-in steps) both sides are folded in.
  * If predictions is not NULL it gets the validation predictions (rating
  * scale) of the chosen factors.
  */
 void		dmf_choose_fold_in(const DmfTrainConfig *cfg, const DmfTrainSet *data,
-							   const DmfBranch *ub, const DmfBranch *ib,
-							   DmfBranchWork *ufw, DmfBranchWork *ifw,
+							   const float *user_branch, const float *item_branch,
 							   const DmfCsr *xu, const DmfCsr *xi,
-							   const int32_t *identity_users,
-							   const int32_t *identity_items,
 							   DmfFoldChoice *choice, double *predictions);
 
 #endif

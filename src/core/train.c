@@ -742,6 +742,10 @@ training_finish(Training *t)
 		}
 	}
 
+	/* every factor of the training inputs, on the team; fold-in's choice starts from them */
+	all_factors(t, ub, t->fw_u, &t->xu, t->identity_users, res->user_factors);
+	all_factors(t, ib, t->fw_i, &t->xi, t->identity_items, res->item_factors);
+
 	/*
 	 * Which training entities fold-in helps; DMF-D's boundaries for those
 	 * factors.  Fold-in fits ratings, which implicit data lacks: none.
@@ -754,9 +758,8 @@ training_finish(Training *t)
 		double	   *predictions = calibrate ?
 			dmf_alloc(sizeof(double) * (size_t) data->validation.n) : NULL;
 
-		dmf_choose_fold_in(cfg, data, ub, ib, &t->fw_u[0], &t->fw_i[0], &t->xu, &t->xi,
-						   t->identity_users, t->identity_items, &res->fold_choice,
-						   predictions);
+		dmf_choose_fold_in(cfg, data, res->user_factors, res->item_factors, &t->xu, &t->xi,
+						   &res->fold_choice, predictions);
 		if (calibrate)
 		{
 			dmf_calibrate_boundaries(cfg, &data->validation, predictions, t->best_bounds);
@@ -781,9 +784,9 @@ training_finish(Training *t)
 		dmf_csr_free(&t->xi);
 		dmf_build_inputs(tparts, 2, t->nu, t->ni, cfg->input_encoding, cfg->rating_min,
 						 cfg->rating_max, &t->xu, &t->xi, &ignored, NULL, NULL);
+		all_factors(t, ub, t->fw_u, &t->xu, t->identity_users, res->user_factors);
+		all_factors(t, ib, t->fw_i, &t->xi, t->identity_items, res->item_factors);
 	}
-	all_factors(t, ub, t->fw_u, &t->xu, t->identity_users, res->user_factors);
-	all_factors(t, ib, t->fw_i, &t->xi, t->identity_items, res->item_factors);
 	for (int k = 0; k < dmf_team_size(t->team); k++)
 	{
 		dmf_branch_work_free(&t->fw_u[k], ub);
