@@ -58,6 +58,16 @@ dmf_adam_free(DmfAdam *a)
 	dmf_free(a->v);
 }
 
+void
+dmf_adam_begin(DmfAdamStep *s, DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
+{
+	s->b = b;
+	s->a = a;
+	s->c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
+					 (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
+	s->decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
+}
+
 /* Parameters of a task of the team's steps: a multiple of any vector width. */
 #define ADAM_TASK_PARAMS 32768
 
@@ -120,16 +130,6 @@ dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t, DmfTe
  * table's minibatch reaches few of its inputs, and a step over all of
  * them would cost far more than the minibatch.
  */
-void
-dmf_adam_begin(DmfAdamStep *s, DmfBranch *b, DmfAdam *a, double lr, double l2, long t)
-{
-	s->b = b;
-	s->a = a;
-	s->c1 = (float) (lr * sqrt(1.0 - pow(DMF_ADAM_BETA2, (double) t)) /
-					 (1.0 - pow(DMF_ADAM_BETA1, (double) t)));
-	s->decay = l2 > 0.0 ? (float) (2.0 * l2) : 0.0f;
-}
-
 void
 dmf_adam_step_touched_rows(const DmfAdamStep *s, uint8_t *touched, int32_t r0, int32_t r1)
 {

@@ -37,14 +37,7 @@ void		dmf_adam_step(DmfBranch *b, DmfAdam *a, double lr, double l2, long t);
 void		dmf_adam_step_team(DmfBranch *b, DmfAdam *a, double lr, double l2, long t,
 							   DmfTeam *team);
 
-/*
- * The lazy step (the alternating training): Adam's step for the first
- * layer's rows a minibatch reached and every other parameter; the other
- * rows keep their weights and moments.  In parts, so that each range of
- * rows can step as soon as its gradient is whole (grouped.h), while those
- * rows are still in cache: begin, then each range of rows once, then the
- * rest.  Each parameter takes the step dmf_adam_step gives it, in any order.
- */
+/* One step's constants: its bias-corrected size and the weights' decay. */
 typedef struct DmfAdamStep
 {
 	DmfBranch  *b;
@@ -55,6 +48,15 @@ typedef struct DmfAdamStep
 
 void		dmf_adam_begin(DmfAdamStep *s, DmfBranch *b, DmfAdam *a, double lr, double l2,
 						   long t);
+
+/*
+ * The lazy step (the alternating training): Adam's step for the first
+ * layer's rows a minibatch reached and every other parameter; the other
+ * rows keep their weights and moments.  In parts, so that each range of
+ * rows can step as soon as its gradient is whole (grouped.h), while those
+ * rows are still in cache: begin, then each range of rows once, then the
+ * rest.  Each parameter takes the step dmf_adam_step gives it, in any order.
+ */
 
 /* the first layer's rows r0 .. r1 - 1 marked in touched (cleared here) */
 void		dmf_adam_step_touched_rows(const DmfAdamStep *s, uint8_t *touched, int32_t r0,

@@ -57,7 +57,6 @@ typedef struct AltSide
 	DmfBranchWork frozen;		/* the fixed factors' passes */
 	DmfVirtualRows vr;
 	float	   *scratch;		/* per worker of the team */
-	uint8_t    *touched;		/* inputs a minibatch's gradient reached */
 	DmfRng		rng;			/* input dropout, and dropout's seeds, in order */
 	long		steps;
 	int32_t		group_order[DMF_ALT_GROUPS];	/* this epoch's order of the groups */
@@ -130,8 +129,7 @@ dmf_alternating_init(Training *t)
 		a->vr.runs = dmf_alloc(sizeof(int64_t) * (size_t) max_vr * (DMF_GROUPED_TASKS + 1));
 		a->scratch = dmf_alloc(sizeof(float) * DMF_GROUPED_SCRATCH(groups[1 - s], width) * n_workers);
 		a->vr.scratch = a->scratch;
-		a->touched = dmf_alloc0((size_t) a->branch->sizes[0] + 1);
-		a->vr.touched = a->touched;
+		a->vr.touched = dmf_alloc0((size_t) a->branch->sizes[0] + 1);
 		dmf_rng_seed(&a->rng, dmf_rng_next(&t->rng));
 	}
 	{
@@ -168,7 +166,7 @@ dmf_alternating_free(Training *t)
 		dmf_free(a->vr.dsum);
 		dmf_free(a->vr.runs);
 		dmf_free(a->scratch);
-		dmf_free(a->touched);
+		dmf_free(a->vr.touched);
 	}
 	dmf_free(alt->totals);
 	dmf_free(alt->codes);
