@@ -46,6 +46,7 @@ SERVER_OBJS = \
 	src/recommend.o \
 	src/similar.o \
 	src/popularity.o \
+	src/progress.o \
 	src/explain.o \
 	src/evaluate.o \
 	src/evaluate_ranking.o

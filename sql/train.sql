@@ -70,9 +70,26 @@ SELECT (info->>'validation_rows')::int = (SELECT count(*) FROM ratings_val) AS v
 FROM (SELECT dmf_info(dmf_train('ratings_fit', options => test_options('{"validation": "ratings_val"}'))) AS info) s;
 
 -- no validation at all: trains every epoch, no early stopping
-SELECT (info->>'epochs_run')::int AS epochs_run, info->'best_validation_rmse' AS best_validation_rmse
+SELECT (info->>'epochs_run')::int AS epochs_run, info->'best_validation_rmse' AS best_validation_rmse,
+       info->>'stop_reason' AS stop_reason
 FROM (SELECT dmf_info(dmf_train('ratings_train',
           options => test_options('{"validation_fraction": 0, "epochs": 5}'))) AS info) s;
+
+-- why the epochs ended: early stopping (patience 1 stops well before the cap),
+-- the cap, or the time budget.  A budget that the reading alone spends still
+-- gets one epoch; the model is complete (fold-in, every factor) and predicts.
+SELECT info->>'stop_reason' AS stop_reason, (info->>'epochs_run')::int < 200 AS before_cap
+FROM (SELECT dmf_info(dmf_train('ratings_train',
+          options => test_options('{"patience": 1, "plateau_drops": 0, "epochs": 200}'))) AS info) s;
+SELECT info->>'stop_reason' AS stop_reason, (info->>'epochs_run')::int AS epochs_run
+FROM (SELECT dmf_info(dmf_train('ratings_train', options => test_options('{"epochs": 2}'))) AS info) s;
+CREATE TEMP TABLE budgeted AS
+SELECT dmf_train('ratings_train', options => test_options('{"time_limit": 0.000001, "epochs": 200}')) AS model;
+SELECT info->>'stop_reason' AS stop_reason, (info->>'epochs_run')::int AS epochs_run,
+       info->'options'->'time_limit' AS time_limit, (info->>'finish_seconds')::float8 > 0 AS finished,
+       (SELECT count(*) FILTER (WHERE dmf_predict(b.model, r.user_id, r.item_id) BETWEEN 1 AND 5)
+        = count(*) FROM ratings_test r) AS predicts
+FROM budgeted b, LATERAL (SELECT dmf_info(b.model) AS info) s;
 
 -- verbose trains the same model; its NOTICEs (with timings) are counted by test/t
 SET client_min_messages = warning;

@@ -1,6 +1,7 @@
 /*
  * module.c
- *	  The dmf library: module magic, settings, the thread count of a
+ *	  The dmf library: module magic, settings (and the shared memory of
+ *	  progress.c when preloaded), the thread count of a
  *	  training or refresh, and small helpers of the SQL functions (the check
  *	  of their arguments, sizes in messages).
  */
@@ -12,12 +13,14 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "dmf.h"
 #include "model_format.h"
+#include "progress.h"
 
 PG_MODULE_MAGIC;
 
@@ -88,6 +91,16 @@ _PG_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("dmf.log_progress",
+							 "Logs each epoch of dmf_train at LOG level.",
+							 "For trainings that nobody watches, e.g. run by pg_cron; the view dmf_progress shows the running ones.",
+							 &dmf_log_progress,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		dmf_progress_preload();
 	if (preset_copy != NULL)
 	{
 		int			kb;

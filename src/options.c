@@ -93,6 +93,7 @@ static const OptionSpec option_specs[] = {
 	{"seed", OPT_SEED, TRAIN(seed), 0, 9007199254740992.0, true, "42", NO_CHOICES},
 	/* 0: all cores */
 	{"threads", OPT_INT, OPTION(threads), 0, MAX_THREADS, true, "0", NO_CHOICES},
+	{"time_limit", OPT_FLOAT, OPTION(time_limit), 0.0, 1e8, false, NULL, NO_CHOICES},
 	{"rating_min", OPT_FLOAT, TRAIN(rating_min), -1e15, 1e15, true, NULL, NO_CHOICES},
 	{"rating_max", OPT_FLOAT, TRAIN(rating_max), -1e15, 1e15, true, NULL, NO_CHOICES},
 	{"verbose", OPT_BOOL, OPTION(verbose), 0, 0, true, "false", NO_CHOICES},
@@ -579,6 +580,8 @@ append_option(StringInfo out, const DmfOptions *o, const OptionSpec *spec)
 			/* held out: none when a validation relation is named */
 			if (spec->offset == OPTION(validation_fraction) && o->validation)
 				appendStringInfoString(out, float8out_internal(0.0));
+			else if (spec->offset == OPTION(time_limit) && o->time_limit == 0.0)
+				appendStringInfoString(out, "null");
 			else
 				appendStringInfoString(out, float8out_internal(*FIELD(o, spec, const double)));
 			break;

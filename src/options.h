@@ -28,6 +28,7 @@ typedef struct DmfOptions
 	char	   *validation;		/* relation name for early stopping, or NULL */
 	double		validation_fraction;
 	int			threads;
+	double		time_limit;		/* seconds from the call, 0: none */
 	int			storage;		/* DmfStorage */
 	bool		verbose;
 	bool		rating_min_set;

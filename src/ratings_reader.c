@@ -25,6 +25,7 @@
 #include "dmf.h"
 #include "memory_budget.h"
 #include "prepare.h"
+#include "progress.h"
 #include "ratings_reader.h"
 
 #define FETCH_ROWS DMF_SCAN_BATCH_ROWS
@@ -286,6 +287,7 @@ collect_rows(void *arg, const int64 *user, const int64 *item,
 		memcpy(out->item + out->n, item, sizeof(int64) * n);
 		memcpy(out->rating + out->n, rating, sizeof(double) * n);
 		out->n += n;
+		dmf_progress_rows_read(n);
 	}
 	MemoryContextSwitchTo(spi);
 	return st->not_held == 0;

@@ -32,6 +32,7 @@
 #include "options.h"
 #include "platform.h"
 #include "prepare.h"
+#include "progress.h"
 #include "ratings_reader.h"
 #include "score.h"
 #include "sparse.h"
@@ -545,7 +546,7 @@ dmf_refresh(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Refresh		r;
-	bytea	   *result;
+	bytea	   *volatile result = NULL;
 
 	/* rating_column may be NULL for a model of implicit feedback */
 	static const char *const args[] = {
@@ -566,11 +567,23 @@ dmf_refresh(PG_FUNCTION_ARGS)
 	r.cols.rating_column = dmf_rating_column_arg(fcinfo, 4, "dmf_refresh",
 												 (r.m->flags & DMF_FLAG_IMPLICIT) != 0);
 
-	refresh_read(&r);
-	refresh_merge(&r);
-	refresh_inputs(&r);
-	refresh_factors(&r);
-	result = refresh_model(&r, caller);
+	/* the row of dmf_progress goes however the refresh ends */
+	dmf_progress_begin(DMF_PROGRESS_REFRESH, dmf_relation_name(r.cols.relid));
+	PG_TRY();
+	{
+		refresh_read(&r);
+		refresh_merge(&r);
+		refresh_inputs(&r);
+		dmf_progress_phase(DMF_PHASE_FOLD_IN);
+		refresh_factors(&r);
+		dmf_progress_phase(DMF_PHASE_ENCODING);
+		result = refresh_model(&r, caller);
+	}
+	PG_FINALLY();
+	{
+		dmf_progress_end();
+	}
+	PG_END_TRY();
 
 	dmf_budget_end(r.budget);
 	PG_RETURN_BYTEA_P(result);

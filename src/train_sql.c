@@ -31,6 +31,7 @@
 #include "model_format.h"
 #include "options.h"
 #include "platform.h"
+#include "progress.h"
 #include "quantizer.h"
 #include "ratings_reader.h"
 #include "rng.h"
@@ -38,42 +39,6 @@
 #include "train.h"
 
 /* ---- dmf_train ---- */
-
-/* What the epoch report needs: the options and the working scale. */
-typedef struct EpochReport
-{
-	const DmfOptions *options;
-	const DmfRatingScale *scale;
-} EpochReport;
-
-static void
-report_epoch(void *arg, const DmfEpochStats *working)
-{
-	const EpochReport *r = (const EpochReport *) arg;
-	const DmfOptions *o = r->options;
-	DmfEpochStats rated = *working;
-	const DmfEpochStats *s = &rated;
-
-	if (!o->verbose)
-		return;
-	/* errors on the working scale are errors in rating units times factor */
-	rated.train_rmse /= r->scale->factor;
-	rated.validation_rmse /= r->scale->factor;
-	rated.lambda *= r->scale->factor;
-	if (s->lambda > 0.0)
-		ereport(NOTICE,
-				(errmsg("epoch %d (quantizer, lambda %.3g): train RMSE %.4f, validation RMSE %.4f (discrete), %.2f s",
-						s->epoch, s->lambda, s->train_rmse, s->validation_rmse, s->seconds)));
-	else if (isnan(s->validation_rmse))
-		ereport(NOTICE,
-				(errmsg("epoch %d/%d: train RMSE %.4f, %.2f s",
-						s->epoch, o->train.epochs, s->train_rmse, s->seconds)));
-	else
-		ereport(NOTICE,
-				(errmsg("epoch %d/%d: train RMSE %.4f, validation RMSE %.4f, %.2f s",
-						s->epoch, o->train.epochs, s->train_rmse,
-						s->validation_rmse, s->seconds)));
-}
 
 #define TRAIN_RANGE_HINT \
 	"Set the options \"rating_min\" and \"rating_max\" to the scale of the ratings, or filter the rows out with a view."
@@ -571,6 +536,9 @@ check_memory(DmfOptions *o, const TrainInput *in, DmfMemoryBudget *budget)
 	}
 }
 
+/* DmfStopReason, as dmf_info reports it */
+static const char *const stop_reason_names[] = {"early_stopping", "epochs", "time_limit"};
+
 static void
 append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 			const DmfTrainResult *res, int threads)
@@ -591,6 +559,7 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 	appendStringInfo(meta, ", \"validation_rows\": " INT64_FORMAT, in->set.validation.n);
 	appendStringInfo(meta, ", \"epochs_run\": %d", res->epochs_run);
 	appendStringInfo(meta, ", \"best_epoch\": %d", res->best_epoch);
+	appendStringInfo(meta, ", \"stop_reason\": \"%s\"", stop_reason_names[res->stop_reason]);
 	appendStringInfoString(meta, ", \"mean_validation_rmse\": ");
 	dmf_append_json_number(meta, res->mean_validation_rmse);
 	appendStringInfoString(meta, ", \"best_validation_rmse\": ");
@@ -613,6 +582,8 @@ append_meta(StringInfo meta, const DmfOptions *o, const TrainInput *in,
 	dmf_append_json_number(meta, in->load_seconds);
 	appendStringInfoString(meta, ", \"training_seconds\": ");
 	dmf_append_json_number(meta, res->seconds);
+	appendStringInfoString(meta, ", \"finish_seconds\": ");
+	dmf_append_json_number(meta, res->finish_seconds);
 	appendStringInfoString(meta, ", \"seconds_per_epoch\": ");
 	dmf_append_json_number(meta, res->epochs_run > 0 ? epoch_seconds / res->epochs_run : NAN);
 	appendStringInfoString(meta, ", \"history\": [");
@@ -772,52 +743,47 @@ check_result_finite(const DmfTrainResult *res, const DmfTrainConfig *core,
 			 errhint("Lower \"learning_rate\", or check the ratings for extreme values.")));
 }
 
-PG_FUNCTION_INFO_V1(dmf_train);
-Datum
-dmf_train(PG_FUNCTION_ARGS)
+/*
+ * The training of dmf_train once its arguments are checked: the rows read,
+ * the network trained, the model encoded in the caller's context.
+ */
+static bytea *
+train_relation(const DmfRatingColumns *cols, DmfOptions *opts, double called_at,
+			   MemoryContext caller)
 {
-	MemoryContext caller = CurrentMemoryContext;
 	DmfMemoryBudget *budget;
-	DmfRatingColumns cols;
-	DmfOptions	opts;
 	TrainInput	in;
-	DmfTrainConfig core;		/* opts.train on the working scale */
-	EpochReport report;
+	DmfTrainConfig core;		/* opts->train on the working scale */
+	DmfEpochReport report = {0};
 	DmfTrainResult res;
 	bytea	   *model;
 	int			threads;
 
-	/* rating_column may be NULL: implicit feedback */
-	static const char *const args[] = {
-		"ratings", "user_column", "item_column", NULL, "options"
-	};
-
-	dmf_require_args(fcinfo, "dmf_train", args, lengthof(args));
-	cols.relid = PG_GETARG_OID(0);
-	cols.user_column = NameStr(*PG_GETARG_NAME(1));
-	cols.item_column = NameStr(*PG_GETARG_NAME(2));
-	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
-	cols.rating_column = dmf_rating_column_arg(fcinfo, 3, "dmf_train",
-											   opts.train.feedback == DMF_FEEDBACK_IMPLICIT);
 	/* before the memory estimates: each thread has buffers of its own */
-	threads = dmf_resolve_threads(opts.threads);
-	opts.train.threads = threads;
+	threads = dmf_resolve_threads(opts->threads);
+	opts->train.threads = threads;
 
 	/* everything the training allocates dies with this context */
 	budget = dmf_budget_begin("training", "dmf training");
 
-	load_training_input(&in, &opts, &cols, budget);
-	dmf_resolve_batch_size(&opts.train, in.set.train.n);
-	check_memory(&opts, &in, budget);
+	load_training_input(&in, opts, cols, budget);
+	dmf_resolve_batch_size(&opts->train, in.set.train.n);
+	check_memory(opts, &in, budget);
 
-	report.options = &opts;
-	report.scale = &in.scale;
-	core = working_config(&opts.train, &in.scale);
-	core.on_epoch = report_epoch;
+	core = working_config(&opts->train, &in.scale);
+	/* the budget counts from the call: reading the rows spends it too */
+	core.deadline = opts->time_limit > 0.0 ? called_at + opts->time_limit : 0.0;
+	report.verbose = opts->verbose;
+	report.epochs = opts->train.epochs;
+	report.discrete = opts->train.discrete;
+	report.rating_factor = in.scale.factor;
+	core.on_epoch = dmf_report_epoch;
+	core.on_finish = dmf_report_finish;
 	core.on_epoch_arg = &report;
 
 	/* loads OpenBLAS before the training starts its threads */
 	dmf_blas_set_threads(threads);
+	dmf_progress_phase(DMF_PHASE_TRAINING);
 	PG_TRY();
 	{
 		dmf_train_model(&core, &in.set, &res);
@@ -831,9 +797,47 @@ dmf_train(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
+	dmf_progress_phase(DMF_PHASE_ENCODING);
 	check_result_finite(&res, &core, in.n_users, in.n_items);
 	result_to_rating_scale(&res, &core, &in.scale);
-	model = encode_trained_model(&opts, &in, &res, threads, caller);
+	model = encode_trained_model(opts, &in, &res, threads, caller);
 	dmf_budget_end(budget);
+	return model;
+}
+
+PG_FUNCTION_INFO_V1(dmf_train);
+Datum
+dmf_train(PG_FUNCTION_ARGS)
+{
+	double		called_at = dmf_now_seconds();
+	MemoryContext caller = CurrentMemoryContext;
+	DmfRatingColumns cols;
+	DmfOptions	opts;
+	bytea	   *volatile model = NULL;
+
+	/* rating_column may be NULL: implicit feedback */
+	static const char *const args[] = {
+		"ratings", "user_column", "item_column", NULL, "options"
+	};
+
+	dmf_require_args(fcinfo, "dmf_train", args, lengthof(args));
+	cols.relid = PG_GETARG_OID(0);
+	cols.user_column = NameStr(*PG_GETARG_NAME(1));
+	cols.item_column = NameStr(*PG_GETARG_NAME(2));
+	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
+	cols.rating_column = dmf_rating_column_arg(fcinfo, 3, "dmf_train",
+											   opts.train.feedback == DMF_FEEDBACK_IMPLICIT);
+
+	/* the row of dmf_progress goes however the training ends */
+	dmf_progress_begin(DMF_PROGRESS_TRAIN, dmf_relation_name(cols.relid));
+	PG_TRY();
+	{
+		model = train_relation(&cols, &opts, called_at, caller);
+	}
+	PG_FINALLY();
+	{
+		dmf_progress_end();
+	}
+	PG_END_TRY();
 	PG_RETURN_BYTEA_P(model);
 }

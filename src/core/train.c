@@ -541,9 +541,11 @@ static double
 validation_rmse(Training *t, const DmfQuantizer *q)
 {
 	DmfTrainResult *res = t->res;
+	double		t0 = dmf_now_seconds();
 
 	all_factors(t, &res->user_branch, t->fw_u, &t->xu, t->identity_users, res->user_factors);
 	all_factors(t, &res->item_branch, t->fw_i, &t->xi, t->identity_items, res->item_factors);
+	t->factors_seconds = dmf_now_seconds() - t0;
 	return sqrt(triples_mse(t->validation, res->user_factors, res->item_factors,
 							t->dim, t->cfg->rating_min, t->cfg->rating_max, q, t->implicit));
 }
@@ -584,6 +586,7 @@ train_epoch(Training *t, int epoch, DmfEpochStats *st)
 	if (t->validation->n > 0)
 		st->validation_rmse = validation_rmse(t, t->quantizing ? &t->quant : NULL);
 	st->seconds = dmf_now_seconds() - t_epoch;
+	st->budget_left = t->cfg->deadline > 0.0 ? t->cfg->deadline - dmf_now_seconds() : NAN;
 }
 
 static void
@@ -641,6 +644,26 @@ start_quantizer_phase(Training *t)
 		t->res->best_validation_rmse = validation_rmse(t, &t->quant);
 }
 
+/*
+ * Whether the time budget leaves room for another epoch and the finish: an
+ * epoch of the mean length so far, and the finish at one epoch's time or
+ * three passes over every row's factors, whichever is longer.  (Measured:
+ * the finish, mostly fold-in, took 1.1 epochs on MovieLens-1M, 1.8 on 25M
+ * ratings, 3 on the Netflix shape.)
+ */
+static bool
+out_of_time(const Training *t, int epochs_done)
+{
+	double		next_epoch,
+				finish;
+
+	if (t->cfg->deadline <= 0.0)
+		return false;
+	next_epoch = t->epochs_seconds / epochs_done;
+	finish = fmax(next_epoch, 3.0 * t->factors_seconds);
+	return dmf_now_seconds() + next_epoch + finish > t->cfg->deadline;
+}
+
 typedef enum NextStep
 {
 	NEXT_EPOCH,					/* go on in this phase */
@@ -671,7 +694,11 @@ next_epoch(Training *t, int phase_epoch)
 	if (t->since_best >= cfg->patience || phase_epoch >= cfg->epochs)
 	{
 		if (!cfg->discrete || t->quantizing)
+		{
+			t->res->stop_reason = t->since_best >= cfg->patience ?
+				DMF_STOP_EARLY_STOPPING : DMF_STOP_EPOCHS;
 			return STOP;
+		}
 		start_quantizer_phase(t);
 		return NEXT_PHASE;
 	}
@@ -703,7 +730,10 @@ training_finish(Training *t)
 	size_t		nu = (size_t) t->nu,
 				ni = (size_t) t->ni;
 	int64_t		ignored;
+	double		t_finish = dmf_now_seconds();
 
+	if (cfg->on_finish)
+		cfg->on_finish(cfg->on_epoch_arg);
 	restore_best(t);
 	res->boundaries = t->best_bounds;
 
@@ -821,6 +851,7 @@ training_finish(Training *t)
 	if (t->implicit)
 		dmf_free(t->ones);
 	res->seconds = dmf_now_seconds() - t->t_start;
+	res->finish_seconds = dmf_now_seconds() - t_finish;
 }
 
 void
@@ -836,12 +867,18 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 		NextStep	next;
 
 		train_epoch(&t, epoch, st);
+		t.epochs_seconds += st->seconds;
 		keep_if_best(&t, st);
 		if (cfg->on_epoch)
 			cfg->on_epoch(cfg->on_epoch_arg, st);
 		next = next_epoch(&t, phase_epoch);
 		if (next == STOP)
 			break;
+		if (out_of_time(&t, epoch))
+		{
+			res->stop_reason = DMF_STOP_TIME_LIMIT;
+			break;
+		}
 		if (next == NEXT_PHASE)
 			phase_epoch = 0;
 	}

@@ -42,6 +42,7 @@ typedef struct DmfEpochStats
 	double		seconds;
 	double		learning_rate;
 	double		lambda;			/* DMF-D slope; 0 otherwise */
+	double		budget_left;	/* seconds to the deadline at the epoch's end; NaN: none */
 } DmfEpochStats;
 
 /*
@@ -79,6 +80,14 @@ typedef struct DmfTrainConfig
 	double		rating_min;
 	double		rating_max;
 	int			threads;		/* threads of the training's team (helper_thread.h) */
+
+	/*
+	 * The time budget (option "time_limit"): dmf_now_seconds() by which the
+	 * whole training, its finish included, should be done; 0: none.  No
+	 * epoch starts that would not end, with the finish, by then; the first
+	 * always runs.
+	 */
+	double		deadline;
 	int			fold_in_steps;	/* see fold_in.h */
 	double		fold_in_rate;
 	int			fold_in_training;	/* DmfFoldInTraining */
@@ -103,8 +112,9 @@ typedef struct DmfTrainConfig
 	double		lambda_max;
 	double		boundary_l2;	/* gamma2: pull towards uniform boundaries */
 
-	/* called after every epoch, e.g. to print progress; may be NULL */
+	/* called after every epoch, e.g. to print progress, and when the epochs end; may be NULL */
 	void		(*on_epoch) (void *arg, const DmfEpochStats *stats);
+	void		(*on_finish) (void *arg);
 	void	   *on_epoch_arg;
 } DmfTrainConfig;
 
@@ -136,6 +146,14 @@ typedef struct DmfFoldChoice
 	double		validation_rmse[4];
 } DmfFoldChoice;
 
+/* Why the epochs ended. */
+typedef enum DmfStopReason
+{
+	DMF_STOP_EARLY_STOPPING = 0,	/* validation stalled */
+	DMF_STOP_EPOCHS,			/* the option "epochs" */
+	DMF_STOP_TIME_LIMIT			/* the option "time_limit" */
+} DmfStopReason;
+
 typedef struct DmfTrainResult
 {
 	DmfBranch	user_branch;
@@ -146,6 +164,7 @@ typedef struct DmfTrainResult
 	float	   *item_anchors;
 	int			epochs_run;
 	int			best_epoch;
+	DmfStopReason stop_reason;
 	double		mean_validation_rmse;	/* of the global mean predictor */
 	double		best_validation_rmse;
 	double		final_train_rmse;
@@ -154,6 +173,7 @@ typedef struct DmfTrainResult
 	double	   *boundaries;		/* DMF-D: n_levels + 1, learned; else NULL */
 	double		lambda;			/* DMF-D: slope of the kept epoch */
 	double		seconds;
+	double		finish_seconds; /* of those, after the epochs: fold-in, every factor */
 } DmfTrainResult;
 
 /* Bytes the training will allocate, to refuse before allocating. */

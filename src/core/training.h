@@ -118,6 +118,8 @@ typedef struct Training
 	long		step;			/* Adam steps so far */
 	int			since_best;		/* epochs since the best validation RMSE */
 	int			drops_done;		/* plateau cuts of the learning rate */
+	double		epochs_seconds; /* all epochs so far, for the time budget */
+	double		factors_seconds;	/* the last pass over every row's factors */
 
 	/* DMF-D's second phase: training through the smooth quantizer */
 	bool		quantizing;

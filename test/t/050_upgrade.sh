@@ -20,7 +20,11 @@ declare -A stated=(
 for f in "${!stated[@]}"; do
     [[ ${stated[$f]} == "$control" ]] || { echo "$f says version ${stated[$f]}, dmf.control $control"; exit 1; }
 done
-[[ -f $root/sql/dmf--$control.sql ]] || { echo "no install script sql/dmf--$control.sql"; exit 1; }
+# like contrib's modules, a release adds an upgrade script, not a copy of the
+# install script: the current version installs through a chain from the
+# last full script
+[[ -f $root/sql/dmf--$control.sql ]] || compgen -G "$root/sql/dmf--*--$control.sql" >/dev/null ||
+    { echo "no install or upgrade script gives version $control"; exit 1; }
 grep -q '^EXTVERSION :=.*dmf\.control' "$root/Makefile" ||
     { echo "the Makefile does not take EXTVERSION from dmf.control"; exit 1; }
 echo "version $control in dmf.control (the Makefile and the library take it from there), META.json and CHANGELOG.md"

@@ -16,6 +16,8 @@ readme=$here/../../README.md
 db=dmf_readme
 q() { psql -X -q -v ON_ERROR_STOP=1 -At -d "$db" "$@"; }
 
+dmf_preloaded=$(psql -X -At -d postgres -c "SELECT current_setting('shared_preload_libraries')" |
+    tr -d ' ' | tr ',' '\n' | grep -cx dmf || true)
 cron_db=$(psql -X -At -d postgres -c "SELECT current_setting('cron.database_name', true)" 2>/dev/null || true)
 with_cron=0
 if [[ $cron_db == "$db" ]]; then
@@ -53,6 +55,10 @@ while IFS= read -r -d '' block; do
     n=$((n + 1))
     if ((!with_cron)) && grep -q 'cron\.' <<<"$block"; then
         echo "--- block $n: skipped (pg_cron)"
+        continue
+    fi
+    if ((!dmf_preloaded)) && grep -q 'dmf_progress' <<<"$block"; then
+        echo "--- block $n: skipped (dmf is not in shared_preload_libraries; test/t/037_progress.sh runs it)"
         continue
     fi
     echo "--- block $n"

@@ -1,0 +1,27 @@
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION dmf UPDATE TO '0.7.0'" to load this file. \quit
+
+-- Every dmf_train and dmf_refresh running on the server: one row each,
+-- gone when it ends.  Another role's details show only as pg_stat_activity
+-- would show them.  Needs dmf in shared_preload_libraries.
+CREATE FUNCTION dmf_progress(
+    OUT pid integer,
+    OUT datname text,
+    OUT usename text,
+    OUT command text,
+    OUT relation text,
+    OUT phase text,
+    OUT epoch integer,
+    OUT epochs integer,
+    OUT rows_read bigint,
+    OUT train_rmse float8,
+    OUT validation_rmse float8,
+    OUT elapsed interval,
+    OUT remaining interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dmf_progress'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+
+CREATE VIEW dmf_progress AS SELECT * FROM dmf_progress();
+
+GRANT SELECT ON dmf_progress TO PUBLIC;
