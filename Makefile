@@ -41,6 +41,7 @@ SERVER_OBJS = \
 	src/blas.o \
 	src/train_sql.o \
 	src/refresh_sql.o \
+	src/warm_start.o \
 	src/predict_sql.o \
 	src/factor_agg.o \
 	src/recommend.o \
@@ -56,7 +57,7 @@ OBJS = $(SERVER_OBJS) $(CORE_OBJS)
 DATA = $(wildcard sql/dmf--*.sql)
 
 # pg_regress suites, in sql/ with results in expected/
-REGRESS = setup train predict extend discrete errors model_format recommend security implicit serving
+REGRESS = setup train warm predict extend discrete errors model_format recommend security implicit serving
 REGRESS_OPTS = --inputdir=. --load-extension=dmf
 
 # -fno-math-errno: sqrtf and friends need not set errno, so loops calling

@@ -1,6 +1,24 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION dmf UPDATE TO '0.7.0'" to load this file. \quit
 
+-- dmf_train gains init, a model to start from.  A new argument with a
+-- default is a new signature: the old one goes, so that calls are not
+-- ambiguous.
+DROP FUNCTION dmf_train(regclass, name, name, name, jsonb);
+
+-- Train a DMF model on a ratings relation; returns the model as bytea.
+-- With init, training starts from that model's weights.
+CREATE FUNCTION dmf_train(
+    ratings regclass,
+    user_column name DEFAULT 'user_id',
+    item_column name DEFAULT 'item_id',
+    rating_column name DEFAULT 'rating',
+    options jsonb DEFAULT '{}',
+    init bytea DEFAULT NULL)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'dmf_train'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- Every dmf_train and dmf_refresh running on the server: one row each,
 -- gone when it ends.  Another role's details show only as pg_stat_activity
 -- would show them.  Needs dmf in shared_preload_libraries.

@@ -80,7 +80,7 @@ static const OptionSpec option_specs[] = {
 	{"batch_size", OPT_INT, TRAIN(batch_size), 0, MAX_BATCH, true, "0", NO_CHOICES},
 	{"learning_rate", OPT_FLOAT, TRAIN(learning_rate), 0.0, 10.0, false, "0.003", NO_CHOICES},
 	{"learning_rate_decay", OPT_FLOAT, TRAIN(learning_rate_decay), 0.0, 1.0, false, "1", NO_CHOICES},
-	/* patience and plateau_drops: blocks and DMF-D keep 6 and 1, see dmf_parse_options */
+	/* patience and plateau_drops: blocks and DMF-D keep 6 and 1, a warm start 2 and 1, see dmf_parse_options */
 	{"plateau_drops", OPT_INT, TRAIN(plateau_drops), 0, 100, true, "2", NO_CHOICES},
 	{"plateau_factor", OPT_FLOAT, TRAIN(plateau_factor), 0.0, 1.0, false, "0.3", NO_CHOICES},
 	{"l2", OPT_FLOAT, TRAIN(l2), 0.0, 1e3, true, "0", NO_CHOICES},
@@ -439,7 +439,7 @@ was_given(const bool *given, const char *name)
 }
 
 void
-dmf_parse_options(Jsonb *json, DmfOptions *o)
+dmf_parse_options(Jsonb *json, bool warm_start, DmfOptions *o)
 {
 	DmfTrainConfig *c = &o->train;
 	bool		defaults[N_OPTIONS] = {false};
@@ -543,6 +543,20 @@ dmf_parse_options(Jsonb *json, DmfOptions *o)
 	{
 		if (!was_given(given, "patience"))
 			c->patience = 6;
+		if (!was_given(given, "plateau_drops"))
+			c->plateau_drops = 1;
+	}
+
+	/*
+	 * From a trained model (init) the alternating schedule is near a good
+	 * solution after a few epochs: two stalled epochs and one cut end it at
+	 * the same validation RMSE as the full rule in 16 epochs against 21
+	 * (docs/bench/search.md, eighth round).
+	 */
+	else if (warm_start)
+	{
+		if (!was_given(given, "patience"))
+			c->patience = 2;
 		if (!was_given(given, "plateau_drops"))
 			c->plateau_drops = 1;
 	}

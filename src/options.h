@@ -37,8 +37,11 @@ typedef struct DmfOptions
 	double	   *levels;
 } DmfOptions;
 
-/* Fills opts from the defaults and the given object; ERROR on a bad option. */
-void		dmf_parse_options(Jsonb *json, DmfOptions *opts);
+/*
+ * Fills opts from the defaults and the given object; ERROR on a bad option.
+ * warm_start: dmf_train has an init model, whose stopping rule is shorter.
+ */
+void		dmf_parse_options(Jsonb *json, bool warm_start, DmfOptions *opts);
 
 /* Resolves batch_size 0 (automatic) for n_train training ratings. */
 void		dmf_resolve_batch_size(DmfTrainConfig *c, int64 n_train);

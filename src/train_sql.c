@@ -27,6 +27,7 @@
 #include "helper_thread.h"
 #include "levels.h"
 #include "memory_budget.h"
+#include "model_cache.h"
 #include "prepare.h"
 #include "model_format.h"
 #include "options.h"
@@ -37,6 +38,7 @@
 #include "rng.h"
 #include "score.h"
 #include "train.h"
+#include "warm_start.h"
 
 /* ---- dmf_train ---- */
 
@@ -748,8 +750,8 @@ check_result_finite(const DmfTrainResult *res, const DmfTrainConfig *core,
  * the network trained, the model encoded in the caller's context.
  */
 static bytea *
-train_relation(const DmfRatingColumns *cols, DmfOptions *opts, double called_at,
-			   MemoryContext caller)
+train_relation(const DmfRatingColumns *cols, DmfOptions *opts, const DmfModel *init,
+			   double called_at, MemoryContext caller)
 {
 	DmfMemoryBudget *budget;
 	TrainInput	in;
@@ -765,12 +767,21 @@ train_relation(const DmfRatingColumns *cols, DmfOptions *opts, double called_at,
 
 	/* everything the training allocates dies with this context */
 	budget = dmf_budget_begin("training", "dmf training");
+	if (init)
+	{
+		dmf_warm_start_check(init, opts);
+		/* reading the table may run other dmf calls (a view); keep the model */
+		dmf_model_pin(dmf_model_ref(init), dmf_budget_context(budget));
+	}
 
 	load_training_input(&in, opts, cols, budget);
 	dmf_resolve_batch_size(&opts->train, in.set.train.n);
 	check_memory(opts, &in, budget);
 
 	core = working_config(&opts->train, &in.scale);
+	if (init)
+		core.init = dmf_warm_start_map(init, &opts->train, &in.scale, in.user_ids, in.n_users,
+									   in.item_ids, in.n_items);
 	/* the budget counts from the call: reading the rows spends it too */
 	core.deadline = opts->time_limit > 0.0 ? called_at + opts->time_limit : 0.0;
 	report.verbose = opts->verbose;
@@ -814,17 +825,20 @@ dmf_train(PG_FUNCTION_ARGS)
 	DmfRatingColumns cols;
 	DmfOptions	opts;
 	bytea	   *volatile model = NULL;
+	const DmfModel *init = NULL;
 
-	/* rating_column may be NULL: implicit feedback */
+	/* rating_column may be NULL: implicit feedback; init (since 0.7.0) too */
 	static const char *const args[] = {
-		"ratings", "user_column", "item_column", NULL, "options"
+		"ratings", "user_column", "item_column", NULL, "options", NULL
 	};
 
-	dmf_require_args(fcinfo, "dmf_train", args, lengthof(args));
+	dmf_require_args(fcinfo, "dmf_train", args, Min(PG_NARGS(), lengthof(args)));
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+		init = dmf_model_arg(fcinfo, 5);
 	cols.relid = PG_GETARG_OID(0);
 	cols.user_column = NameStr(*PG_GETARG_NAME(1));
 	cols.item_column = NameStr(*PG_GETARG_NAME(2));
-	dmf_parse_options(PG_GETARG_JSONB_P(4), &opts);
+	dmf_parse_options(PG_GETARG_JSONB_P(4), init != NULL, &opts);
 	cols.rating_column = dmf_rating_column_arg(fcinfo, 3, "dmf_train",
 											   opts.train.feedback == DMF_FEEDBACK_IMPLICIT);
 
@@ -832,7 +846,7 @@ dmf_train(PG_FUNCTION_ARGS)
 	dmf_progress_begin(DMF_PROGRESS_TRAIN, dmf_relation_name(cols.relid));
 	PG_TRY();
 	{
-		model = train_relation(&cols, &opts, called_at, caller);
+		model = train_relation(&cols, &opts, init, called_at, caller);
 	}
 	PG_FINALLY();
 	{

@@ -76,6 +76,23 @@ dmf_branch_init(DmfBranch *b, DmfRng *rng)
 	}
 }
 
+/* A warm start: from's weights into b, the first layer's rows mapped */
+void
+dmf_branch_copy_weights(DmfBranch *b, const DmfBranch *from, const int32_t *rows)
+{
+	int			width = b->sizes[1];
+
+	for (int r = 0; r < b->sizes[0]; r++)
+		if (rows[r] >= 0)
+			memcpy(b->params + b->w_off[0] + (size_t) r * width,
+				   from->params + from->w_off[0] + (size_t) rows[r] * width,
+				   sizeof(float) * width);
+	memcpy(b->params + b->b_off[0], from->params + from->b_off[0], sizeof(float) * width);
+	if (b->n_layers > 1)
+		memcpy(b->params + b->w_off[1], from->params + from->w_off[1],
+			   sizeof(float) * (b->n_params - b->w_off[1]));
+}
+
 void
 dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b, int max_rows,
 					  bool dropout)

@@ -95,6 +95,13 @@ bool		dmf_branch_layout(DmfBranch *b, int n_layers, const int *sizes,
 /* Allocates params and fills them with a scaled normal initialisation. */
 void		dmf_branch_init(DmfBranch *b, DmfRng *rng);
 
+/*
+ * A trained branch's weights into b (a warm start), which has the same
+ * shape but for its inputs: every layer but the first as they are, the
+ * first layer's row r from row rows[r] of from's, or left as it is for -1.
+ */
+void		dmf_branch_copy_weights(DmfBranch *b, const DmfBranch *from, const int32_t *rows);
+
 void		dmf_branch_work_alloc(DmfBranchWork *w, const DmfBranch *b,
 								  int max_rows, bool dropout);
 void		dmf_branch_work_free(DmfBranchWork *w, const DmfBranch *b);

@@ -274,7 +274,8 @@ init_quantizer(Training *t)
 	t->bm = dmf_alloc0(sizeof(double) * nb);
 	t->bv = dmf_alloc0(sizeof(double) * nb);
 	dmf_uniform_boundaries(cfg->levels, cfg->n_levels, t->uniform);
-	memcpy(t->bounds, t->uniform, sizeof(double) * nb);
+	memcpy(t->bounds, cfg->init && cfg->init->boundaries ? cfg->init->boundaries : t->uniform,
+		   sizeof(double) * nb);
 	memcpy(t->best_bounds, t->uniform, sizeof(double) * nb);
 	t->quant.n_levels = cfg->n_levels;
 	t->quant.step = cfg->levels[1] - cfg->levels[0];
@@ -303,6 +304,11 @@ init_branches(Training *t, int max_block_users, int max_block_items)
 	ib->coding = coding;
 	dmf_branch_init(ub, &t->rng);
 	dmf_branch_init(ib, &t->rng);
+	if (cfg->init)
+	{
+		dmf_branch_copy_weights(ub, cfg->init->user_branch, cfg->init->user_branch_rows);
+		dmf_branch_copy_weights(ib, cfg->init->item_branch, cfg->init->item_branch_rows);
+	}
 	dmf_adam_alloc(&t->ua, ub->n_params);
 	dmf_adam_alloc(&t->ia, ib->n_params);
 	t->best_u = dmf_alloc(sizeof(float) * ub->n_params);

@@ -57,6 +57,22 @@ typedef enum DmfSchedule
 	DMF_SCHEDULE_BLOCKS = 1
 } DmfSchedule;
 
+/*
+ * A warm start (dmf_train's init): a trained model's weights to start
+ * from.  Its branches have the training's shape but for the first layer's
+ * rows, which are mapped: the user branch's row of each item of this
+ * training (-1: an item the model did not know, which keeps its fresh
+ * weights), the item branch's row of each user.
+ */
+typedef struct DmfWarmStart
+{
+	const DmfBranch *user_branch;
+	const DmfBranch *item_branch;
+	const int32_t *user_branch_rows;	/* n_items entries */
+	const int32_t *item_branch_rows;	/* n_users entries */
+	const double *boundaries;	/* DMF-D: n_levels + 1 to start from, or NULL */
+} DmfWarmStart;
+
 typedef struct DmfTrainConfig
 {
 	int			n_user_hidden;
@@ -88,6 +104,8 @@ typedef struct DmfTrainConfig
 	 * always runs.
 	 */
 	double		deadline;
+
+	const DmfWarmStart *init;	/* NULL: fresh weights */
 	int			fold_in_steps;	/* see fold_in.h */
 	double		fold_in_rate;
 	int			fold_in_training;	/* DmfFoldInTraining */

@@ -72,7 +72,7 @@ SELECT m.kind, m.threads, dmf_info(m.model)->>'threads_used',
             (SELECT string_agg(dmf_predict_discrete(m.model, u, i)::text, ';' ORDER BY u, i)
              FROM generate_series(1, 300, 7) u, generate_series(1, 200, 3) i) ELSE '' END),
        md5((((dmf_info(m.model) #- '{options,threads}'::text[]) - 'created_at' - 'threads_used'
-             - 'load_seconds' - 'training_seconds' - 'seconds_per_epoch'
+             - 'load_seconds' - 'training_seconds' - 'finish_seconds' - 'seconds_per_epoch'
              - 'model_id' - 'size_bytes')
             || jsonb_build_object('history',
                  (SELECT jsonb_agg(h - 'seconds') FROM jsonb_array_elements(dmf_info(m.model)->'history') h)))::text)
