@@ -41,11 +41,32 @@ SELECT dmf_info(dmf_train('four_stars', options => test_options('{"epochs": 1}')
        AS warm_rating_max,
        dmf_info(dmf_train('four_stars', options => test_options('{"epochs": 1}')))->'options'->'rating_max'
        AS cold_rating_max;
--- DMF-D from DMF-D (its quantizer phase starts from the init's boundaries)
+-- the model's rows found by id: a user 0 and an item 0 shift every input
+-- position by one, and the other users and items still start where they were
+CREATE TEMP TABLE shifted AS SELECT * FROM ratings_train UNION ALL SELECT 0, 0, 3;
+SELECT max(abs(dmf_predict(w.model, t.user_id, t.item_id) - dmf_predict(b.model, t.user_id, t.item_id))) < 1e-3
+           AS same_after_shift
+FROM ratings_test t, models b,
+     (SELECT dmf_train('shifted', options => test_options('{"epochs": 1, "learning_rate": 1e-9}'),
+                       init => (SELECT model FROM models WHERE name = 'base')) AS model) w
+WHERE b.name = 'base';
+
+-- DMF-D from DMF-D on the same levels starts from the init's boundaries (a
+-- step too small to move them, no validation to calibrate them on: the
+-- init's come out); a cold DMF-D starts from the uniform ones
 CREATE TEMP TABLE dmfd AS
 SELECT dmf_train('ratings_train', options => test_options('{"discrete": true, "epochs": 3}')) AS model;
-SELECT (dmf_info(dmf_train('ratings_train', options => test_options('{"discrete": true, "epochs": 1}'),
-                           init => d.model))->>'discrete')::boolean AS discrete
+SELECT dmf_info(d.model)->'boundaries' <> '[1.5, 2.5, 3.5, 4.5]'::jsonb AS init_learned,
+       (SELECT max(abs(w.b::float8 - i.b::float8))
+        FROM jsonb_array_elements_text(dmf_info(dmf_train('ratings_train',
+                 options => test_options('{"discrete": true, "epochs": 1, "learning_rate": 1e-9, "validation_fraction": 0}'),
+                 init => d.model))->'boundaries') WITH ORDINALITY w(b, k)
+        JOIN jsonb_array_elements_text(dmf_info(d.model)->'boundaries') WITH ORDINALITY i(b, k) USING (k)) < 1e-6
+           AS warm_keeps_them,
+       (SELECT array_agg(round(c.b::numeric, 3) ORDER BY k)
+        FROM jsonb_array_elements_text(dmf_info(dmf_train('ratings_train',
+                 options => test_options('{"discrete": true, "epochs": 1, "learning_rate": 1e-9, "validation_fraction": 0}')))
+                 ->'boundaries') WITH ORDINALITY c(b, k)) AS cold_boundaries
 FROM dmfd d;
 
 -- an init that cannot be: a clear ERROR naming what differs

@@ -106,9 +106,14 @@ dmf_progress_preload(void)
 
 /* ---- the owner's writes ---- */
 
+/*
+ * A write between these must not ERROR (as pgstat's): readers wait while
+ * the count is odd, so a critical section turns any into a PANIC.
+ */
 static void
 begin_write(void)
 {
+	START_CRIT_SECTION();
 	my_slot->changecount++;
 	pg_write_barrier();
 }
@@ -118,6 +123,7 @@ end_write(void)
 {
 	pg_write_barrier();
 	my_slot->changecount++;
+	END_CRIT_SECTION();
 }
 
 static void
@@ -157,7 +163,8 @@ dmf_progress_begin(DmfProgressCommand command, const char *relation)
 	begin_write();
 	my_slot->pid = MyProcPid;
 	my_slot->dbid = MyDatabaseId;
-	my_slot->userid = GetUserId();
+	/* the session's role, as pg_stat_activity shows and checks it */
+	my_slot->userid = GetSessionUserId();
 	my_slot->command = command;
 	my_slot->phase = DMF_PHASE_READING;
 	strlcpy((char *) my_slot->relation, my_relation, PROGRESS_RELATION_LEN);

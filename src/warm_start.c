@@ -15,7 +15,7 @@
 #include "options.h"
 #include "warm_start.h"
 
-#define INIT_HINT "Give the options the init model was trained with (dmf_info(init)->'options'), or train without init."
+#define INIT_HINT "Give \"layers\" (or \"user_layers\" and \"item_layers\"), \"dim\", \"activation\", \"input_encoding\", \"row_scale\", \"feedback\" and the rating scale as dmf_info(init)->'options' has them, or train without init."
 
 static void
 differs(const char *option, const char *given, const char *model)
@@ -132,8 +132,15 @@ dmf_warm_start_map(const DmfModel *m, const DmfTrainConfig *c, const DmfRatingSc
 	{
 		double	   *b = palloc(sizeof(double) * (c->n_levels + 1));
 
+		/* the inner ones between their levels, as the quantizer's steps assume */
 		for (int k = 0; k <= c->n_levels; k++)
-			b[k] = dmf_to_working(scale, m->boundaries[k]);
+		{
+			double		v = m->boundaries[k];
+
+			if (k > 0 && k < c->n_levels)
+				v = Min(Max(v, c->levels[k - 1]), c->levels[k]);
+			b[k] = dmf_to_working(scale, v);
+		}
 		w->boundaries = b;
 	}
 	return w;

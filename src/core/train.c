@@ -274,9 +274,10 @@ init_quantizer(Training *t)
 	t->bm = dmf_alloc0(sizeof(double) * nb);
 	t->bv = dmf_alloc0(sizeof(double) * nb);
 	dmf_uniform_boundaries(cfg->levels, cfg->n_levels, t->uniform);
+	/* a warm start's boundaries are the ones to beat, and kept if nothing does */
 	memcpy(t->bounds, cfg->init && cfg->init->boundaries ? cfg->init->boundaries : t->uniform,
 		   sizeof(double) * nb);
-	memcpy(t->best_bounds, t->uniform, sizeof(double) * nb);
+	memcpy(t->best_bounds, t->bounds, sizeof(double) * nb);
 	t->quant.n_levels = cfg->n_levels;
 	t->quant.step = cfg->levels[1] - cfg->levels[0];
 	t->quant.levels = cfg->levels;
@@ -882,6 +883,9 @@ dmf_train_model(const DmfTrainConfig *cfg, const DmfTrainSet *data,
 			break;
 		if (out_of_time(&t, epoch))
 		{
+			/* DMF-D out of time before its quantizer: the continuous model, rounded */
+			if (cfg->discrete && !t.quantizing)
+				start_quantizer_phase(&t);
 			res->stop_reason = DMF_STOP_TIME_LIMIT;
 			break;
 		}

@@ -103,8 +103,8 @@ SELECT u::bigint AS user_id, (1 + (u * 37 + k * 53) % 800)::bigint AS item_id,
        (1 + ((u % 7) * (k % 5) + u / 1000 + k) % 5)::float8 AS rating
 FROM generate_series(1, 4000) u, generate_series(1, 60) k;
 GRANT SELECT ON ratings TO dmf_t037_trainer;
--- a view whose reading takes 4 s: holds a command in its reading phase
-CREATE FUNCTION slow_gate() RETURNS boolean LANGUAGE sql VOLATILE AS 'SELECT pg_sleep(4) IS NOT NULL';
+-- a view whose reading takes 8 s: holds a command in its reading phase
+CREATE FUNCTION slow_gate() RETURNS boolean LANGUAGE sql VOLATILE AS 'SELECT pg_sleep(8) IS NOT NULL';
 CREATE VIEW slow_ratings AS SELECT * FROM ratings WHERE (SELECT slow_gate());
 CREATE TABLE models AS
 SELECT dmf_train('ratings', options => '{"epochs": 2, "layers": [16], "dim": 8, "threads": 1}') AS model;
@@ -138,7 +138,8 @@ echo "    the README's query: $readme_row"
 
 echo "== (b) what other roles see"
 other=$(q -c "SET ROLE dmf_t037_watcher" -c "SELECT concat_ws(',', pid, datname, usename,
-                coalesce(command, relation, phase, epoch::text, rows_read::text, elapsed::text, 'hidden'))
+                coalesce(command, relation, phase, epoch::text, epochs::text, rows_read::text,
+                         train_rmse::text, validation_rmse::text, elapsed::text, remaining::text, 'hidden'))
               FROM dmf_progress WHERE pid = $pid")
 [[ $other == "$pid,$db,dmf_t037_trainer,hidden" ]] || fail "(b) a role without privileges saw: $other"
 own=$(PGUSER=dmf_t037_trainer q -c "SELECT relation FROM dmf_progress WHERE pid = $pid")
@@ -169,7 +170,8 @@ echo "== (d) a refresh while it reads; a training that ends"
 PGAPPNAME="$app-d" psql -X -q -d "$db" \
     -c "SELECT length(dmf_refresh(model, 'slow_ratings')) FROM models" >"$work/d.out" 2>&1 &
 row=$(wait_for 30 "SELECT command, relation, phase, epoch IS NULL FROM dmf_progress p
-                   JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '$app-d'") ||
+                   JOIN pg_stat_activity a USING (pid)
+                   WHERE a.application_name = '$app-d' AND p.phase = 'reading'") ||
     fail "(d) the refresh did not show"
 [[ $row == "dmf_refresh | public.slow_ratings | reading | t" ]] || fail "(d) the refresh's row: $row"
 wait
@@ -177,7 +179,21 @@ grep -q ERROR "$work/d.out" && fail "(d) the refresh failed: $(cat "$work/d.out"
 left=$(q -c "SELECT length(dmf_train('ratings', options => '{\"epochs\": 2, \"layers\": [16], \"dim\": 8}')) > 0" \
          -c "SELECT count(*) FROM dmf_progress WHERE pid = pg_backend_pid()")
 [[ $left == $'t\n0' ]] || fail "(d) a finished training left its row: $left"
-echo "    $row; none left after a training"
+# an ERROR while reading, and a training inside another's reading (a view that trains)
+left=$(q -v ON_ERROR_STOP=0 <<'SQL' 2>&1
+CREATE VIEW failing_ratings AS
+SELECT user_id, item_id, CASE WHEN user_id = 3999 THEN 1 / 0 ELSE rating END AS rating FROM ratings;
+SELECT dmf_train('failing_ratings', options => '{"epochs": 2, "layers": [16], "dim": 8}');
+SELECT count(*) FROM dmf_progress WHERE pid = pg_backend_pid();
+CREATE VIEW training_ratings AS
+SELECT * FROM ratings
+WHERE (SELECT length(dmf_train('ratings', options => '{"epochs": 1, "layers": [8], "dim": 4}')) > 0);
+SELECT length(dmf_train('training_ratings', options => '{"epochs": 1, "layers": [16], "dim": 8}')) > 0;
+SELECT count(*) FROM dmf_progress WHERE pid = pg_backend_pid();
+SQL
+)
+[[ $left == *"division by zero"*$'\n0\nt\n0' ]] || fail "(d) after an ERROR or a nested training: $left"
+echo "    $row; none left after a training, an ERROR, a training inside another"
 
 if ((with_cron)); then
     echo "== (e) a pg_cron job's training (jobs start on the minute)"
@@ -193,9 +209,9 @@ FROM generate_series(1, 4000) u, generate_series(1, 60) k;
 SELECT cron.schedule('dmf-t037', '* * * * *',
                      \$\$SELECT length(dmf_train('cron_ratings', options => '$long'))\$\$);
 SQL
-    row=$(wait_for 90 "SELECT pid, datname, usename, phase FROM dmf_progress
-                       WHERE relation = 'public.cron_ratings' AND epoch >= 1") ||
-        fail "(e) the pg_cron job's training did not show within 90 s"
+    row=$(wait_for 150 "SELECT pid, datname, usename, phase FROM dmf_progress
+                        WHERE relation = 'public.cron_ratings' AND epoch >= 1") ||
+        fail "(e) the pg_cron job's training did not show within 150 s"
     psql -X -q -d dmf_t037_cron -c "SELECT cron.unschedule('dmf-t037')" >/dev/null
     pid=${row%% *}
     [[ $row == "$pid | dmf_t037_cron | postgres | training" ]] || fail "(e) the job's row: $row"

@@ -3,7 +3,8 @@
 # extension as installing the current version directly: same functions with
 # the same signatures, volatility, strictness, parallel safety, rows and C
 # symbols, same aggregates. Also: every upgrade path from each older version
-# exists, and a model trained before the upgrade keeps working after it.
+# exists, a model trained before the upgrade keeps working after it, and
+# privileges on a function an upgrade replaces (dmf_train in 0.7.0) are kept.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -36,6 +37,8 @@ cleanup() {
     for db in $fresh $upgraded; do
         psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
     done
+    psql -X -q -d postgres -c "DROP ROLE IF EXISTS dmf_t050_trainer" -c "DROP ROLE IF EXISTS dmf_t050_other" \
+        >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
@@ -66,7 +69,9 @@ ORDER BY 1;
 SQL
 }
 
-q -d postgres -c "CREATE DATABASE $fresh" -c "CREATE DATABASE $upgraded"
+q -d postgres -c "CREATE DATABASE $fresh" -c "CREATE DATABASE $upgraded" \
+    -c "DROP ROLE IF EXISTS dmf_t050_trainer" -c "DROP ROLE IF EXISTS dmf_t050_other" \
+    -c "CREATE ROLE dmf_t050_trainer" -c "CREATE ROLE dmf_t050_other"
 q -d $fresh -c "CREATE EXTENSION dmf"
 current=$(q -d $fresh -c "SELECT extversion FROM pg_extension WHERE extname = 'dmf'")
 default=$(q -d $fresh -c "SELECT default_version FROM pg_available_extensions WHERE name = 'dmf'")
@@ -108,7 +113,20 @@ CREATE TABLE m AS
 SELECT dmf_train('r', options => '{"epochs": 2, "layers": [8], "dim": 4, "threads": 1}') AS model;
 CREATE TABLE before AS SELECT dmf_predict(model, 1, 2) AS p FROM m;
 SQL
+    # a site's privileges on dmf_train survive the update that replaces it
+    q -d $upgraded <<'SQL'
+DO $$
+DECLARE f regprocedure := (SELECT oid FROM pg_proc WHERE proname = 'dmf_train');
+BEGIN
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO dmf_t050_trainer', f);
+END $$;
+SQL
     q -d $upgraded -c "ALTER EXTENSION dmf UPDATE"
+    acl=$(q -d $upgraded -c "SELECT has_function_privilege('dmf_t050_trainer', oid, 'EXECUTE')::text || ' '
+                                    || has_function_privilege('dmf_t050_other', oid, 'EXECUTE')::text
+                             FROM pg_proc WHERE proname = 'dmf_train'")
+    [[ $acl == "true false" ]] || { echo "upgrade $path: dmf_train's privileges were not kept: $acl"; status=1; }
     got=$(catalog $upgraded)
     if [[ $got != "$want" ]]; then
         echo "upgrade $path differs from a fresh install of $current:"
