@@ -69,6 +69,20 @@ SELECT dmf_info(d.model)->'boundaries' <> '[1.5, 2.5, 3.5, 4.5]'::jsonb AS init_
                  ->'boundaries') WITH ORDINALITY c(b, k)) AS cold_boundaries
 FROM dmfd d;
 
+-- implicit feedback from an implicit model (the blocks schedule and its rule)
+CREATE TEMP TABLE clicks AS
+SELECT user_id, item_id FROM ratings_train WHERE rating >= 4;
+CREATE TEMP TABLE implicit_init AS
+SELECT dmf_train('clicks', rating_column => NULL,
+                 options => test_options('{"feedback": "implicit", "epochs": 2}')) AS model;
+SELECT dmf_info(w.model)->>'feedback' AS feedback, (dmf_info(w.model)->>'epochs_run')::int AS epochs_run,
+       dmf_info(w.model)->'options'->'patience' AS patience,
+       dmf_predict(w.model, u.user_id, u.item_id) BETWEEN 0 AND 1 AS scores
+FROM (SELECT dmf_train('clicks', rating_column => NULL,
+                       options => test_options('{"feedback": "implicit", "epochs": 2}'),
+                       init => (SELECT model FROM implicit_init)) AS model) w,
+     (SELECT * FROM clicks ORDER BY user_id, item_id LIMIT 1) u;
+
 -- an init that cannot be: a clear ERROR naming what differs
 \set VERBOSITY default
 SELECT dmf_train('ratings_train', options => test_options('{"layers": [32]}'),
@@ -86,6 +100,7 @@ SELECT dmf_train('ratings_train', options => test_options('{"rating_max": 10}'),
 SELECT dmf_train('ratings_train', rating_column => NULL,
                  options => test_options('{"feedback": "implicit"}'),
                  init => (SELECT model FROM models WHERE name = 'base'));
+SELECT dmf_train('ratings_train', options => test_options(), init => (SELECT model FROM implicit_init));
 SELECT dmf_train('ratings_train', options => test_options(), init => '\x00010203'::bytea);
 SELECT dmf_train('ratings_train', options => test_options(),
                  init => (SELECT overlay(model PLACING '\xdeadbeef'::bytea FROM 3000) FROM models WHERE name = 'base'));
