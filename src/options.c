@@ -33,10 +33,10 @@ typedef enum OptionType
 } OptionType;
 
 /* names of the values of the choice options, by their numeric value */
-static const char *const input_encoding_names[] = {"offset", "centered"};	/* DmfInputEncoding */
-static const char *const row_scale_names[] = {"sqrt", "none", "mean"};	/* DmfRowScale */
+const char *const dmf_input_encoding_names[2] = {"offset", "centered"};	/* DmfInputEncoding */
+const char *const dmf_row_scale_names[3] = {"sqrt", "none", "mean"};	/* DmfRowScale */
 static const char *const storage_names[] = {"auto", "float32", "bfloat16"};	/* DmfStorage */
-static const char *const feedback_names[] = {"explicit", "implicit"};	/* DmfFeedback */
+const char *const dmf_feedback_names[2] = {"explicit", "implicit"};	/* DmfFeedback */
 static const char *const schedule_names[] = {"alternating", "blocks"};	/* DmfSchedule */
 /* DmfFoldInTraining */
 static const char *const fold_in_training_names[] = {"auto", "none", "users", "items", "both"};
@@ -99,14 +99,14 @@ static const OptionSpec option_specs[] = {
 	{"verbose", OPT_BOOL, OPTION(verbose), 0, 0, true, "false", NO_CHOICES},
 	{"storage", OPT_CHOICE, OPTION(storage), 0, 0, true, "\"auto\"", CHOICES(storage_names)},
 	{"input_encoding", OPT_CHOICE, TRAIN(input_encoding), 0, 0, true, "\"offset\"",
-	CHOICES(input_encoding_names)},
+	CHOICES(dmf_input_encoding_names)},
 	{"row_scale", OPT_CHOICE, TRAIN(row_scale), 0, 0, true, "\"sqrt\"",
-	CHOICES(row_scale_names)},
+	CHOICES(dmf_row_scale_names)},
 	{"fold_in_steps", OPT_INT, TRAIN(fold_in_steps), 0, 10000, true, "25", NO_CHOICES},
 	{"fold_in_rate", OPT_FLOAT, TRAIN(fold_in_rate), 0.0, 100.0, false, "0.3", NO_CHOICES},
 	{"fold_in_training", OPT_CHOICE, TRAIN(fold_in_training), 0, 0, true, "\"auto\"",
 	CHOICES(fold_in_training_names)},
-	{"feedback", OPT_CHOICE, TRAIN(feedback), 0, 0, true, "\"explicit\"", CHOICES(feedback_names)},
+	{"feedback", OPT_CHOICE, TRAIN(feedback), 0, 0, true, "\"explicit\"", CHOICES(dmf_feedback_names)},
 	{"negatives", OPT_INT, TRAIN(negatives), 1, 100, true, "4", NO_CHOICES},
 	{"discrete", OPT_BOOL, TRAIN(discrete), 0, 0, true, "false", NO_CHOICES},
 	{"levels", OPT_NUMBERS, 0, 0, 0, true, NULL, NO_CHOICES},

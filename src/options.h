@@ -37,6 +37,11 @@ typedef struct DmfOptions
 	double	   *levels;
 } DmfOptions;
 
+/* the names of the values of some choice options, by their numeric value */
+extern const char *const dmf_input_encoding_names[2];
+extern const char *const dmf_row_scale_names[3];
+extern const char *const dmf_feedback_names[2];
+
 /*
  * Fills opts from the defaults and the given object; ERROR on a bad option.
  * warm_start: dmf_train has an init model, whose stopping rule is shorter.

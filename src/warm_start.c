@@ -72,12 +72,8 @@ dmf_warm_start_check(const DmfModel *m, DmfOptions *o)
 {
 	DmfTrainConfig *c = &o->train;
 	bool		implicit = (m->flags & DMF_FLAG_IMPLICIT) != 0;
-	static const char *const feedback[] = {"explicit", "implicit"};
-	static const char *const encodings[] = {"offset", "centered"};
-	static const char *const row_scales[] = {"sqrt", "none", "mean"};
-
 	check_choice("feedback", c->feedback, implicit ? DMF_FEEDBACK_IMPLICIT : DMF_FEEDBACK_EXPLICIT,
-				 feedback);
+				 dmf_feedback_names);
 	if (c->n_user_hidden == c->n_item_hidden &&
 		memcmp(c->user_hidden, c->item_hidden, sizeof(int) * c->n_user_hidden) == 0)
 	{
@@ -92,8 +88,10 @@ dmf_warm_start_check(const DmfModel *m, DmfOptions *o)
 	if (c->dim != m->dim)
 		differs("dim", psprintf("%d", c->dim), psprintf("%d", m->dim));
 	check_choice("activation", c->activation, m->user_branch.activation, dmf_activation_names);
-	check_choice("input_encoding", c->input_encoding, m->user_branch.coding.encoding, encodings);
-	check_choice("row_scale", c->row_scale, m->user_branch.coding.row_scale, row_scales);
+	check_choice("input_encoding", c->input_encoding, m->user_branch.coding.encoding,
+				 dmf_input_encoding_names);
+	check_choice("row_scale", c->row_scale, m->user_branch.coding.row_scale,
+				 dmf_row_scale_names);
 	/* the weights learned this scale: ratings outside it are refused as usual */
 	check_bound("rating_min", o->rating_min_set, &c->rating_min, m->rating_min);
 	check_bound("rating_max", o->rating_max_set, &c->rating_max, m->rating_max);
